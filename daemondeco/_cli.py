@@ -1,0 +1,157 @@
+"""Command lines with LSB init-script exit codes.
+
+``main.cli()`` gives a ``@daemon`` function ``start|stop|restart|status|run``;
+``python -m daemondeco status|stop PIDFILE`` controls any daemondeco daemon
+by its pidfile. Exit codes (LSB):
+
+=========  ==============================================================
+status     0 running, 1 dead but pidfile exists, 3 not running, 4 unknown
+start      0 started or already running, 1 failed
+stop       0 stopped or not running, 1 failed to stop
+restart    0 restarted, 1 failed
+any        2 usage error
+=========  ==============================================================
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ._control import status_pidfile, stop_pidfile
+from ._errors import AlreadyRunningError, DaemonError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
+
+    from ._decorators import _DaemonControl
+
+__all__ = ["main", "report_status", "report_stop", "run_decorated_cli"]
+
+ACTIONS = ("start", "stop", "restart", "status", "run")
+
+STATUS_RUNNING, STATUS_DEAD, STATUS_STOPPED, STATUS_UNKNOWN = 0, 1, 3, 4
+USAGE_ERROR = 2
+
+
+def _say(text: str, *, error: bool = False) -> None:
+    print(text, file=sys.stderr if error else sys.stdout, flush=True)
+
+
+def report_status(path: str, name: str) -> int:
+    """Print *name*'s status from pidfile *path*; return the LSB status code."""
+    pid = status_pidfile(path)
+    if pid is not None:
+        _say(f"{name} is running (pid {pid})")
+        return STATUS_RUNNING
+    if os.path.lexists(path):
+        _say(f"{name} is not running, but its pidfile {path} exists (stale)")
+        return STATUS_DEAD
+    _say(f"{name} is not running")
+    return STATUS_STOPPED
+
+
+def report_stop(path: str, name: str, timeout: float) -> int:
+    """Stop *name*'s daemon by pidfile *path*, print what happened; LSB code."""
+    pid = status_pidfile(path)
+    if not stop_pidfile(path, timeout):
+        _say(f"{name}: failed to stop the daemon of {path} within {timeout:g} s", error=True)
+        return 1
+    _say(f"{name} stopped (pid {pid})" if pid is not None else f"{name} is not running")
+    return 0
+
+
+def _usage(prog: str) -> str:
+    return f"usage: {prog} {{{'|'.join(ACTIONS)}}} [ARG ...]"
+
+
+def _help(prog: str, name: str) -> str:
+    return f"""{_usage(prog)}
+
+Control the {name} daemon.
+
+actions:
+  start     start the daemon; exits 0 once it is ready (0 also if it already runs)
+  stop      stop it: SIGTERM, then SIGKILL after the stop timeout (0 also if not running)
+  restart   stop, then start
+  status    0 running, 1 dead but pidfile exists, 3 not running, 4 unknown
+  run       run in the foreground, without detaching
+
+Words after the action are passed to {name}() as string arguments."""
+
+
+def run_decorated_cli(target: _DaemonControl, argv: Sequence[str] | None) -> int:
+    """The ``.cli()`` of a ``@daemon`` function."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "daemon"
+    name = getattr(target.__wrapped__, "__name__", "daemon")
+    if words and words[0] in ("-h", "--help", "help"):
+        _say(_help(prog, name))
+        return 0
+    if not words or words[0] not in ACTIONS:
+        problem = f"unknown action {words[0]!r}" if words else "an action is required"
+        _say(f"{_usage(prog)}\n{prog}: error: {problem}", error=True)
+        return USAGE_ERROR
+    action, extra = words[0], words[1:]
+    try:
+        if action == "run":
+            result = target.run(*extra)
+            return result if isinstance(result, int) and not isinstance(result, bool) else 0
+        path = target._pidfile_path(action)
+        timeout = target._daemon_options().stop_timeout
+        if action == "status":
+            return report_status(path, name)
+        if action == "stop":
+            return report_stop(path, name, timeout)
+        if action == "restart" and report_stop(path, name, timeout) != 0:
+            return 1
+        running = status_pidfile(path)
+        if running is not None:
+            _say(f"{name} is already running (pid {running})")
+            return 0
+        _start(target, name, extra)
+    except AlreadyRunningError as exc:
+        _say(f"{name}: {exc}")
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    except DaemonError as exc:
+        _say(f"{name}: {exc}", error=True)
+        return STATUS_UNKNOWN if action == "status" else 1
+    except (OSError, ValueError, TypeError) as exc:
+        _say(f"{name}: {exc}", error=True)
+        return 1
+    return 1  # pragma: no cover - start does not return
+
+
+def _start(target: _DaemonControl, name: str, extra: list[str]) -> None:
+    from ._decorators import _launch
+
+    def announce(pid: int) -> None:
+        _say(f"{name} started (pid {pid})")
+
+    _launch(target._daemon_options(), target.__wrapped__, tuple(extra), {}, announce)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m daemondeco status|stop PIDFILE [--timeout S]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m daemondeco",
+        description="Control a daemondeco daemon by its pidfile (LSB exit codes).",
+    )
+    parser.add_argument("action", choices=("status", "stop"), help="status: 0 running, 1 stale pidfile, 3 stopped")
+    parser.add_argument("pidfile", help="the daemon's pidfile")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds before stop escalates to SIGKILL")
+    args = parser.parse_args(argv)
+    path = os.path.abspath(args.pidfile)
+    name = os.path.basename(path)
+    try:
+        if args.action == "status":
+            return report_status(path, name)
+        return report_stop(path, name, args.timeout)
+    except (OSError, DaemonError) as exc:
+        _say(f"{name}: {exc}", error=True)
+        return STATUS_UNKNOWN if args.action == "status" else 1

@@ -1,0 +1,501 @@
+"""The detach sequence, as small named steps shared by every public form.
+
+``prepare()`` runs in the launcher and does everything that can fail before a
+fork: it validates paths, opens the stdio targets and takes the pidfile lock.
+``detach()`` forks twice (``fork``, ``setsid``, ``fork``) and returns twice,
+like ``fork()``: in the launcher, once the daemon reported ready, with the
+daemon's pid; in the daemon, with 0, after the daemon's side of the detach
+(workdir, umask, stdio, closing fds, signals, pid written) succeeded.
+
+The launcher never sleeps: it blocks in ``poll()`` on the readiness pipe (see
+``_ready``). Intermediate processes and launchers leave with ``os._exit``
+after flushing stdio, so no atexit handler or buffer runs twice.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import sys
+import time
+
+from ._errors import DaemonError, DaemonWarning, StartupError, path_error
+from ._options import iter_fds
+from ._pidfile import Pidfile
+from ._ready import EOF, ERROR, EXIT, PID, READY, FrameReader, Runtime, send
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - non-POSIX
+    fcntl = None  # type: ignore[assignment]
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable, Mapping
+    from typing import Any, NoReturn
+
+    from ._options import Options
+
+__all__ = ["Prepared", "detach", "leave_launcher", "prepare", "require_posix", "run_foreground", "run_in_daemon"]
+
+_LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+_IN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+# Signals an inherited SIG_IGN is taken off in the daemon (nohup, `cmd &` in a
+# script). SIGPIPE stays ignored: Python relies on that for BrokenPipeError.
+_RESET_IF_IGNORED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGCHLD", "SIGTERM")
+
+
+def require_posix() -> None:
+    """Raise DaemonError on platforms without ``fork()`` and ``flock()``."""
+    if not hasattr(os, "fork") or fcntl is None:
+        raise DaemonError(f"daemondeco needs a POSIX system with fork() and flock(); this is {sys.platform!r}")
+
+
+# -- in the launcher, before any fork ---------------------------------------
+
+
+def _high_fd(fd: int) -> int:
+    """Move *fd* to 3 or above so redirecting 0/1/2 cannot clobber it."""
+    if fd > 2:
+        return fd
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    os.close(fd)
+    return moved
+
+
+def _open_target(path: str, flags: int, what: str) -> int:
+    try:
+        return _high_fd(os.open(path, flags, 0o644))
+    except OSError as exc:
+        raise path_error(exc, f"cannot open {what}", path) from None
+
+
+def _logging_fds() -> set[int]:
+    """The fds of every configured ``logging`` handler (files, sockets, streams)."""
+    logging = sys.modules.get("logging")
+    if logging is None:
+        return set()
+    handlers = [ref() for ref in list(getattr(logging, "_handlerList", ()))]
+    for logger in [logging.getLogger(), *list(logging.Logger.manager.loggerDict.values())]:
+        handlers.extend(getattr(logger, "handlers", ()))
+    fds = set()
+    for handler in handlers:
+        for attr in ("stream", "socket", "sock"):
+            fileno = getattr(getattr(handler, attr, None), "fileno", None)
+            if fileno is None:
+                continue
+            try:
+                fds.add(int(fileno()))
+            except (OSError, ValueError, TypeError):
+                continue
+    return fds
+
+
+class Prepared:
+    """What the launcher opened for the daemon; closed in the launcher after the fork."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.workdir = os.path.abspath(options.workdir)
+        self.pidfile: Pidfile | None = None
+        self.fds: list[int] = []
+        self.keep: set[int] = set()
+        self.stdio: tuple[int, int, int] = (-1, -1, -1)
+
+    def close(self) -> None:
+        """Close the launcher's copies of everything (the daemon has its own)."""
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+        if self.pidfile is not None:
+            self.pidfile._forget()
+
+
+def prepare(options: Options) -> Prepared:
+    """Check and open everything the daemon needs; raise here, not after the fork."""
+    require_posix()
+    prepared = Prepared(options)
+    try:
+        _check_workdir(prepared.workdir)
+        prepared.keep = _resolve_keep_fds(options)
+        stdin = _open_target(options.stdin, _IN_FLAGS, "stdin")
+        prepared.fds.append(stdin)
+        stdout = _open_target(options.stdout or os.devnull, _LOG_FLAGS, "stdout target")
+        prepared.fds.append(stdout)
+        stderr = stdout
+        if options.stderr is not None and os.path.abspath(options.stderr) != os.path.abspath(options.stdout or os.devnull):
+            stderr = _open_target(options.stderr, _LOG_FLAGS, "stderr target")
+            prepared.fds.append(stderr)
+        prepared.stdio = (stdin, stdout, stderr)
+        if options.pidfile is not None:
+            pidfile = Pidfile(options.pidfile)
+            pidfile._lock()
+            assert pidfile._fd is not None
+            pidfile._fd = _high_fd(pidfile._fd)
+            prepared.pidfile = pidfile
+    except BaseException:
+        prepared.close()
+        raise
+    return prepared
+
+
+def _check_workdir(workdir: str) -> None:
+    if not os.path.isdir(workdir):
+        code = errno.ENOTDIR if os.path.exists(workdir) else errno.ENOENT
+        raise OSError(code, f"workdir: {os.strerror(code)}", workdir)
+    if not os.access(workdir, os.X_OK):
+        raise OSError(errno.EACCES, "workdir: cannot enter directory", workdir)
+
+
+def _resolve_keep_fds(options: Options) -> set[int]:
+    keep = set()
+    for item, fd in zip(options.keep_fds, iter_fds(options.keep_fds)):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise OSError(errno.EBADF, f"keep_fds: file descriptor {fd} ({item!r}) is not open") from None
+        keep.add(fd)
+    return keep | _logging_fds()
+
+
+# -- the fork ----------------------------------------------------------------
+
+
+def _warn_threads() -> None:
+    threading = sys.modules.get("threading")
+    if threading is None or threading.active_count() <= 1:
+        return
+    import warnings
+
+    names = ", ".join(sorted(t.name for t in threading.enumerate() if t is not threading.current_thread()))
+    warnings.warn(
+        DaemonWarning(
+            f"starting a daemon while other threads run ({names}): fork() copies only the calling "
+            "thread, so they will not exist in the daemon. Start threads inside the daemon instead."
+        ),
+        stacklevel=_user_stacklevel(),
+    )
+
+
+def _user_stacklevel() -> int:
+    """The warnings stacklevel of the first frame outside daemondeco and wrapt."""
+    here = os.path.dirname(__file__)
+    level, frame = 1, sys._getframe(1)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not (name.startswith(here) or f"{os.sep}wrapt{os.sep}" in name):
+            break
+        level, frame = level + 1, frame.f_back  # type: ignore[assignment]
+    return level
+
+
+def _flush_stdio() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+
+
+def detach(prepared: Prepared, *, worker: bool) -> int:
+    """Fork the daemon. Returns its pid in the launcher (once ready), 0 in the daemon.
+
+    With *worker* the launcher is a caller that keeps running
+    (``process_daemonize``); otherwise it is about to leave.
+    """
+    _warn_threads()
+    read_end, write_end = os.pipe()  # both O_CLOEXEC
+    read_end, write_end = _high_fd(read_end), _high_fd(write_end)
+    _flush_stdio()
+    try:
+        child = os.fork()
+    except BaseException:
+        os.close(read_end)
+        os.close(write_end)
+        prepared.close()
+        raise
+    if child:
+        os.close(write_end)
+        try:
+            return _await_ready(read_end, child, prepared)
+        finally:
+            os.close(read_end)
+            prepared.close()
+    os.close(read_end)
+    _first_child(write_end)
+    try:
+        _become_daemon(prepared, write_end, worker=worker)
+    except BaseException as exc:
+        send(write_end, ERROR, _describe(exc))
+        os._exit(1)
+    return 0
+
+
+def _describe(exc: BaseException) -> bytes:
+    from ._ready import describe_exception
+
+    return describe_exception(exc)
+
+
+def _first_child(write_end: int) -> None:
+    """Leave a new session; fork the daemon and exit. Returns only in the daemon."""
+    try:
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+    except BaseException as exc:
+        send(write_end, ERROR, _describe(exc))
+        os._exit(1)
+
+
+def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
+    """The daemon's side of the detach, in order; readiness comes later."""
+    options = prepared.options
+    send(write_end, PID, str(os.getpid()).encode())
+    os.chdir(prepared.workdir)
+    os.umask(options.umask)
+    for target, fd in enumerate(prepared.stdio):
+        os.dup2(fd, target)
+    keep = {0, 1, 2, write_end, *prepared.keep}
+    pidfile = prepared.pidfile
+    if pidfile is not None:
+        assert pidfile._fd is not None
+        keep.add(pidfile._fd)
+    close_fds(keep)
+    _reset_signals()
+    if pidfile is not None:
+        pidfile._write(os.getpid())
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(line_buffering=True)
+    if worker:
+        import atexit
+
+        # The worker must not run its caller's exit handlers (tempfile
+        # cleanup, multiprocessing teardown); it runs only its own.
+        atexit._clear()
+    Runtime.current = Runtime(
+        write_end, keep_open=options.startup_grace > 0, pidfile=pidfile, ready_mode=options.ready
+    )
+
+
+def close_fds(keep: set[int]) -> None:
+    """Close every fd but *keep*; the cost follows the open fds, not RLIMIT_NOFILE."""
+    for directory in ("/proc/self/fd", "/dev/fd"):
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
+        for name in names:
+            fd = int(name)
+            if fd not in keep:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass  # the directory's own fd, already closed
+        return
+    import resource  # pragma: no cover - no fd directory to list
+
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]  # pragma: no cover
+    start = 0  # pragma: no cover
+    for fd in sorted(keep) + [limit if limit > 0 else 65536]:  # pragma: no cover
+        os.closerange(start, fd)
+        start = fd + 1
+
+
+_stopping = False
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM: raise SystemExit(0) in the main thread, once, so cleanup runs."""
+    global _stopping
+    if _stopping:
+        return
+    _stopping = True
+    raise SystemExit(0)
+
+
+def _reset_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    for name in _RESET_IF_IGNORED:
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) == signal.SIG_IGN:
+            signal.signal(signum, signal.default_int_handler if name == "SIGINT" else signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+# -- the launcher waits ------------------------------------------------------
+
+
+def _await_ready(read_end: int, child: int, prepared: Prepared) -> int:
+    options = prepared.options
+    os.waitpid(child, 0)  # the first child exits at once; never leave a zombie
+    reader = FrameReader(read_end)
+    pid: int | None = None
+    deadline = time.monotonic() + options.ready_timeout
+    while True:
+        frame = reader.next(deadline)
+        if frame is None:
+            _timed_out(pid, options)
+        tag, payload = frame
+        if tag == PID:
+            pid = int(payload)
+        elif tag == READY:
+            break
+        else:
+            _startup_failed(tag, payload, pid, after_ready=False, options=options)
+    assert pid is not None
+    if options.startup_grace > 0:
+        deadline = time.monotonic() + options.startup_grace
+        while True:
+            frame = reader.next(deadline)
+            if frame is None or frame == (EXIT, b"0"):
+                break
+            _startup_failed(frame[0], frame[1], pid, after_ready=True, options=options)
+    return pid
+
+
+def _timed_out(pid: int | None, options: Options) -> NoReturn:
+    if pid is not None:
+        from ._control import terminate
+
+        terminate(pid, options.stop_timeout)
+    hint = " (it never called notify_ready())" if options.ready == "notify" else ""
+    raise StartupError(
+        f"daemon (pid {pid}) was not ready within ready_timeout={options.ready_timeout:g} s{hint}; it was stopped",
+        pid=pid,
+    )
+
+
+def _startup_failed(tag: bytes, payload: bytes, pid: int | None, *, after_ready: bool, options: Options) -> NoReturn:
+    when = f"within startup_grace={options.startup_grace:g} s" if after_ready else "before it was ready"
+    if tag == ERROR:
+        import json
+
+        info = json.loads(payload)
+        raise StartupError(
+            f"daemon (pid {pid}) failed {when}: {info['type']}: {info['message']}",
+            pid=pid,
+            exc_type=info["type"],
+            exc_message=info["message"],
+            daemon_traceback=info["traceback"],
+        )
+    if tag == EXIT:
+        status = int(payload) if payload else None
+        hint = ""
+        if status == 0 and not after_ready and options.ready == "notify":
+            hint = " without calling notify_ready()"
+        said = f" with status {status}" if status is not None else ""
+        raise StartupError(f"daemon (pid {pid}) exited{said}{hint} {when}", pid=pid, exit_status=status)
+    assert tag == EOF
+    raise StartupError(f"daemon (pid {pid}) died {when}{_death_note(pid)}", pid=pid)
+
+
+def _death_note(pid: int | None) -> str:
+    """What /proc says about a dead daemon (while it is an unreaped zombie)."""
+    if pid is None:
+        return ""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return ""
+    if fields[0] != b"Z" or len(fields) < 50:
+        return ""
+    status = int(fields[49])
+    if os.WIFSIGNALED(status):
+        return f" (killed by {signal.Signals(os.WTERMSIG(status)).name})"
+    return f" (exit status {os.WEXITSTATUS(status)})"
+
+
+def leave_launcher() -> NoReturn:
+    """End the launching process with status 0, running no atexit handler."""
+    _flush_stdio()
+    os._exit(0)
+
+
+# -- running the function ----------------------------------------------------
+
+
+def _exit_status(exc: SystemExit) -> int:
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _finish_worker(status: int) -> NoReturn:
+    import atexit
+
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        _flush_stdio()
+        os._exit(status)
+
+
+def run_in_daemon(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any], *, worker: bool
+) -> NoReturn:
+    """Call *func* in the daemon and end the daemon with its outcome.
+
+    Return: status 0. Uncaught exception: its traceback on the stderr target,
+    status 1 (and the launcher hears of it while it still listens). SIGTERM:
+    SystemExit(0) after ``finally`` blocks ran. A worker leaves with
+    ``os._exit`` after its own atexit handlers; a ``@daemon`` daemon is the
+    program, so it exits through the interpreter like any program.
+    """
+    runtime = Runtime.current
+    assert runtime is not None
+    status = 1
+    try:
+        if runtime.ready_mode == "start":
+            runtime.mark_ready()  # as late as possible: everything else succeeded
+        func(*args, **kwargs)
+        status = 0
+    except SystemExit as exc:
+        status = _exit_status(exc)
+        runtime.exited(status)
+        if not worker:
+            raise
+    except BaseException as exc:
+        runtime.failed(exc)
+        if not worker:
+            raise
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    else:
+        runtime.exited(0)
+    finally:
+        if runtime.pidfile is not None:
+            runtime.pidfile.release()
+    if worker:
+        _finish_worker(status)
+    raise SystemExit(status)
+
+
+def run_foreground(options: Options, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+    """Run *func* here, without forking: same pidfile lock and SIGTERM handling."""
+    pidfile = Pidfile(options.pidfile).acquire() if options.pidfile is not None else None
+    import threading
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
+    saved, Runtime.current = Runtime.current, Runtime(None, keep_open=False, pidfile=pidfile, ready_mode=options.ready)
+    global _stopping
+    _stopping = False
+    try:
+        return func(*args, **kwargs)
+    finally:
+        Runtime.current = saved
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+        if pidfile is not None:
+            pidfile.release()

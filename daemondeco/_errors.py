@@ -1,0 +1,104 @@
+"""Everything daemondeco raises or warns on purpose.
+
+::
+
+    Exception
+     +-- DaemonError              base: a daemon could not be started or controlled
+          +-- AlreadyRunningError the pidfile is locked by a running daemon
+          +-- StartupError        the daemon failed (or never got ready) after the fork
+    RuntimeWarning
+     +-- DaemonWarning            something will not survive the fork (threads)
+
+Bad option values raise the built-in ``TypeError`` / ``ValueError``, and paths
+that cannot be opened raise ``OSError`` naming the path, all in the launching
+process before anything forks.
+"""
+
+from __future__ import annotations
+
+__all__ = ["AlreadyRunningError", "DaemonError", "DaemonWarning", "StartupError"]
+
+
+class DaemonError(Exception):
+    """Base class of the errors daemondeco raises on purpose.
+
+    .. versionadded:: 0.1
+    """
+
+
+class AlreadyRunningError(DaemonError):
+    """The pidfile is locked: another daemon (whose pid is :attr:`pid`) runs.
+
+    Args:
+        pidfile: path of the locked pidfile.
+        pid: the pid the pidfile names, or ``None`` when it names none yet
+            (a daemon that is still starting).
+
+    .. versionadded:: 0.1
+
+    """
+
+    def __init__(self, pidfile: str, pid: int | None) -> None:
+        self.pidfile = pidfile
+        self.pid = pid
+        who = f"pid {pid}" if pid is not None else "a process that has not written its pid yet"
+        super().__init__(f"already running: pidfile {pidfile!r} is locked by {who}")
+
+    def __reduce__(self) -> tuple[type[AlreadyRunningError], tuple[str, int | None]]:
+        return (type(self), (self.pidfile, self.pid))
+
+
+class StartupError(DaemonError):
+    """The daemon failed after the fork, before it was ready.
+
+    The message carries the daemon's own exception type, message and formatted
+    traceback, so an uncaught ``StartupError`` in a launcher prints what went
+    wrong inside the daemon.
+
+    Attributes:
+        pid: the daemon's pid, when it was known.
+        exc_type: qualified name of the daemon's exception (``"ValueError"``),
+            or ``None`` when the daemon did not raise (it exited or died).
+        exc_message: ``str()`` of the daemon's exception, or a description.
+        daemon_traceback: the daemon's formatted traceback, or ``None``.
+        exit_status: the daemon's exit status when it exited early, else ``None``.
+
+    .. versionadded:: 0.1
+
+    """
+
+    def __init__(
+        self,
+        summary: str,
+        *,
+        pid: int | None = None,
+        exc_type: str | None = None,
+        exc_message: str = "",
+        daemon_traceback: str | None = None,
+        exit_status: int | None = None,
+    ) -> None:
+        self.summary = summary
+        self.pid = pid
+        self.exc_type = exc_type
+        self.exc_message = exc_message
+        self.daemon_traceback = daemon_traceback
+        self.exit_status = exit_status
+        text = summary
+        if daemon_traceback:
+            text += "\n\nDaemon traceback:\n" + daemon_traceback.rstrip("\n")
+        super().__init__(text)
+
+
+class DaemonWarning(RuntimeWarning):
+    """Something in the launching process will not carry over into the daemon.
+
+    Emitted, for instance, when a daemon is started while other threads run:
+    ``fork()`` copies only the calling thread.
+
+    .. versionadded:: 0.1
+    """
+
+
+def path_error(exc: OSError, what: str, path: str) -> OSError:
+    """Return *exc* restated so its message names *what* failed and *path*."""
+    return OSError(exc.errno, f"{what}: {exc.strerror or exc}", path)

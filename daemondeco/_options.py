@@ -1,0 +1,151 @@
+"""One frozen, validated options object shared by every daemonizing form.
+
+``Options.build()`` checks types and values when a decorator is applied (or
+``daemonize()`` is called), so a typo fails at import time with the fix in
+the message. Checks that depend on the machine (paths, fds) happen later, in
+the launcher, right before the fork: see ``_engine.prepare``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from collections.abc import Iterable, Mapping
+
+    from ._types import FdLike
+
+__all__ = ["Options"]
+
+READY_MODES = ("start", "notify")
+
+_DEFAULTS: dict[str, object] = {
+    "pidfile": None,
+    "stdin": os.devnull,
+    "stdout": None,
+    "stderr": None,
+    "workdir": "/",
+    "umask": 0o022,
+    "keep_fds": (),
+    "ready": "start",
+    "startup_grace": 0.0,
+    "ready_timeout": 30.0,
+    "stop_timeout": 10.0,
+}
+
+
+def _path(caller: str, name: str, value: object, *, optional: bool) -> str | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, (str, os.PathLike)):
+        text = os.fsdecode(os.fspath(value))
+        if not text:
+            raise ValueError(f"{caller}(): {name} must not be an empty path")
+        if "\0" in text:
+            raise ValueError(f"{caller}(): {name} contains a NUL byte: {text!r}")
+        return text
+    expected = "a path (str or os.PathLike) or None" if optional else "a path (str or os.PathLike)"
+    raise TypeError(f"{caller}(): {name} must be {expected}, not {type(value).__name__} {value!r}")
+
+
+def _seconds(caller: str, name: str, value: object, *, positive: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{caller}(): {name} must be a number of seconds, not {type(value).__name__} {value!r}")
+    number = float(value)
+    if math.isnan(number) or math.isinf(number) or number < 0 or (positive and number == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{caller}(): {name} must be a finite number of seconds {bound}, not {value!r}")
+    return number
+
+
+def _keep_fds(caller: str, value: object) -> tuple[FdLike, ...]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(
+            f"{caller}(): keep_fds must be an iterable of file descriptors "
+            f"(ints or objects with fileno()), not {type(value).__name__} {value!r}"
+        )
+    items = tuple(value)
+    for item in items:
+        if isinstance(item, bool) or not (isinstance(item, int) or callable(getattr(item, "fileno", None))):
+            raise TypeError(
+                f"{caller}(): keep_fds items must be ints or objects with fileno(), "
+                f"not {type(item).__name__} {item!r}"
+            )
+        if isinstance(item, int) and item < 0:
+            raise ValueError(f"{caller}(): keep_fds contains a negative file descriptor: {item}")
+    return items
+
+
+class Options:
+    """The validated keyword options of ``@daemon``, ``@process_daemonize`` and ``daemonize()``."""
+
+    __slots__ = tuple(_DEFAULTS)
+
+    pidfile: str | None
+    stdin: str
+    stdout: str | None
+    stderr: str | None
+    workdir: str
+    umask: int
+    keep_fds: tuple[FdLike, ...]
+    ready: str
+    startup_grace: float
+    ready_timeout: float
+    stop_timeout: float
+
+    @classmethod
+    def build(cls, caller: str, given: Mapping[str, object]) -> Options:
+        """Validate *given* keyword options for *caller* (used in messages)."""
+        unknown = [name for name in given if name not in _DEFAULTS]
+        if unknown:
+            name = unknown[0]
+            close = difflib.get_close_matches(name, _DEFAULTS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid options: {', '.join(sorted(_DEFAULTS))}"
+            raise TypeError(f"{caller}() got an unexpected option {name!r}{hint}")
+        values = {**_DEFAULTS, **given}
+        self = object.__new__(cls)
+        setattr_ = object.__setattr__
+        setattr_(self, "pidfile", _path(caller, "pidfile", values["pidfile"], optional=True))
+        setattr_(self, "stdin", _path(caller, "stdin", values["stdin"], optional=False))
+        setattr_(self, "stdout", _path(caller, "stdout", values["stdout"], optional=True))
+        setattr_(self, "stderr", _path(caller, "stderr", values["stderr"], optional=True))
+        setattr_(self, "workdir", _path(caller, "workdir", values["workdir"], optional=False))
+        umask = values["umask"]
+        if isinstance(umask, bool) or not isinstance(umask, int):
+            raise TypeError(f"{caller}(): umask must be an int such as 0o022, not {type(umask).__name__} {umask!r}")
+        if not 0 <= umask <= 0o777:
+            raise ValueError(f"{caller}(): umask must be between 0 and 0o777, not {umask:#o}")
+        setattr_(self, "umask", umask)
+        setattr_(self, "keep_fds", _keep_fds(caller, values["keep_fds"]))
+        ready = values["ready"]
+        if ready not in READY_MODES:
+            raise ValueError(f"{caller}(): ready must be 'start' or 'notify', not {ready!r}")
+        setattr_(self, "ready", ready)
+        setattr_(self, "startup_grace", _seconds(caller, "startup_grace", values["startup_grace"], positive=False))
+        setattr_(self, "ready_timeout", _seconds(caller, "ready_timeout", values["ready_timeout"], positive=True))
+        setattr_(self, "stop_timeout", _seconds(caller, "stop_timeout", values["stop_timeout"], positive=False))
+        return self
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Options are frozen; cannot set {name!r}")
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"Options({fields})"
+
+
+def iter_fds(items: Iterable[FdLike]) -> Iterable[int]:
+    """Resolve ints and objects with ``fileno()`` to fd numbers."""
+    for item in items:
+        yield item if isinstance(item, int) else int(item.fileno())
+
+
+def stop_timeout_or(options: Options | None, timeout: float | None) -> float:
+    """The stop timeout to use: *timeout* when given and valid, else the option's."""
+    if timeout is None:
+        return options.stop_timeout if options is not None else 10.0
+    return _seconds("stop", "timeout", timeout, positive=False)
+
