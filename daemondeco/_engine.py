@@ -20,6 +20,7 @@ import signal
 import sys
 import time
 
+from . import _proc
 from ._errors import DaemonError, DaemonWarning, StartupError, path_error
 from ._options import iter_fds
 from ._pidfile import Pidfile
@@ -371,6 +372,12 @@ def _timed_out(pid: int | None, options: Options) -> NoReturn:
 
 
 def _startup_failed(tag: bytes, payload: bytes, pid: int | None, *, after_ready: bool, options: Options) -> NoReturn:
+    if pid is not None and not _proc.wait_exit(pid, options.stop_timeout):
+        # It reported failure but lingers (slow cleanup): the caller gets
+        # StartupError only once nothing runs and the pidfile lock is free.
+        from ._control import terminate
+
+        terminate(pid, 0)
     when = f"within startup_grace={options.startup_grace:g} s" if after_ready else "before it was ready"
     if tag == ERROR:
         import json
@@ -387,9 +394,9 @@ def _startup_failed(tag: bytes, payload: bytes, pid: int | None, *, after_ready:
         status = int(payload) if payload else None
         hint = ""
         if status == 0 and not after_ready and options.ready == "notify":
-            hint = " without calling notify_ready()"
+            hint = " (it never called notify_ready())"
         said = f" with status {status}" if status is not None else ""
-        raise StartupError(f"daemon (pid {pid}) exited{said}{hint} {when}", pid=pid, exit_status=status)
+        raise StartupError(f"daemon (pid {pid}) exited{said} {when}{hint}", pid=pid, exit_status=status)
     assert tag == EOF
     raise StartupError(f"daemon (pid {pid}) died {when}{_death_note(pid)}", pid=pid)
 

@@ -1,0 +1,72 @@
+"""daemonize(): the imperative form of the classic recipes."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from conftest import Sandbox, alive, read_pid, wait_exit, wait_until
+
+
+def test_daemonize_returns_in_the_daemon_only(sandbox: Sandbox) -> None:
+    code = """
+        import os, time
+        from pathlib import Path
+        from daemondeco import daemonize
+        HERE = Path(__file__).resolve().parent
+
+        print("before", os.getpid())
+        daemonize(pidfile=HERE / "d.pid", stdout=HERE / "d.log")
+        print("after", os.getpid(), os.getcwd(), flush=True)
+        try:
+            time.sleep(60)
+        finally:
+            print("finally", flush=True)
+    """
+    result = sandbox.run(code)
+    assert result.returncode == 0, result
+    assert result.stdout.startswith("before ") and "after" not in result.stdout
+    pid = read_pid(sandbox.path / "d.pid")
+    assert alive(pid)
+    wait_until(lambda: "after" in (sandbox.path / "d.log").read_text(), what="daemon output")
+    assert (sandbox.path / "d.log").read_text() == f"after {pid} /\n"
+    os.kill(pid, signal.SIGTERM)
+    assert wait_exit(pid)
+    assert (sandbox.path / "d.log").read_text() == f"after {pid} /\nfinally\n"
+    assert not (sandbox.path / "d.pid").exists(), "the pidfile is removed at exit"
+
+
+def test_daemonize_notify_failure_raises_in_launcher(sandbox: Sandbox) -> None:
+    code = """
+        import json
+        from pathlib import Path
+        from daemondeco import daemonize, notify_ready
+        HERE = Path(__file__).resolve().parent
+
+        daemonize(pidfile=HERE / "d.pid", stdout=HERE / "d.log", ready="notify")
+        config = json.loads((HERE / "missing.json").read_text())
+        notify_ready()
+    """
+    result = sandbox.run(code)
+    assert result.returncode == 1
+    assert "StartupError" in result.stderr
+    assert "FileNotFoundError" in result.stderr and "missing.json" in result.stderr
+    assert sandbox.live_pids() == []
+    assert "FileNotFoundError" in (sandbox.path / "d.log").read_text()
+
+
+def test_daemonize_notify_then_exit_is_clean(sandbox: Sandbox) -> None:
+    code = """
+        from pathlib import Path
+        from daemondeco import daemonize, notify_ready
+        HERE = Path(__file__).resolve().parent
+
+        daemonize(pidfile=HERE / "d.pid", ready="notify")
+        (HERE / "ready-marker").write_text("x")
+        notify_ready()
+        notify_ready()  # a second call is harmless
+    """
+    result = sandbox.run(code)
+    assert result.returncode == 0, result
+    assert (sandbox.path / "ready-marker").exists()
+    wait_until(lambda: not (sandbox.path / "d.pid").exists(), what="pidfile removal at exit")

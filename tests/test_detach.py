@@ -1,0 +1,441 @@
+"""@daemon end to end: what an operator sees of a detached daemon and its launcher."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+from conftest import Sandbox, alive, open_fds, proc_stat, proc_status, read_pid, wait_exit, wait_until
+
+# A daemon that answers "pong <pid>" on a unix socket: proof of life that does
+# not depend on timing (a signal queued before we connect is handled first).
+PINGER = """
+import os, socket, sys, time
+from pathlib import Path
+from daemondeco import daemon, notify_ready
+HERE = Path(__file__).resolve().parent
+
+@daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", ready="notify"{options})
+def main():
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(HERE / "ping.sock"))
+    server.listen()
+    print("daemon up", os.getpid(), flush=True)
+    notify_ready()
+    try:
+        while True:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(16)
+                conn.sendall(f"pong {{os.getpid()}}".encode())
+    finally:
+        print("cleanup ran", flush=True)
+
+{before}
+main()
+print("launcher continued after main()")
+"""
+
+
+def pinger(options: str = "", before: str = "") -> str:
+    return PINGER.format(options=options, before=before)
+
+
+def ping(box: Sandbox) -> str:
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.settimeout(5)
+        conn.connect(str(box.path / "ping.sock"))
+        conn.sendall(b"ping")
+        return conn.recv(64).decode()
+
+
+def exit_status_of_zombie(pid: int) -> int:
+    """Exit status of a dead daemon, read from its zombie (PID 1 here does not reap)."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except FileNotFoundError:
+        pytest.skip("the dead daemon was reaped by PID 1: its exit status is gone")
+    fields = data[data.rindex(b")") + 2 :].split()
+    assert fields[0] == b"Z", f"pid {pid} is not a zombie: {fields[0]!r}"
+    return int(fields[49])
+
+
+def start(box: Sandbox, code: str) -> int:
+    result = box.run(code)
+    assert result.returncode == 0, result
+    assert "launcher continued" not in result.stdout, "the launcher must leave once the daemon is ready"
+    return read_pid(box.path / "d.pid")
+
+
+def test_daemon_is_detached_from_session_and_terminal(sandbox: Sandbox) -> None:
+    pid = start(sandbox, pinger())
+    stat = proc_stat(pid)
+    assert stat is not None
+    assert stat.tty_nr == 0, "a daemon has no controlling terminal"
+    assert stat.session != pid, "the daemon must not be a session leader (second fork)"
+    assert stat.session == stat.pgrp, "it stays in the session the first child created"
+    launcher_session = os.getsid(0)
+    assert stat.session != launcher_session
+    assert os.readlink(f"/proc/{pid}/cwd") == "/"
+    assert proc_status(pid)["Umask"] == "0022"
+    assert ping(sandbox) == f"pong {pid}"
+    assert sandbox.live_pids() == [pid], "launcher and first child are gone; only the daemon remains"
+
+
+def test_only_stdio_and_pidfile_stay_open(sandbox: Sandbox) -> None:
+    before = """
+import resource
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+stray = open(HERE / "stray.txt", "w")
+os.set_inheritable(stray.fileno(), True)
+os.dup2(stray.fileno(), hard - 10)
+sock = socket.socket()
+"""
+    pid = start(sandbox, pinger(before=before))
+    fds = open_fds(pid)
+    log = str(sandbox.path / "d.log")
+    pidfile = str(sandbox.path / "d.pid")
+    listener = {fd for fd, target in fds.items() if target.startswith("socket:")}
+    assert fds[0] == "/dev/null"
+    assert fds[1] == log and fds[2] == log
+    assert pidfile in fds.values()
+    assert set(fds) == {0, 1, 2} | {fd for fd, t in fds.items() if t == pidfile} | listener
+    assert len(listener) == 1, "only the socket the daemon opened itself"
+
+
+def test_keep_fds_and_logging_handlers_survive(sandbox: Sandbox) -> None:
+    code = """
+        import logging, os, socket, time
+        from pathlib import Path
+        from daemondeco import daemon
+        HERE = Path(__file__).resolve().parent
+        logging.basicConfig(filename=HERE / "app.log", level=logging.INFO, format="%(process)d %(message)s")
+        log = logging.getLogger("app")
+        log.info("configured in the launcher")
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        (HERE / "port").write_text(str(server.getsockname()[1]))
+
+        @daemon(pidfile=HERE / "d.pid", keep_fds=[server])
+        def main():
+            log.info("logging works in the daemon")
+            while True:
+                conn, _ = server.accept()
+                with conn:
+                    conn.sendall(b"served by %d" % os.getpid())
+
+        main()
+    """
+    result = sandbox.run(code)
+    assert result.returncode == 0, result
+    pid = read_pid(sandbox.path / "d.pid")
+    port = int((sandbox.path / "port").read_text())
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        assert conn.recv(64) == f"served by {pid}".encode()
+    wait_until(lambda: "logging works in the daemon" in (sandbox.path / "app.log").read_text(), what="log line")
+    assert f"{pid} logging works in the daemon" in (sandbox.path / "app.log").read_text()
+    assert str(sandbox.path / "app.log") in open_fds(pid).values()
+
+
+def test_inherited_signal_state_is_reset(sandbox: Sandbox) -> None:
+    before = """
+import signal
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGUSR1})
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+"""
+    pid = start(sandbox, pinger(before=before))
+    status = proc_status(pid)
+    assert int(status["SigBlk"], 16) == 0, "the launcher's blocked signals must not stay blocked"
+    assert not int(status["SigIgn"], 16) & (1 << (signal.SIGHUP - 1)), "an inherited SIG_IGN for SIGHUP is reset"
+    os.kill(pid, signal.SIGTERM)
+    assert wait_exit(pid)
+    assert exit_status_of_zombie(pid) == 0
+
+
+def test_sigterm_runs_finally_exits_0_and_removes_pidfile(sandbox: Sandbox) -> None:
+    pid = start(sandbox, pinger())
+    os.kill(pid, signal.SIGTERM)
+    assert wait_exit(pid)
+    assert os.WEXITSTATUS(exit_status_of_zombie(pid)) == 0
+    assert "cleanup ran" in (sandbox.path / "d.log").read_text()
+    assert not (sandbox.path / "d.pid").exists()
+
+
+def test_launcher_exits_only_once_ready(sandbox: Sandbox) -> None:
+    code = """
+        import time
+        from pathlib import Path
+        from daemondeco import daemon, notify_ready
+        HERE = Path(__file__).resolve().parent
+
+        @daemon(pidfile=HERE / "d.pid", ready="notify")
+        def main():
+            time.sleep(0.3)  # slow setup: the launcher must wait for it
+            (HERE / "setup-done").write_text("yes")
+            notify_ready()
+            time.sleep(60)
+
+        main()
+    """
+    result = sandbox.run(code)
+    assert result.returncode == 0, result
+    assert (sandbox.path / "setup-done").exists(), "launcher exited before the daemon called notify_ready()"
+    assert alive(read_pid(sandbox.path / "d.pid"))
+
+
+def test_pidfile_complete_when_launcher_exits(sandbox: Sandbox) -> None:
+    code = """
+        import time
+        from pathlib import Path
+        from daemondeco import daemon
+        HERE = Path(__file__).resolve().parent
+
+        @daemon(pidfile=HERE / "d.pid")
+        def main():
+            time.sleep(60)
+
+        main()
+    """
+    result = sandbox.run(code)
+    assert result.returncode == 0, result
+    pid = read_pid(sandbox.path / "d.pid")
+    assert alive(pid)
+    assert oct((sandbox.path / "d.pid").stat().st_mode & 0o777) == oct(0o644)
+
+
+FAILING = """
+import os, signal, sys, time
+from pathlib import Path
+from daemondeco import daemon, notify_ready
+HERE = Path(__file__).resolve().parent
+
+def load_config():
+    {body}
+
+@daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", ready="notify"{options})
+def main():
+    load_config()
+    notify_ready()
+    time.sleep(60)
+
+main()
+print("launcher continued")
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "options", "expected"),
+    [
+        pytest.param(
+            'raise ValueError("bad config line 42")',
+            "",
+            ["StartupError", "ValueError: bad config line 42", "Daemon traceback", "in load_config"],
+            id="exception",
+        ),
+        pytest.param("sys.exit(3)", "", ["exited with status 3 before it was ready"], id="sys-exit"),
+        pytest.param("sys.exit(0)", "", ["exited with status 0 before it was ready"], id="exit-0"),
+        pytest.param("os.kill(os.getpid(), signal.SIGKILL)", "", ["died before it was ready"], id="sigkill"),
+        pytest.param("time.sleep(60)", ", ready_timeout=0.5", ["was not ready within ready_timeout=0.5"], id="timeout"),
+    ],
+)
+def test_startup_failure_reaches_the_launcher(sandbox: Sandbox, body: str, options: str, expected: list[str]) -> None:
+    result = sandbox.run(FAILING.format(body=body, options=options))
+    assert result.returncode == 1, result
+    for text in expected:
+        assert text in result.stderr, f"{text!r} missing from launcher stderr:\n{result.stderr}"
+    assert "launcher continued" not in result.stdout
+    assert sandbox.live_pids() == [], "a daemon that failed to start must not be left running"
+    assert not (sandbox.path / "d.pid").exists() or not _locked(sandbox.path / "d.pid")
+
+
+def _locked(path: Path) -> bool:
+    import fcntl
+
+    with path.open() as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False
+
+
+def test_startup_exception_is_also_in_the_log(sandbox: Sandbox) -> None:
+    result = sandbox.run(FAILING.format(body='raise KeyError("port")', options=""))
+    assert result.returncode == 1, result
+    log = (sandbox.path / "d.log").read_text()
+    assert "KeyError: 'port'" in log and "in load_config" in log
+
+
+def test_return_without_notify_is_a_startup_error(sandbox: Sandbox) -> None:
+    code = """
+        from pathlib import Path
+        from daemondeco import daemon
+        HERE = Path(__file__).resolve().parent
+
+        @daemon(pidfile=HERE / "d.pid", ready="notify")
+        def main():
+            return None
+
+        main()
+    """
+    result = sandbox.run(code)
+    assert result.returncode == 1
+    assert "exited with status 0 before it was ready (it never called notify_ready())" in result.stderr
+
+
+def test_startup_grace_catches_an_early_crash(sandbox: Sandbox) -> None:
+    code = """
+        import time
+        from pathlib import Path
+        from daemondeco import daemon
+        HERE = Path(__file__).resolve().parent
+
+        @daemon(pidfile=HERE / "d.pid", startup_grace=5)
+        def main():
+            time.sleep(0.1)
+            raise RuntimeError("lost the database after startup")
+
+        main()
+    """
+    result = sandbox.run(code)
+    assert result.returncode == 1, result
+    assert "within startup_grace=5 s: RuntimeError: lost the database after startup" in result.stderr
+
+
+def test_startup_grace_passes_a_healthy_daemon(sandbox: Sandbox) -> None:
+    code = """
+        import time
+        from pathlib import Path
+        from daemondeco import daemon
+        HERE = Path(__file__).resolve().parent
+
+        @daemon(pidfile=HERE / "d.pid", startup_grace=0.2)
+        def main():
+            time.sleep(60)
+
+        main()
+    """
+    result = sandbox.run(code)
+    assert result.returncode == 0, result
+    assert alive(read_pid(sandbox.path / "d.pid"))
+
+
+def test_crash_after_ready_goes_to_log_and_exit_1(sandbox: Sandbox) -> None:
+    code = """
+        import os
+        from pathlib import Path
+        from daemondeco import daemon
+        HERE = Path(__file__).resolve().parent
+
+        @daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log")
+        def main(*words, **named):
+            print("args", words, named, flush=True)
+            (HERE / "go").read_text()  # raises FileNotFoundError
+
+        main("a", "b", level=3)
+    """
+    result = sandbox.run(code)
+    assert result.returncode == 0, result
+    pid = read_pid(sandbox.path / "d.pid") if (sandbox.path / "d.pid").exists() else None
+    if pid is not None:
+        assert wait_exit(pid)
+    wait_until(lambda: "FileNotFoundError" in (sandbox.path / "d.log").read_text(), what="traceback in log")
+    log = (sandbox.path / "d.log").read_text()
+    assert "args ('a', 'b') {'level': 3}" in log
+    assert "Traceback (most recent call last)" in log
+    wait_until(lambda: not (sandbox.path / "d.pid").exists(), what="pidfile removal")
+
+
+def test_output_is_not_duplicated_and_atexit_runs_once(sandbox: Sandbox) -> None:
+    code = """
+        import atexit, os, sys, time
+        from pathlib import Path
+        from daemondeco import daemon
+        HERE = Path(__file__).resolve().parent
+
+        print("launcher says hello")  # buffered: PYTHONUNBUFFERED is unset
+        atexit.register(lambda: print("atexit in", os.getpid(), flush=True))
+
+        @daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log")
+        def main():
+            print("daemon says hello")
+            time.sleep(60)
+
+        main()
+    """
+    result = sandbox.run(code)
+    assert result.returncode == 0, result
+    assert result.stdout == "launcher says hello\n", "launcher output once, no atexit in the launcher"
+    pid = read_pid(sandbox.path / "d.pid")
+    os.kill(pid, signal.SIGTERM)
+    assert wait_exit(pid)
+    log = (sandbox.path / "d.log").read_text()
+    assert log == f"daemon says hello\natexit in {pid}\n"
+
+
+def test_workdir_and_umask_options(sandbox: Sandbox) -> None:
+    code = """
+        import os, time
+        from pathlib import Path
+        from daemondeco import daemon, notify_ready
+        HERE = Path(__file__).resolve().parent
+
+        @daemon(pidfile=HERE / "d.pid", workdir=HERE, umask=0o077, ready="notify")
+        def main():
+            Path("made-by-daemon").write_text("x")  # relative: lands in workdir
+            notify_ready()
+            time.sleep(60)
+
+        main()
+    """
+    result = sandbox.run(code)
+    assert result.returncode == 0, result
+    pid = read_pid(sandbox.path / "d.pid")
+    assert os.readlink(f"/proc/{pid}/cwd") == str(sandbox.path)
+    assert proc_status(pid)["Umask"] == "0077"
+    assert (sandbox.path / "made-by-daemon").stat().st_mode & 0o777 == 0o600
+
+
+def test_daemon_survives_the_hangup_of_its_launchers_terminal(sandbox: Sandbox) -> None:
+    """A launcher that is a terminal's session leader (ssh -t host cmd) exits: the daemon lives."""
+    sandbox.write("launch.py", pinger())
+    driver = """
+        import os, pty, sys
+        from pathlib import Path
+        HERE = Path(__file__).resolve().parent
+        pid, master = pty.fork()
+        if pid == 0:
+            os.execv(sys.executable, [sys.executable, str(HERE / "launch.py")])
+        output = b""
+        while True:
+            try:
+                chunk = os.read(master, 1024)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        _, status = os.waitpid(pid, 0)
+        os.close(master)  # hang up the terminal for good
+        print("launcher status", os.waitstatus_to_exitcode(status))
+        print("launcher was session leader with a tty")
+    """
+    result = sandbox.run(driver, name="driver.py")
+    assert "launcher status 0" in result.stdout, result
+    pid = read_pid(sandbox.path / "d.pid")
+    assert ping(sandbox) == f"pong {pid}", "the daemon must survive SIGHUP from the terminal"
+    stat = proc_stat(pid)
+    assert stat is not None and stat.tty_nr == 0
+
+
+def test_second_start_while_running_raises_already_running(sandbox: Sandbox) -> None:
+    pid = start(sandbox, pinger())
+    result = sandbox.run(pinger(), name="again.py")
+    assert result.returncode == 1
+    assert "AlreadyRunningError" in result.stderr and f"pid {pid}" in result.stderr
+    assert ping(sandbox) == f"pong {pid}"
