@@ -304,7 +304,7 @@ from daemondeco import DaemonProcess
 def worker():
     return None
 
-other = subprocess.Popen(["sleep", "60"])
+other = subprocess.Popen(["sleep", "60"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 time.sleep(0.03)  # start times count in 10 ms clock ticks: make the two differ
 handle = worker()
 handle.wait(timeout=10)

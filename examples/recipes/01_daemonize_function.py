@@ -27,10 +27,11 @@ Files go to $RECIPE_DIR (default: a per-user directory in the temp directory).
 """
 
 import os
+import sys
 import tempfile
 import time
 
-from daemondeco import daemonize, notify_ready
+from daemondeco import AlreadyRunningError, daemonize, notify_ready
 
 RECIPE_DIR = os.path.abspath(
     os.environ.get("RECIPE_DIR") or os.path.join(tempfile.gettempdir(), f"daemondeco-recipes-{os.getuid()}")
@@ -42,9 +43,14 @@ DATA = os.path.join(RECIPE_DIR, "01.data")
 os.makedirs(RECIPE_DIR, exist_ok=True)
 print(f"starting; pidfile {PIDFILE}, log {LOG}", flush=True)
 
-# Everything before this line runs in the launcher. A pidfile already locked
-# by a running copy raises AlreadyRunningError here, before anything forks.
-daemonize(pidfile=PIDFILE, stdout=LOG, ready="notify")
+# Everything up to here runs in the launcher. A pidfile locked by a running
+# copy raises AlreadyRunningError, before anything forks; a bad path raises
+# OSError naming it. Starting what already runs is a success (LSB): exit 0.
+try:
+    daemonize(pidfile=PIDFILE, stdout=LOG, ready="notify")
+except AlreadyRunningError as exc:
+    print(f"already running (pid {exc.pid})")
+    sys.exit(0)
 
 # From here on this is the daemon: no terminal, workdir "/", umask 0o022.
 # Set-up errors still reach the launcher, which is waiting for notify_ready().

@@ -1,0 +1,592 @@
+"""The locked pidfile: ``Pidfile`` on its own, and as ``@daemon`` uses it.
+
+Every lock check that matters is made from another process (a lock held by
+one process is seen by the others through ``flock``), and every daemon is a
+real one started by a launcher script.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Sandbox, alive, proc_stat, read_pid, wait_exit
+
+from daemondeco import AlreadyRunningError, DaemonError, Pidfile
+
+# A @daemon program: no argument starts it by calling the function, words
+# are handed to .cli(). Its pidfile and log live next to the script.
+SERVICE = """
+import os, sys, time
+from daemondeco import daemon
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+@daemon(pidfile=os.path.join(HERE, "d.pid"), stdout=os.path.join(HERE, "d.log"))
+def main():
+    print("daemon up", os.getpid(), flush=True)
+    while True:
+        time.sleep(60)
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        sys.exit(main.cli())
+    main()
+"""
+
+# Looks at a pidfile from a separate process and prints what Pidfile says.
+INSPECT = """
+import json, sys
+from daemondeco import Pidfile
+pf = Pidfile(sys.argv[1])
+print(json.dumps({"read_pid": pf.read_pid(), "locked_by": pf.locked_by(), "is_locked": pf.is_locked()}))
+"""
+
+# Holds a Pidfile until told (one line on stdin) to release it.
+HOLDER = """
+import sys
+from daemondeco import Pidfile
+pf = Pidfile(sys.argv[1]).acquire()
+print("held", flush=True)
+sys.stdin.readline()
+pf.release()
+print("released", flush=True)
+"""
+
+
+def inspect(sandbox: Sandbox, path: Path) -> dict[str, object]:
+    """What ``Pidfile(path)`` reports when asked from another process."""
+    result = sandbox.run(INSPECT, str(path), name="inspect.py")
+    assert result.returncode == 0, result
+    info: dict[str, object] = json.loads(result.stdout)
+    return info
+
+
+@pytest.fixture
+def holder(sandbox: Sandbox) -> Iterator[Callable[[Path], subprocess.Popen[str]]]:
+    """Start a process that holds a pidfile until a line arrives on its stdin."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(path: Path) -> subprocess.Popen[str]:
+        proc = sandbox.popen(HOLDER, str(path), name="holder.py", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        started.append(proc)
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "held\n"
+        return proc
+
+    yield start
+    for proc in started:
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
+        proc.kill()
+        proc.wait()
+
+
+def release_holder(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline() == "released\n"
+    assert proc.wait(timeout=10) == 0
+
+
+def start_service(sandbox: Sandbox) -> int:
+    """Start SERVICE; return the daemon's pid (the launcher exits once it is ready)."""
+    result = sandbox.run(SERVICE, name="svc.py")
+    assert result.returncode == 0, result
+    pid = read_pid(sandbox.path / "d.pid")
+    assert alive(pid)
+    return pid
+
+
+# -- Pidfile on its own --------------------------------------------------------
+
+
+def test_acquire_writes_our_pid_and_locks_it_for_everyone(
+    sandbox: Sandbox, holder: Callable[[Path], subprocess.Popen[str]]
+) -> None:
+    path = sandbox.path / "job.pid"
+    proc = holder(path)
+
+    assert path.read_text() == f"{proc.pid}\n"
+    assert inspect(sandbox, path) == {"read_pid": proc.pid, "locked_by": proc.pid, "is_locked": True}
+    here = Pidfile(path)
+    assert here.locked_by() == proc.pid
+    assert here.is_locked()
+    with pytest.raises(AlreadyRunningError) as caught:
+        here.acquire()
+    assert caught.value.pid == proc.pid
+    assert f"pid {proc.pid}" in str(caught.value) and str(path) in str(caught.value)
+    assert not here.is_held
+    assert path.read_text() == f"{proc.pid}\n", "a failed acquire must not write into the file"
+
+    release_holder(proc)
+    assert not path.exists()
+    assert inspect(sandbox, path) == {"read_pid": None, "locked_by": None, "is_locked": False}
+
+
+def test_acquire_and_release_in_this_process(sandbox: Sandbox) -> None:
+    path = sandbox.path / "self.pid"
+    pidfile = Pidfile(path)
+    assert pidfile.acquire() is pidfile
+    try:
+        assert pidfile.is_held
+        assert path.read_text() == f"{os.getpid()}\n"
+        assert pidfile.locked_by() == os.getpid()
+        assert inspect(sandbox, path)["locked_by"] == os.getpid()
+        with pytest.raises(DaemonError, match="already held"):
+            pidfile.acquire()
+    finally:
+        pidfile.release()
+    assert not pidfile.is_held
+    assert not path.exists()
+    pidfile.release()  # a second release is a no-op
+    assert inspect(sandbox, path)["is_locked"] is False
+
+
+def test_context_manager_holds_the_lock_and_cleans_up_on_error(sandbox: Sandbox) -> None:
+    path = sandbox.path / "ctx.pid"
+    with pytest.raises(KeyError), Pidfile(path) as pidfile:
+        assert pidfile.is_held
+        assert inspect(sandbox, path) == {"read_pid": os.getpid(), "locked_by": os.getpid(), "is_locked": True}
+        raise KeyError("boom")
+    assert not path.exists()
+    assert inspect(sandbox, path)["is_locked"] is False
+
+
+def test_relative_path_is_made_absolute(sandbox: Sandbox) -> None:
+    result = sandbox.run(
+        """
+        import os
+        from daemondeco import Pidfile
+        pf = Pidfile("rel.pid")
+        os.chdir("/")
+        with pf:
+            print(pf.path)
+        """,
+        name="rel.py",
+    )
+    assert result.returncode == 0, result
+    assert result.stdout.strip() == str(sandbox.path / "rel.pid")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param("4242\n", 4242, id="pid-newline"),
+        pytest.param("  4242  \nmore\n", 4242, id="spaces-and-second-line"),
+        pytest.param("4242", 4242, id="no-newline"),
+        pytest.param("", None, id="empty"),
+        pytest.param("0\n", None, id="zero"),
+        pytest.param("-5\n", None, id="negative"),
+        pytest.param("12abc\n", None, id="garbage-suffix"),
+        pytest.param("not a pid\n", None, id="text"),
+        pytest.param("99999999999\n", None, id="too-long"),
+    ],
+)
+def test_read_pid_parses_only_a_pid(tmp_path: Path, content: str, expected: int | None) -> None:
+    path = tmp_path / "x.pid"
+    path.write_text(content)
+    assert Pidfile(path).read_pid() == expected
+    assert Pidfile(path).locked_by() is None, "nobody holds the lock: stale whatever it says"
+
+
+def test_missing_file_reads_as_nothing(tmp_path: Path) -> None:
+    pidfile = Pidfile(tmp_path / "none.pid")
+    assert (pidfile.read_pid(), pidfile.locked_by(), pidfile.is_locked()) == (None, None, False)
+    assert not (tmp_path / "none.pid").exists(), "looking must not create the file"
+
+
+def test_pidfile_mode_is_0o644_even_under_umask_0(sandbox: Sandbox) -> None:
+    result = sandbox.run(
+        """
+        import os, stat
+        from daemondeco import Pidfile
+        os.umask(0)
+        with Pidfile("m.pid") as pf:
+            print(oct(stat.S_IMODE(os.stat(pf.path).st_mode)))
+        """,
+        name="mode.py",
+    )
+    assert result.returncode == 0, result
+    assert result.stdout.strip() == "0o644"
+
+
+def test_daemon_pidfile_mode_is_0o644(sandbox: Sandbox) -> None:
+    result = sandbox.run(
+        """
+        import os, time
+        from daemondeco import daemon
+        HERE = os.path.dirname(os.path.abspath(__file__))
+        os.umask(0)
+
+        @daemon(pidfile=os.path.join(HERE, "d.pid"), umask=0)
+        def main():
+            time.sleep(60)
+
+        main()
+        """
+    )
+    assert result.returncode == 0, result
+    assert (sandbox.path / "d.pid").stat().st_mode & 0o7777 == 0o644
+
+
+# -- symlinks ------------------------------------------------------------------
+
+
+@pytest.fixture(params=[pytest.param(True, id="target-exists"), pytest.param(False, id="dangling")])
+def planted_link(request: pytest.FixtureRequest, sandbox: Sandbox) -> tuple[Path, Path]:
+    """A pidfile path that is a symlink to a precious file (or to nothing)."""
+    target = sandbox.path / "precious.txt"
+    if request.param:
+        target.write_text("do not overwrite\n")
+        os.utime(target, (1_000_000_000, 1_000_000_000))
+    link = sandbox.path / "link.pid"
+    link.symlink_to(target)
+    return link, target
+
+
+def assert_target_untouched(target: Path, existed: bool) -> None:
+    if existed:
+        assert target.read_text() == "do not overwrite\n"
+        assert target.stat().st_mtime == 1_000_000_000
+    else:
+        assert not target.exists(), "the symlink's target was created"
+
+
+def test_symlink_pidfile_is_refused(planted_link: tuple[Path, Path]) -> None:
+    link, target = planted_link
+    existed = target.exists()
+    pidfile = Pidfile(link)
+    with pytest.raises(DaemonError, match="symbolic link") as caught:
+        pidfile.acquire()
+    assert str(link) in str(caught.value)
+    assert not pidfile.is_held
+    assert (pidfile.read_pid(), pidfile.locked_by(), pidfile.is_locked()) == (None, None, False)
+    assert link.is_symlink()
+    assert_target_untouched(target, existed)
+
+
+def test_daemon_refuses_symlink_pidfile_in_the_launcher(sandbox: Sandbox, planted_link: tuple[Path, Path]) -> None:
+    link, target = planted_link
+    existed = target.exists()
+    result = sandbox.run(
+        """
+        import os, sys, time
+        from daemondeco import daemon
+        HERE = os.path.dirname(os.path.abspath(__file__))
+
+        @daemon(pidfile=os.path.join(HERE, "link.pid"))
+        def main():
+            open(os.path.join(HERE, "ran"), "w").close()
+            time.sleep(60)
+
+        main()
+        """
+    )
+    assert result.returncode != 0, result
+    assert "DaemonError" in result.stderr and str(link) in result.stderr, result
+    assert sandbox.live_pids() == []
+    assert not (sandbox.path / "ran").exists()
+    assert_target_untouched(target, existed)
+
+
+# -- stale pidfiles ---------------------------------------------------------
+
+
+@pytest.fixture
+def stale_content(request: pytest.FixtureRequest, sandbox: Sandbox) -> Iterator[tuple[str, int | None, bool]]:
+    """Text for an unlocked pidfile, the pid it names, and whether that pid is a live process."""
+    kind = request.param
+    if kind == "garbage":
+        yield "no pid here at all, just a long line of garbage\n", None, False
+    elif kind == "empty":
+        yield "", None, False
+    elif kind == "dead":
+        proc = subprocess.Popen(["true"])
+        proc.wait()
+        yield f"{proc.pid}\n", proc.pid, False
+    elif kind == "zombie":
+        proc = subprocess.Popen(["true"])
+        assert wait_exit(proc.pid)
+        stat = proc_stat(proc.pid)
+        assert stat is not None and stat.state == "Z"
+        yield f"{proc.pid}\n", proc.pid, False
+        proc.wait()
+    else:
+        assert kind == "live-unrelated"
+        proc = subprocess.Popen(["sleep", "60"])
+        sandbox.extra_pids.append(proc.pid)
+        yield f"{proc.pid}\n", proc.pid, True
+        proc.kill()
+        proc.wait()
+
+
+STALE_KINDS = [
+    pytest.param("dead", id="dead-pid"),
+    pytest.param("garbage", id="garbage"),
+    pytest.param("empty", id="empty"),
+    pytest.param("zombie", id="zombie-pid"),
+    pytest.param("live-unrelated", id="live-unrelated-pid"),
+]
+
+
+@pytest.mark.parametrize("stale_content", STALE_KINDS, indirect=True)
+def test_unlocked_pidfile_is_stale_and_taken_over(
+    sandbox: Sandbox, stale_content: tuple[str, int | None, bool]
+) -> None:
+    content, named, named_is_live = stale_content
+    path = sandbox.path / "d.pid"
+    path.write_text(content)
+
+    assert inspect(sandbox, path) == {"read_pid": named, "locked_by": None, "is_locked": False}
+    sandbox.write("svc.py", SERVICE)
+    status = sandbox.run("import svc; print(svc.main.status())", name="status.py")
+    assert status.returncode == 0 and status.stdout.strip() == "None", status
+
+    pid = start_service(sandbox)
+    assert pid != named
+    assert path.read_text() == f"{pid}\n", "the stale content must be replaced entirely"
+    assert inspect(sandbox, path) == {"read_pid": pid, "locked_by": pid, "is_locked": True}
+    assert sandbox.live_pids() == [pid]
+    if named_is_live:
+        assert named is not None and alive(named), "the unrelated process named by the stale pidfile was signalled"
+
+
+@pytest.mark.parametrize("stale_content", STALE_KINDS, indirect=True)
+def test_pidfile_acquire_takes_over_stale_file(sandbox: Sandbox, stale_content: tuple[str, int | None, bool]) -> None:
+    content, _, _ = stale_content
+    path = sandbox.path / "s.pid"
+    path.write_text(content)
+    with Pidfile(path):
+        assert path.read_text() == f"{os.getpid()}\n"
+    assert not path.exists()
+
+
+# -- removal only if still ours -----------------------------------------------
+
+
+def test_release_leaves_a_replaced_file_alone(tmp_path: Path) -> None:
+    path = tmp_path / "r.pid"
+    pidfile = Pidfile(path).acquire()
+    replacement = tmp_path / "new"
+    replacement.write_text(f"{os.getpid()}\n")  # even naming us: another inode is not ours
+    os.replace(replacement, path)
+    pidfile.release()
+    assert path.read_text() == f"{os.getpid()}\n"
+    assert not pidfile.is_held
+
+
+def test_release_leaves_a_rewritten_file_alone(tmp_path: Path) -> None:
+    path = tmp_path / "r.pid"
+    pidfile = Pidfile(path).acquire()
+    path.write_text("1\n")  # same inode, another pid
+    pidfile.release()
+    assert path.read_text() == "1\n"
+
+
+def test_release_after_the_file_was_removed(tmp_path: Path) -> None:
+    path = tmp_path / "r.pid"
+    pidfile = Pidfile(path).acquire()
+    path.unlink()
+    pidfile.release()
+    assert not path.exists()
+    assert not pidfile.is_held
+
+
+def test_release_in_a_forked_child_keeps_the_file_and_lock(sandbox: Sandbox) -> None:
+    result = sandbox.run(
+        """
+        import os
+        from daemondeco import Pidfile
+        pf = Pidfile("f.pid").acquire()
+        child = os.fork()
+        if child == 0:
+            pf.release()
+            os._exit(0)
+        os.waitpid(child, 0)
+        print(os.path.exists(pf.path), Pidfile("f.pid").locked_by() == os.getpid())
+        pf.release()
+        print(os.path.exists(pf.path))
+        """,
+        name="fork.py",
+    )
+    assert result.returncode == 0, result
+    assert result.stdout.split() == ["True", "True", "False"]
+
+
+def test_daemon_leaves_a_replaced_pidfile_at_exit(sandbox: Sandbox) -> None:
+    pid = start_service(sandbox)
+    path = sandbox.path / "d.pid"
+    replacement = sandbox.path / "other"
+    replacement.write_text(f"{pid}\n")
+    os.replace(replacement, path)
+    os.kill(pid, signal.SIGTERM)
+    assert wait_exit(pid)
+    assert path.read_text() == f"{pid}\n", "the daemon removed a pidfile that was no longer its own"
+
+
+def test_daemon_removes_its_pidfile_when_it_returns(sandbox: Sandbox) -> None:
+    result = sandbox.run(
+        """
+        import os, sys
+        from daemondeco import daemon, notify_ready
+        HERE = os.path.dirname(os.path.abspath(__file__))
+
+        @daemon(pidfile=os.path.join(HERE, "d.pid"), stdout=os.path.join(HERE, "d.log"), ready="notify")
+        def main():
+            print(os.getpid())
+            notify_ready()
+            sys.stdin.read()  # /dev/null: returns at once
+
+        main()
+        """
+    )
+    assert result.returncode == 0, result
+    pid = int((sandbox.path / "d.log").read_text())
+    assert wait_exit(pid)
+    assert sandbox.live_pids() == []
+    assert not (sandbox.path / "d.pid").exists()
+
+
+# -- kill -9, and races ----------------------------------------------------------
+
+
+def test_start_again_after_kill_9(sandbox: Sandbox) -> None:
+    first = start_service(sandbox)
+    os.kill(first, signal.SIGKILL)
+    assert wait_exit(first)
+    stat = proc_stat(first)
+    assert stat is None or stat.state == "Z"  # PID 1 here does not reap
+    path = sandbox.path / "d.pid"
+    assert path.read_text() == f"{first}\n"
+    assert inspect(sandbox, path) == {"read_pid": first, "locked_by": None, "is_locked": False}
+
+    second = start_service(sandbox)
+    assert second != first
+    assert path.read_text() == f"{second}\n"
+    assert sandbox.live_pids() == [second]
+
+
+def _launch_many(sandbox: Sandbox, script: Path, count: int, *args: str) -> list[tuple[int, str, str]]:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), *args],
+            cwd=sandbox.path,
+            env=sandbox.env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    sandbox.extra_pids.extend(proc.pid for proc in procs)
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=30)
+        results.append((proc.returncode, out, err))
+    return results
+
+
+def test_eight_simultaneous_starts_make_exactly_one_daemon(sandbox: Sandbox) -> None:
+    script = sandbox.write("svc.py", SERVICE)
+    results = _launch_many(sandbox, script, 8)
+
+    winners = [r for r in results if r[0] == 0]
+    assert len(winners) == 1, results
+    pid = read_pid(sandbox.path / "d.pid")
+    assert alive(pid)
+    assert sandbox.live_pids() == [pid]
+    for code, _, err in results:
+        if code != 0:
+            assert "AlreadyRunningError" in err, err
+            assert f"pid {pid}" in err, f"the refusal does not name the running daemon {pid}:\n{err}"
+    assert (sandbox.path / "d.log").read_text().count("daemon up") == 1
+
+
+def test_eight_simultaneous_cli_starts_all_exit_0_with_one_daemon(sandbox: Sandbox) -> None:
+    script = sandbox.write("svc.py", SERVICE)
+    results = _launch_many(sandbox, script, 8, "start")
+
+    assert [r[0] for r in results] == [0] * 8, results
+    pid = read_pid(sandbox.path / "d.pid")
+    assert sandbox.live_pids() == [pid]
+    outputs = [out for _, out, _ in results]
+    assert sum(f"started (pid {pid})" in out for out in outputs) == 1, outputs
+    assert sum("already running" in out for out in outputs) == 7, outputs
+
+
+def test_pidfile_is_complete_when_the_launcher_exits(sandbox: Sandbox) -> None:
+    script = sandbox.write("svc.py", SERVICE)
+    path = sandbox.path / "d.pid"
+    for _ in range(3):
+        result = sandbox.run_file(script)
+        # Read at once, as systemd's Type=forking does: no waiting allowed.
+        content = path.read_text()
+        assert result.returncode == 0, result
+        assert content.endswith("\n") and content.strip().isdigit(), repr(content)
+        pid = int(content)
+        assert alive(pid)
+        assert Pidfile(path).locked_by() == pid
+        os.kill(pid, signal.SIGTERM)
+        assert wait_exit(pid)
+        assert not path.exists()
+
+
+# A launcher that pauses right before its fork (the pidfile is locked by then)
+# until a line arrives on stdin; it says "locked" when it gets there.
+PAUSED_LAUNCHER = """
+import os, sys, time
+from daemondeco import daemon
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LAUNCHER = os.getpid()
+
+def pause():
+    if os.getpid() == LAUNCHER:
+        print("locked", flush=True)
+        sys.stdin.readline()
+
+os.register_at_fork(before=pause)
+
+@daemon(pidfile=os.path.join(HERE, "d.pid"), stdout=os.path.join(HERE, "d.log"))
+def main():
+    time.sleep(60)
+
+main()
+"""
+
+
+def test_locked_by_never_reports_the_stale_pid_while_a_start_holds_the_lock(sandbox: Sandbox) -> None:
+    sleeper = subprocess.Popen(["sleep", "60"])
+    sandbox.extra_pids.append(sleeper.pid)
+    path = sandbox.path / "d.pid"
+    path.write_text(f"{sleeper.pid}\n")
+
+    launcher = sandbox.popen(PAUSED_LAUNCHER, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert launcher.stdin is not None and launcher.stdout is not None
+    assert launcher.stdout.readline() == "locked\n"
+    try:
+        # The lock is now held by a start whose daemon has no pid yet: the
+        # old pid in the file is not the holder and must not be reported.
+        seen = inspect(sandbox, path)
+        assert seen["is_locked"] is True
+        assert seen["locked_by"] != sleeper.pid, "locked_by() reports the stale pid of an unrelated process"
+    finally:
+        launcher.stdin.write("go\n")
+        launcher.stdin.close()
+        assert launcher.wait(timeout=10) == 0
+        launcher.stdout.close()
+    pid = read_pid(path)
+    assert pid != sleeper.pid and alive(pid)
+    assert alive(sleeper.pid)
+    sleeper.kill()
+    sleeper.wait()
