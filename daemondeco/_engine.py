@@ -15,6 +15,7 @@ after flushing stdio, so no atexit handler or buffer runs twice.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import signal
 import sys
@@ -120,22 +121,26 @@ def prepare(options: Options) -> Prepared:
     try:
         _check_workdir(prepared.workdir)
         prepared.keep = _resolve_keep_fds(options)
-        stdin = _open_target(options.stdin, _IN_FLAGS, "stdin")
-        prepared.fds.append(stdin)
-        stdout = _open_target(options.stdout or os.devnull, _LOG_FLAGS, "stdout target")
-        prepared.fds.append(stdout)
-        stderr = stdout
-        if options.stderr is not None and os.path.abspath(options.stderr) != os.path.abspath(options.stdout or os.devnull):
-            stderr = _open_target(options.stderr, _LOG_FLAGS, "stderr target")
-            prepared.fds.append(stderr)
-        prepared.stdio = (stdin, stdout, stderr)
         if options.pidfile is not None:
+            # First, so that "already running" leaves no new log file behind.
             pidfile = Pidfile(options.pidfile)
             pidfile._lock()
             assert pidfile._fd is not None
             pidfile._fd = _high_fd(pidfile._fd)
             prepared.pidfile = pidfile
+        stdin = _open_target(options.stdin, _IN_FLAGS, "stdin")
+        prepared.fds.append(stdin)
+        stdout_path = options.stdout or os.devnull
+        stdout = _open_target(stdout_path, _LOG_FLAGS, "stdout target")
+        prepared.fds.append(stdout)
+        stderr = stdout
+        if options.stderr is not None and os.path.abspath(options.stderr) != os.path.abspath(stdout_path):
+            stderr = _open_target(options.stderr, _LOG_FLAGS, "stderr target")
+            prepared.fds.append(stderr)
+        prepared.stdio = (stdin, stdout, stderr)
     except BaseException:
+        if prepared.pidfile is not None:
+            prepared.pidfile._abandon()
         prepared.close()
         raise
     return prepared
@@ -217,38 +222,42 @@ def detach(prepared: Prepared, *, worker: bool) -> int:
         os.close(write_end)
         prepared.close()
         raise
-    if child:
-        os.close(write_end)
-        try:
-            return _await_ready(read_end, child, prepared)
-        finally:
-            os.close(read_end)
-            prepared.close()
-    os.close(read_end)
-    _first_child(write_end)
+    if not child:  # pragma: no cover - this frame is not traced after fork; the steps it calls are
+        _in_children(read_end, write_end, prepared, worker=worker)
+        return 0
+    os.close(write_end)
     try:
-        _become_daemon(prepared, write_end, worker=worker)
-    except BaseException as exc:
+        return _await_ready(read_end, child, prepared)
+    finally:
+        os.close(read_end)
+        prepared.close()
+
+
+def _in_children(read_end: int, write_end: int, prepared: Prepared, *, worker: bool) -> None:
+    """The first child detaches and leaves; returns only in the daemon, detached."""
+    os.close(read_end)
+    try:
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+    except BaseException as exc:  # pragma: no cover - setsid/fork failing in the first child
         send(write_end, ERROR, _describe(exc))
         os._exit(1)
-    return 0
+    _become_daemon_or_exit(prepared, write_end, worker=worker)  # pragma: no cover - untraced frame after fork
+
+
+def _become_daemon_or_exit(prepared: Prepared, write_end: int, *, worker: bool) -> None:
+    try:
+        _become_daemon(prepared, write_end, worker=worker)
+    except BaseException as exc:  # pragma: no cover - defensive: chdir/dup2/close failing after the fork
+        send(write_end, ERROR, _describe(exc))
+        os._exit(1)
 
 
 def _describe(exc: BaseException) -> bytes:
     from ._ready import describe_exception
 
     return describe_exception(exc)
-
-
-def _first_child(write_end: int) -> None:
-    """Leave a new session; fork the daemon and exit. Returns only in the daemon."""
-    try:
-        os.setsid()
-        if os.fork():
-            os._exit(0)
-    except BaseException as exc:
-        send(write_end, ERROR, _describe(exc))
-        os._exit(1)
 
 
 def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
@@ -269,9 +278,8 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
     if pidfile is not None:
         pidfile._write(os.getpid())
     for stream in (sys.stdout, sys.stderr):
-        reconfigure = getattr(stream, "reconfigure", None)
-        if reconfigure is not None:
-            reconfigure(line_buffering=True)
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(line_buffering=True)  # log lines appear as they are printed
     if worker:
         import atexit
 

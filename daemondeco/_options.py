@@ -8,7 +8,6 @@ the launcher, right before the fork: see ``_engine.prepare``.
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 
@@ -101,6 +100,8 @@ class Options:
         """Validate *given* keyword options for *caller* (used in messages)."""
         unknown = [name for name in given if name not in _DEFAULTS]
         if unknown:
+            import difflib
+
             name = unknown[0]
             close = difflib.get_close_matches(name, _DEFAULTS, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; valid options: {', '.join(sorted(_DEFAULTS))}"

@@ -235,6 +235,22 @@ class Pidfile:
         os.ftruncate(self._fd, len(data))
         self._pid = pid
 
+    def _abandon(self) -> None:
+        """Give up a lock taken for a start that failed before any pid was written.
+
+        Removes the file if it is still the empty one we locked, so a start
+        that fails on bad input leaves nothing behind.
+        """
+        fd = self._fd
+        if fd is None:
+            return
+        self._fd = None
+        try:
+            if self._pid is None and _same_file(self.path, fd) and os.fstat(fd).st_size == 0:
+                os.unlink(self.path)
+        finally:
+            os.close(fd)
+
     def _forget(self) -> None:
         """Close our copy of the fd without removing anything (after a fork)."""
         if self._fd is not None:

@@ -31,7 +31,11 @@ STATE = os.path.join(TICKER_DIR, "ticker.state")
 
 @daemon(pidfile=PIDFILE, stdout=LOG, ready="notify")
 def ticker(interval: str = "1") -> None:
-    """Write a tick line every INTERVAL seconds; keep the last tick in the state file."""
+    """Write a tick line every INTERVAL seconds; keep the last tick in the state file.
+
+    The daemon's stdout is line-buffered already; flush=True is for `run`,
+    where stdout may be a pipe (a terminal, a journal, a container log).
+    """
     # Set-up: any exception here reaches `start` as a StartupError, with this
     # traceback, and `start` exits 1. Nothing is left running.
     seconds = float(interval)
@@ -40,19 +44,19 @@ def ticker(interval: str = "1") -> None:
     with open(STATE, "a+") as state:
         state.seek(0)
         tick = int(state.read() or 0)
-        print(f"ticker {os.getpid()} ready, resuming after tick {tick}")
+        print(f"ticker {os.getpid()} ready, resuming after tick {tick}", flush=True)
         notify_ready()  # only now does `start` exit 0
         try:
             while True:
                 tick += 1
-                print(f"tick {tick}")
+                print(f"tick {tick}", flush=True)
                 state.seek(0)
                 state.truncate()
                 state.write(str(tick))
                 state.flush()
                 time.sleep(seconds)
         finally:  # `stop` sends SIGTERM, which raises SystemExit here
-            print(f"ticker {os.getpid()} stopping after tick {tick}")
+            print(f"ticker {os.getpid()} stopping after tick {tick}", flush=True)
 
 
 if __name__ == "__main__":

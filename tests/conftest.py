@@ -187,12 +187,15 @@ class Sandbox:
         return marked_pids(self.marker)
 
     def kill_all(self) -> None:
-        for pid in set(self.live_pids()) | {p for p in self.extra_pids if alive(p)}:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            wait_exit(pid, 5)
+        """SIGTERM every process we started (so daemons save coverage), SIGKILL stragglers."""
+        pids = set(self.live_pids()) | {p for p in self.extra_pids if alive(p)}
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            for pid in pids:
+                try:
+                    os.kill(pid, signum)
+                except ProcessLookupError:
+                    pass
+            pids = {pid for pid in pids if not wait_exit(pid, 2 if signum == signal.SIGTERM else 5)}
 
 
 @pytest.fixture

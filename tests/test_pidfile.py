@@ -62,7 +62,7 @@ print("released", flush=True)
 
 def inspect(sandbox: Sandbox, path: Path) -> dict[str, object]:
     """What ``Pidfile(path)`` reports when asked from another process."""
-    result = sandbox.run(INSPECT, str(path), name="inspect.py")
+    result = sandbox.run(INSPECT, str(path), name="peek.py")
     assert result.returncode == 0, result
     info: dict[str, object] = json.loads(result.stdout)
     return info
@@ -590,3 +590,34 @@ def test_locked_by_never_reports_the_stale_pid_while_a_start_holds_the_lock(sand
     assert alive(sleeper.pid)
     sleeper.kill()
     sleeper.wait()
+
+
+def test_start_refused_during_another_start_names_the_daemon_pid(sandbox: Sandbox) -> None:
+    """A start that loses the race while the winner's daemon has no pid yet still names that daemon."""
+    first = sandbox.popen(PAUSED_LAUNCHER, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert first.stdin is not None and first.stdout is not None
+    assert first.stdout.readline() == "locked\n"
+    sandbox.write("svc.py", SERVICE)
+    second = sandbox.popen(
+        'import svc\nprint("trying", flush=True)\nsvc.main()\n',
+        name="second.py",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert second.stdout is not None
+    try:
+        assert second.stdout.readline() == "trying\n"
+        # The loser may fail at once or wait for the winner's pid; give it a
+        # bounded moment to do either before the winner goes on.
+        wait_exit(second.pid, timeout=1.0)
+    finally:
+        first.stdin.write("go\n")
+        first.stdin.close()
+        assert first.wait(timeout=10) == 0
+        first.stdout.close()
+    pid = read_pid(sandbox.path / "d.pid")
+    _, err = second.communicate(timeout=30)
+    assert second.returncode != 0
+    assert "AlreadyRunningError" in err, err
+    assert f"pid {pid}" in err, f"the refusal does not name the daemon {pid}:\n{err}"
+    assert sandbox.live_pids() == [pid]

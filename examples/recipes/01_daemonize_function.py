@@ -54,14 +54,13 @@ except AlreadyRunningError as exc:
 
 # From here on this is the daemon: no terminal, workdir "/", umask 0o022.
 # Set-up errors still reach the launcher, which is waiting for notify_ready().
-data = open(DATA, "a")  # created 0o644, not the recipe's 0o666
-print(f"daemon {os.getpid()} ready", flush=True)
-notify_ready()  # the launcher exits 0 now
-
-try:
-    while True:
-        data.write(f"{time.time():.0f} still here\n")
-        data.flush()
-        time.sleep(1)
-finally:  # SIGTERM (python -m daemondeco stop) raises SystemExit: this runs
-    print(f"daemon {os.getpid()} stopping", flush=True)
+with open(DATA, "a") as data:  # created 0o644, not the recipe's 0o666
+    print(f"daemon {os.getpid()} ready", flush=True)
+    notify_ready()  # the launcher exits 0 now
+    try:
+        while True:
+            data.write(f"{time.time():.0f} still here\n")
+            data.flush()
+            time.sleep(1)
+    finally:  # SIGTERM (python -m daemondeco stop) raises SystemExit: this runs
+        print(f"daemon {os.getpid()} stopping", flush=True)

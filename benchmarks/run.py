@@ -1,0 +1,460 @@
+"""daemondeco benchmark suite: ``python benchmarks/run.py [--quick] [--json out.json]``.
+
+Five benchmarks, each comparing candidates run side by side in the same
+invocation (interleaved in a shuffled order every round, each in fresh
+subprocesses) and reported as medians, quartiles and per-round paired ratios
+against a baseline measured in the same rounds. See benchmarks/README.md.
+
+1. detach   - launcher calls the detach -> launcher knows the daemon is ready
+2. workers  - 100 process_daemonize workers, one after another, each ready
+3. stop     - cooperative stop of a daemon sleeping in time.sleep()
+4. fds      - detach cost at RLIMIT_NOFILE 1024 vs the hard limit
+5. import   - `import daemondeco` vs `import wrapt` in fresh interpreters
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import resource
+import select
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _harness import Harness, fmt_ms, interleaved, paired_ratios, summary  # noqa: E402
+
+PEERS = {"python-daemon": "daemon", "daemonize": "daemonize", "daemonocle": "daemonocle"}
+DISTS = {"python-daemon": "python-daemon", "daemonize": "daemonize", "daemonocle": "daemonocle"}
+
+
+def log(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+def peer_status() -> dict[str, str | None]:
+    """None for an importable peer, else why it is left out."""
+    status: dict[str, str | None] = {}
+    for label, module in PEERS.items():
+        try:
+            importlib.import_module(module)
+            status[label] = None
+        except Exception as exc:  # any failure: record and go on without it
+            status[label] = f"{type(exc).__name__}: {exc}"
+    return status
+
+
+def versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for dist in ("daemondeco", "wrapt", *DISTS.values()):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def parse_detach(lines: list[str], exited_at: int | None) -> dict[str, float]:
+    got: dict[str, int] = {}
+    for line in lines:
+        word, *rest = line.split()
+        if word == "t0":
+            got["t0"] = int(rest[0])
+        elif word == "known":
+            got["known"] = int(rest[0])
+        elif word == "body":
+            got["body"] = int(rest[2])
+    if "t0" not in got or "body" not in got:
+        raise RuntimeError(f"incomplete report: {lines}")
+    t0 = got["t0"]
+    out = {"body": got["body"] - t0}
+    if "known" in got:
+        out["known"] = got["known"] - t0
+    if exited_at is not None:
+        out["exit"] = exited_at - t0
+    return out
+
+
+def ratio_text(ratios: list[float]) -> str:
+    s = summary(ratios)
+    if not s.get("n"):
+        return "-"
+    return f"{s['median']:.2f}x [{s['q1']:.2f}-{s['q3']:.2f}]"
+
+
+def ms_text(values: list[float]) -> str:
+    s = summary(values)
+    if not s.get("n"):
+        return "-"
+    return f"{fmt_ms(s['median'])} [{fmt_ms(s['q1'])}-{fmt_ms(s['q3'])}]"
+
+
+# -- 1. detach latency -------------------------------------------------------------
+
+
+def bench_detach(h: Harness, quick: bool, peers: dict[str, str | None], preload: list[str]) -> dict:
+    rounds = 6 if quick else 20
+    slow_rounds = 2 if quick else 4  # daemonocle's launcher sleeps 1 s by design
+    cands = ["raw", "daemondeco", "daemondeco-worker", "daemondeco-pidfile"]
+    cands += [p for p in ("python-daemon", "daemonize") if peers[p] is None]
+    log(f"\n## 1. detach latency ({rounds} rounds, interleaved; daemonocle {slow_rounds} rounds)")
+    per_round: dict[int, dict[str, dict[str, float]]] = {}
+    order = [(-1, c) for c in cands]  # untimed warm-up round
+    order += interleaved(cands, rounds, seed=1)
+    if peers["daemonocle"] is None:
+        order += [(-1, "daemonocle")]
+        order += [(r, "daemonocle") for r in range(slow_rounds)]
+    for rnd, cand in order:
+        lines, exited_at, _ = h.run_child({"job": "detach", "candidate": cand, "preload": preload}, timeout=30)
+        h.kill_all()
+        if rnd >= 0:
+            per_round.setdefault(rnd, {})[cand] = parse_detach(lines, exited_at)
+    metrics: dict[str, dict[str, list[float]]] = {}
+    for row in per_round.values():
+        for cand, vals in row.items():
+            for metric, v in vals.items():
+                metrics.setdefault(cand, {}).setdefault(metric, []).append(v)
+
+    def ratios(cand: str, metric: str) -> list[float]:
+        flat = {r: {c: v[metric] for c, v in row.items() if metric in v} for r, row in per_round.items()}
+        return paired_ratios(flat, cand, "raw")
+
+    log("time from the launcher calling the detach; ms median [q1-q3]; ratio = paired per round vs raw")
+    log(f"{'candidate':22} {'launcher knows (in-proc)':>26} {'launcher exit (pidfd)':>26} {'daemon code starts':>26}")
+    table = {}
+    for cand in [*cands, "daemonocle"]:
+        if cand not in metrics:
+            continue
+        m = metrics[cand]
+        row = {k: summary(v) for k, v in m.items()}
+        row.update({f"{k}_ratio_vs_raw": summary(ratios(cand, k)) for k in m})
+        table[cand] = row
+        log(
+            f"{cand:22} {ms_text(m.get('known', [])):>26} {ms_text(m.get('exit', [])):>26} {ms_text(m['body']):>26}"
+        )
+    log("ratios vs raw (median [q1-q3] of per-round ratios):")
+    for cand in table:
+        if cand == "raw":
+            continue
+        parts = [f"{k}: {ratio_text(ratios(cand, k))}" for k in ("known", "exit", "body") if k in metrics[cand]]
+        log(f"  {cand:20} " + "   ".join(parts))
+    exit_ratio = summary(ratios("daemondeco", "exit")).get("median")
+    known_ratio = summary(ratios("daemondeco-worker", "known")).get("median")
+    verdict = {
+        "daemondeco_exit_ratio": exit_ratio,
+        "daemondeco_worker_known_ratio": known_ratio,
+        "target": 1.3,
+        "met": bool(exit_ratio and known_ratio and exit_ratio <= 1.3 and known_ratio <= 1.3),
+    }
+    log(f"target: within 1.3x the bare sequence -> @daemon exit {exit_ratio:.2f}x, "
+        f"process_daemonize {known_ratio:.2f}x: {'MET' if verdict['met'] else 'MISSED'}")
+    return {"rounds": rounds, "table": table, "per_round": per_round, "verdict": verdict}
+
+
+# -- 2. 100 workers ----------------------------------------------------------------
+
+
+def bench_workers(h: Harness, quick: bool) -> dict:
+    rounds, count = (3, 100) if quick else (8, 100)
+    cands = ["raw", "daemondeco"]
+    log(f"\n## 2. {count} process_daemonize workers one after another ({rounds} rounds, interleaved)")
+    per_round: dict[int, dict[str, float]] = {}
+    each: dict[str, list[float]] = {c: [] for c in cands}
+    order = [(-1, c) for c in cands] + interleaved(cands, rounds, seed=2)
+    for rnd, cand in order:
+        lines, _, _ = h.run_child({"job": "workers", "candidate": cand, "count": count}, timeout=120)
+        started = sum(len(line.split()) - 1 for line in lines if line.startswith("pids "))
+        killed = h.kill_all()
+        result = json.loads(next(line for line in lines if line.startswith("result "))[7:])
+        if started != count or killed < count:
+            raise RuntimeError(f"{cand}: {started} workers reported, {killed} killed")
+        if rnd >= 0:
+            per_round.setdefault(rnd, {})[cand] = result["total"]
+            each[cand].extend(result["each"])
+    totals = {c: [row[c] for row in per_round.values()] for c in cands}
+    ratio = paired_ratios(per_round, "daemondeco", "raw")
+    for c in cands:
+        log(f"{c:12} total ms {ms_text(totals[c]):>28}   per worker ms {ms_text(each[c]):>26}")
+    r = summary(ratio)
+    per_worker = summary(each["daemondeco"])["median"] / 1e6
+    met = r["median"] <= 1.3
+    log(f"ratio daemondeco/raw (total, paired per round): {ratio_text(ratio)}; "
+        f"{per_worker:.2f} ms a worker: {'MET' if met else 'MISSED'} (target 1.3x, ~2 ms a worker)")
+    return {
+        "rounds": rounds,
+        "count": count,
+        "total": {c: summary(totals[c]) for c in cands},
+        "per_worker": {c: summary(each[c]) for c in cands},
+        "ratio": summary(ratio),
+        "per_round": per_round,
+        "verdict": {"ratio": r["median"], "per_worker_ms": per_worker, "target": 1.3, "met": met},
+    }
+
+
+# -- 3. stop -------------------------------------------------------------------------
+
+
+def bench_stop(h: Harness, quick: bool) -> dict:
+    rounds, cycles = (3, 2) if quick else (8, 3)
+    cands = ["raw-kill", "raw-sysexit", "daemondeco-worker", "daemondeco-worker-pidfile", "daemondeco-daemon-pidfile"]
+    log(f"\n## 3. cooperative stop latency ({rounds} rounds x {cycles} stops, interleaved)")
+    samples: dict[str, list[float]] = {c: [] for c in cands}
+    per_round: dict[int, dict[str, float]] = {}
+    order = [(-1, c) for c in cands] + interleaved(cands, rounds, seed=3)
+    for rnd, cand in order:
+        lines, _, _ = h.run_child({"job": "stop", "candidate": cand, "cycles": cycles}, timeout=60)
+        h.kill_all()
+        results = json.loads(next(line for line in lines if line.startswith("result "))[7:])
+        if not all(item["ok"] for item in results):
+            raise RuntimeError(f"{cand}: a stop failed: {results}")
+        if rnd >= 0:
+            values = [item["ns"] for item in results]
+            samples[cand].extend(values)
+            per_round.setdefault(rnd, {})[cand] = sorted(values)[len(values) // 2]
+    log("time for the stop call to return; ms median [q1-q3] (max); ratio vs raw-kill paired per round")
+    for c in cands:
+        s = summary(samples[c])
+        ratio = paired_ratios(per_round, c, "raw-kill") if c != "raw-kill" else []
+        log(f"{c:28} {ms_text(samples[c]):>26} (max {fmt_ms(s['max'])})   {ratio_text(ratio) if ratio else ''}")
+    worst = max(summary(samples[c])["median"] for c in cands if c.startswith("daemondeco")) / 1e6
+    met = worst < 20
+    log(f"target: stop() returns within 20 ms -> slowest daemondeco median {worst:.2f} ms: {'MET' if met else 'MISSED'}")
+    return {
+        "rounds": rounds,
+        "cycles": cycles,
+        "table": {c: summary(samples[c]) for c in cands},
+        "ratio_vs_raw_kill": {c: summary(paired_ratios(per_round, c, "raw-kill")) for c in cands if c != "raw-kill"},
+        "samples": samples,
+        "verdict": {"slowest_daemondeco_median_ms": worst, "target_ms": 20, "met": met},
+    }
+
+
+# -- 4. fd closing vs RLIMIT_NOFILE ----------------------------------------------------
+
+
+def bench_fds(h: Harness, quick: bool, peers: dict[str, str | None], preload: list[str]) -> dict:
+    rounds = 3 if quick else 8
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY or hard > 1 << 20:
+        hard = 1 << 20
+    limits = [1024, hard]
+    names = ["raw", "raw-naive-close", "raw-closerange", "daemondeco-worker", "daemondeco"]
+    names += [p for p in ("daemonize", "python-daemon") if peers[p] is None]
+    cands = [f"{n}@{lim}" for n in names for lim in limits]
+    log(f"\n## 4. fd closing: RLIMIT_NOFILE soft limit {limits[0]} vs {limits[1]} (hard) ({rounds} rounds, interleaved)")
+    per_round: dict[int, dict[str, dict[str, float]]] = {}
+    order = [(-1, c) for c in cands] + interleaved(cands, rounds, seed=4)
+    for rnd, cand in order:
+        name, lim = cand.rsplit("@", 1)
+        config = {"job": "detach", "candidate": name, "nofile": int(lim), "preload": preload}
+        lines, exited_at, _ = h.run_child(config, timeout=30)
+        h.kill_all()
+        if rnd >= 0:
+            per_round.setdefault(rnd, {})[cand] = parse_detach(lines, exited_at)
+    # "ready" = what the launcher learns: in-process for raw/worker, launcher exit for the rest
+    log("detach time (launcher knows the daemon is ready; for peers: the daemon's code starts), ms median [q1-q3]")
+    log(f"{'candidate':20} {'@' + str(limits[0]):>24} {'@' + str(limits[1]):>24}   ratio hi/lo (paired)")
+    table = {}
+    for name in names:
+        metric = "known" if name.startswith("raw") or name == "daemondeco-worker" else (
+            "exit" if name == "daemondeco" else "body")
+        lo, hi = f"{name}@{limits[0]}", f"{name}@{limits[1]}"
+        flat = {r: {c: v[metric] for c, v in row.items() if metric in v} for r, row in per_round.items()}
+        vlo = [row[lo] for row in flat.values() if lo in row]
+        vhi = [row[hi] for row in flat.values() if hi in row]
+        ratio = paired_ratios(flat, hi, lo)
+        table[name] = {"metric": metric, "lo": summary(vlo), "hi": summary(vhi), "ratio_hi_lo": summary(ratio)}
+        log(f"{name:20} {ms_text(vlo):>24} {ms_text(vhi):>24}   {ratio_text(ratio)}  ({metric})")
+    worker_ratio = table["daemondeco-worker"]["ratio_hi_lo"]["median"]
+    daemon_ratio = table["daemondeco"]["ratio_hi_lo"]["median"]
+    met = max(worker_ratio, daemon_ratio) <= 1.1
+    log(f"target: same cost at both limits -> daemondeco {daemon_ratio:.2f}x, worker {worker_ratio:.2f}x "
+        f"(<= 1.10x counts as the same): {'MET' if met else 'MISSED'}")
+    return {"rounds": rounds, "limits": limits, "table": table, "per_round": per_round,
+            "verdict": {"daemondeco_hi_lo": daemon_ratio, "worker_hi_lo": worker_ratio, "met": met}}
+
+
+# -- 5. import time --------------------------------------------------------------------
+
+
+def _time_interpreter(h: Harness, argv: list[str], env: dict[str, str]) -> int:
+    t0 = time.monotonic_ns()
+    pid = h.spawn(argv, env=env)
+    fd = h._pidfds[pid]
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    if not poller.poll(30000):
+        raise TimeoutError(" ".join(argv))
+    elapsed = time.monotonic_ns() - t0
+    _, status = os.waitpid(pid, 0)
+    os.close(h._pidfds.pop(pid))
+    if status != 0:
+        raise RuntimeError(f"{argv} failed ({status}); see {h.errlog}")
+    return elapsed
+
+
+def _importtime(h: Harness, python: str, env: dict[str, str], module: str) -> dict[str, int]:
+    """Cumulative -X importtime microseconds of top-level imports, from one fresh interpreter."""
+    path = os.path.join(h.tmpdir, "importtime.txt")
+    pid = os.posix_spawn(python, [python, "-X", "importtime", "-c", f"import {module}"], env, file_actions=[
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 2, path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+    ])
+    os.waitpid(pid, 0)
+    out = {}
+    with open(path) as handle:
+        for line in handle:
+            if not line.startswith("import time:") or "cumulative" in line:
+                continue
+            _, cum_us, name = line.split("|")
+            name = name.rstrip("\n")
+            stripped = name.strip()
+            depth = (len(name) - len(name.lstrip(" ")) - 1) // 2
+            if stripped in ("wrapt", "daemondeco") or depth == 0:
+                out[stripped] = max(out.get(stripped, 0), int(cum_us))
+    return out
+
+
+def bench_import(h: Harness, quick: bool, extra: list[tuple[str, str]]) -> dict:
+    rounds = 15 if quick else 40
+    it_runs = 5 if quick else 15
+    pythons = [("here", sys.executable), *extra]
+    cached = h.env
+    nocache = dict(os.environ)  # this machine as configured: PYTHONDONTWRITEBYTECODE=1
+    nocache.pop("PYTHONPYCACHEPREFIX", None)
+    nocache["PYTHONDONTWRITEBYTECODE"] = "1"
+    envs = {"": cached, "/nobytecode": nocache}
+    stmts = {"none": "pass", "wrapt": "import wrapt", "daemondeco": "import daemondeco"}
+    cands = [f"{label}{ev}:{s}" for label, _ in pythons for ev in envs for s in stmts if not (ev and label != "here")]
+    log(f"\n## 5. import cost in fresh interpreters ({rounds} rounds, interleaved; -X importtime x{it_runs})")
+    wrapt_versions = {}
+    for label, py in pythons:
+        argv = [py, "-c", "import wrapt, sys; sys.stderr.write('WRAPT ' + wrapt.__version__ + '\\n')"]
+        _time_interpreter(h, argv, cached)
+        with open(h.errlog) as handle:
+            wrapt_versions[label] = [ln.split()[1] for ln in handle if ln.startswith("WRAPT ")][-1]
+    per_round: dict[int, dict[str, float]] = {}
+    order = [(-1, c) for c in cands] * 2 + interleaved(cands, rounds, seed=5)
+    for rnd, cand in order:
+        head, stmt = cand.split(":")
+        label, _, ev = head.partition("/")
+        py = dict(pythons)[label]
+        ns = _time_interpreter(h, [py, "-c", stmts[stmt]], envs["/" + ev if ev else ""])
+        if rnd >= 0:
+            per_round.setdefault(rnd, {})[cand] = ns
+    table: dict[str, dict] = {}
+    log("wall time of `python -c STMT`, spawn to exit; ms median [q1-q3]; extra = paired per-round difference")
+    for label, _ in pythons:
+        for ev in envs:
+            if ev and label != "here":
+                continue
+            head = f"{label}{ev}"
+            vals = {s: [row[f"{head}:{s}"] for row in per_round.values()] for s in stmts}
+            diff = [row[f"{head}:daemondeco"] - row[f"{head}:wrapt"] for row in per_round.values()]
+            over_bare = [row[f"{head}:wrapt"] - row[f"{head}:none"] for row in per_round.values()]
+            table[head] = {
+                "wrapt_version": wrapt_versions[label],
+                **{s: summary(v) for s, v in vals.items()},
+                "daemondeco_minus_wrapt": summary(diff),
+                "wrapt_minus_bare": summary(over_bare),
+            }
+            log(f"[{head}, wrapt {wrapt_versions[label]}] bare {ms_text(vals['none'])}  wrapt {ms_text(vals['wrapt'])}"
+                f"  daemondeco {ms_text(vals['daemondeco'])}")
+            log(f"    import wrapt costs {ms_text(over_bare)} ms; import daemondeco costs {ms_text(diff)} ms more")
+    # -X importtime: in-process, less noisy; daemondeco's own share = cumulative(daemondeco) - cumulative(wrapt)
+    for label, py in pythons:
+        own, wr = [], []
+        for i in range(it_runs + 1):
+            got = _importtime(h, py, cached, "daemondeco")
+            if i:
+                own.append((got["daemondeco"] - got["wrapt"]) * 1000)
+                wr.append(got["wrapt"] * 1000)
+        table[label]["importtime_daemondeco_own"] = summary(own)
+        table[label]["importtime_wrapt"] = summary(wr)
+        log(f"[{label}] -X importtime: wrapt {ms_text(wr)} ms, daemondeco's own modules {ms_text(own)} ms")
+    here = table["here"]["daemondeco_minus_wrapt"]["median"] / 1e6
+    met = here <= 5
+    log(f"target: import daemondeco <= import wrapt + 5 ms -> +{here:.2f} ms (wrapt {wrapt_versions['here']}): "
+        f"{'MET' if met else 'MISSED'}")
+    return {"rounds": rounds, "table": table, "per_round": per_round,
+            "verdict": {"extra_ms": here, "target_ms": 5, "met": met}}
+
+
+# -- main ---------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (under ~40 s)")
+    parser.add_argument("--json", metavar="OUT", help="write every sample and summary to OUT")
+    parser.add_argument("--only", metavar="NAMES", help="comma-separated subset: detach,workers,stop,fds,import")
+    parser.add_argument("--extra-python", action="append", default=[], metavar="LABEL=PATH",
+                        help="also time imports under another interpreter (e.g. a venv with wrapt 1.17)")
+    args = parser.parse_args(argv)
+    if not sys.platform.startswith("linux"):
+        log("these benchmarks need Linux (pidfds, /proc, PR_SET_CHILD_SUBREAPER)")
+        return 2
+    selected = args.only.split(",") if args.only else ["detach", "workers", "stop", "fds", "import"]
+    extra = [tuple(item.split("=", 1)) for item in args.extra_python]
+    peers = peer_status()
+    preload = ["daemondeco"] + [PEERS[p] for p, why in peers.items() if why is None]
+    meta = {
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "rlimit_nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
+        "versions": versions(),
+        "peers_unavailable": {p: why for p, why in peers.items() if why},
+        "quick": args.quick,
+    }
+    log(f"# daemondeco benchmarks ({'quick' if args.quick else 'full'}) - Python {meta['python']}, "
+        f"{meta['platform']}, {meta['cpus']} CPUs, RLIMIT_NOFILE {meta['rlimit_nofile']}")
+    log("versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
+    for p, why in meta["peers_unavailable"].items():
+        log(f"left out: {p}: {why}")
+    started = time.monotonic()
+    h = Harness(sys.executable)
+    results: dict[str, object] = {"meta": meta}
+    old_int = signal.getsignal(signal.SIGINT)
+    try:
+        if "detach" in selected:
+            results["detach"] = bench_detach(h, args.quick, peers, preload)
+        if "workers" in selected:
+            results["workers"] = bench_workers(h, args.quick)
+        if "stop" in selected:
+            results["stop"] = bench_stop(h, args.quick)
+        if "fds" in selected:
+            results["fds"] = bench_fds(h, args.quick, peers, preload)
+        if "import" in selected:
+            results["import"] = bench_import(h, args.quick, extra)  # type: ignore[arg-type]
+    except BaseException:
+        tail = h.stderr_tail()
+        if tail:
+            log("children's stderr (tail):\n" + tail)
+        raise
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # finish the cleanup
+        h.close()
+        signal.signal(signal.SIGINT, old_int)
+    meta["seconds"] = round(time.monotonic() - started, 1)
+    log(f"\n## summary ({meta['seconds']} s)")
+    for name in selected:
+        log(f"{name:8} {'MET' if results[name]['verdict']['met'] else 'MISSED'}  {results[name]['verdict']}")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=1, default=str)
+        log(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
