@@ -81,11 +81,29 @@ actions:
 Words after the action are passed to {name}() as string arguments."""
 
 
+def _seconds_arg(text: str) -> float:
+    """Parse --timeout for argparse: a finite number of seconds >= 0."""
+    import argparse
+
+    from ._options import _seconds
+
+    try:
+        return _seconds("stop", "--timeout", float(text), positive=False)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def run_decorated_cli(target: _DaemonControl, argv: Sequence[str] | None) -> int:
-    """The ``.cli()`` of a ``@daemon`` function."""
+    """The ``.cli()`` of a ``@daemon`` function.
+
+    Errors are caught only while acting as the launcher (checks, locking,
+    waiting for readiness): in the daemon, or in the foreground ``run``, the
+    function's own exceptions propagate with their tracebacks.
+    """
     words = list(sys.argv[1:] if argv is None else argv)
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "daemon"
-    name = getattr(target.__wrapped__, "__name__", "daemon")
+    wrapped = target.__wrapped__
+    name = str(getattr(wrapped, "__qualname__", None) or getattr(wrapped, "__name__", "daemon"))
     if words and words[0] in ("-h", "--help", "help"):
         _say(_help(prog, name))
         return 0
@@ -94,44 +112,51 @@ def run_decorated_cli(target: _DaemonControl, argv: Sequence[str] | None) -> int
         _say(f"{_usage(prog)}\n{prog}: error: {problem}", error=True)
         return USAGE_ERROR
     action, extra = words[0], words[1:]
+    options = target._daemon_options()
+    if action == "run":
+        return _run_foreground(target, name, extra)
     try:
-        if action == "run":
-            result = target.run(*extra)
-            return result if isinstance(result, int) and not isinstance(result, bool) else 0
-        path = target._pidfile_path(action)
-        timeout = target._daemon_options().stop_timeout
-        if action == "status":
-            return report_status(path, name)
-        if action == "stop":
-            return report_stop(path, name, timeout)
-        if action == "restart" and report_stop(path, name, timeout) != 0:
-            return 1
-        running = status_pidfile(path)
-        if running is not None:
+        if action in ("status", "stop", "restart"):
+            path = target._pidfile_path(action)
+            if action == "status":
+                return report_status(path, name)
+            if action == "stop":
+                return report_stop(path, name, options.stop_timeout)
+            if report_stop(path, name, options.stop_timeout) != 0:
+                return 1
+        if options.pidfile is not None and (running := status_pidfile(os.path.abspath(options.pidfile))) is not None:
             _say(f"{name} is already running (pid {running})")
             return 0
-        _start(target, name, extra)
+        from ._decorators import detach_or_leave
+
+        detach_or_leave(options, lambda pid: _say(f"{name} started (pid {pid})"))
     except AlreadyRunningError as exc:
         _say(f"{name}: {exc}")
         return 0
-    except KeyboardInterrupt:
-        return 130
-    except DaemonError as exc:
+    except (DaemonError, OSError, ValueError, TypeError) as exc:
         _say(f"{name}: {exc}", error=True)
         return STATUS_UNKNOWN if action == "status" else 1
-    except (OSError, ValueError, TypeError) as exc:
+    # Only the daemon gets here: from now on errors are the daemon's own.
+    from ._engine import run_in_daemon
+
+    run_in_daemon(wrapped, tuple(extra), {}, worker=False)
+
+
+def _run_foreground(target: _DaemonControl, name: str, extra: list[str]) -> int:
+    from ._engine import Foreground
+
+    try:
+        session = Foreground(target._daemon_options())
+    except (DaemonError, OSError) as exc:
         _say(f"{name}: {exc}", error=True)
         return 1
-    return 1  # pragma: no cover - start does not return
-
-
-def _start(target: _DaemonControl, name: str, extra: list[str]) -> None:
-    from ._decorators import _launch
-
-    def announce(pid: int) -> None:
-        _say(f"{name} started (pid {pid})")
-
-    _launch(target._daemon_options(), target.__wrapped__, tuple(extra), {}, announce)
+    try:
+        result = target.__wrapped__(*extra)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        session.close()
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -144,7 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("action", choices=("status", "stop"), help="status: 0 running, 1 stale pidfile, 3 stopped")
     parser.add_argument("pidfile", help="the daemon's pidfile")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds before stop escalates to SIGKILL")
+    parser.add_argument(
+        "--timeout", type=_seconds_arg, default=10.0, help="seconds before stop escalates to SIGKILL (default 10)"
+    )
     args = parser.parse_args(argv)
     path = os.path.abspath(args.pidfile)
     name = os.path.basename(path)

@@ -30,22 +30,27 @@ _BoundFunctionWrapper: Any = wrapt.BoundFunctionWrapper
 __all__ = ["DaemonFunction", "WorkerFunction", "daemon", "daemonize", "process_daemonize"]
 
 
-def _launch(
-    options: Options,
-    wrapped: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    announce: Callable[[int], None] | None = None,
-) -> NoReturn:
+def detach_or_leave(options: Options, announce: Callable[[int], None] | None = None) -> None:
+    """Detach; the launcher leaves with status 0 once the daemon is ready.
+
+    Returns only in the daemon. Raises in the launcher (bad input, already
+    running, StartupError) before or instead of leaving.
+    """
     pid = _engine.detach(_engine.prepare(options), worker=False)
     if pid:
         if announce is not None:
             announce(pid)
         _engine.leave_launcher()
+
+
+def _launch(options: Options, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> NoReturn:
+    detach_or_leave(options)
     _engine.run_in_daemon(wrapped, args, kwargs, worker=False)
 
 
-def _spawn(options: Options, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> DaemonProcess:
+def _spawn(
+    options: Options, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> DaemonProcess:
     prepared = _engine.prepare(options)
     pid = _engine.detach(prepared, worker=True)
     if pid:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import io
 import os
-import signal
 import sys
 import time
 
@@ -66,11 +65,35 @@ def _high_fd(fd: int) -> int:
     return moved
 
 
-def _open_target(path: str, flags: int, what: str) -> int:
+def _open_target(path: str, flags: int, what: str, created: list[tuple[str, int]] | None = None) -> int:
+    """Open a stdio target; with *created*, record a log file this call created."""
     try:
-        return _high_fd(os.open(path, flags, 0o644))
+        if created is None or not flags & os.O_CREAT:
+            return _high_fd(os.open(path, flags, 0o644))
+        while True:
+            try:
+                return _high_fd(os.open(path, flags & ~os.O_CREAT))
+            except FileNotFoundError:
+                pass
+            try:
+                fd = _high_fd(os.open(path, flags | os.O_EXCL, 0o644))
+            except FileExistsError:  # pragma: no cover - created between our two calls
+                continue
+            created.append((path, fd))
+            return fd
     except OSError as exc:
         raise path_error(exc, f"cannot open {what}", path) from None
+
+
+def _remove_created(created: list[tuple[str, int]]) -> None:
+    """Undo the log files a failed prepare() created (if still empty and ours)."""
+    for path, fd in created:
+        try:
+            held, there = os.fstat(fd), os.stat(path)
+        except OSError:
+            continue
+        if (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino) and held.st_size == 0:
+            os.unlink(path)
 
 
 def _logging_fds() -> set[int]:
@@ -118,6 +141,7 @@ def prepare(options: Options) -> Prepared:
     """Check and open everything the daemon needs; raise here, not after the fork."""
     require_posix()
     prepared = Prepared(options)
+    created: list[tuple[str, int]] = []
     try:
         _check_workdir(prepared.workdir)
         prepared.keep = _resolve_keep_fds(options)
@@ -131,14 +155,15 @@ def prepare(options: Options) -> Prepared:
         stdin = _open_target(options.stdin, _IN_FLAGS, "stdin")
         prepared.fds.append(stdin)
         stdout_path = options.stdout or os.devnull
-        stdout = _open_target(stdout_path, _LOG_FLAGS, "stdout target")
+        stdout = _open_target(stdout_path, _LOG_FLAGS, "stdout target", created)
         prepared.fds.append(stdout)
         stderr = stdout
         if options.stderr is not None and os.path.abspath(options.stderr) != os.path.abspath(stdout_path):
-            stderr = _open_target(options.stderr, _LOG_FLAGS, "stderr target")
+            stderr = _open_target(options.stderr, _LOG_FLAGS, "stderr target", created)
             prepared.fds.append(stderr)
         prepared.stdio = (stdin, stdout, stderr)
     except BaseException:
+        _remove_created(created)
         if prepared.pidfile is not None:
             prepared.pidfile._abandon()
         prepared.close()
@@ -156,7 +181,7 @@ def _check_workdir(workdir: str) -> None:
 
 def _resolve_keep_fds(options: Options) -> set[int]:
     keep = set()
-    for item, fd in zip(options.keep_fds, iter_fds(options.keep_fds)):
+    for item, fd in zip(options.keep_fds, iter_fds(options.keep_fds), strict=True):
         try:
             os.fstat(fd)
         except OSError:
@@ -263,20 +288,21 @@ def _describe(exc: BaseException) -> bytes:
 def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
     """The daemon's side of the detach, in order; readiness comes later."""
     options = prepared.options
-    send(write_end, PID, str(os.getpid()).encode())
+    pid = os.getpid()
+    send(write_end, PID, str(pid).encode())
+    pidfile = prepared.pidfile
+    if pidfile is not None:
+        pidfile._write(pid)  # first: a refused start or a stop can name us at once
     os.chdir(prepared.workdir)
     os.umask(options.umask)
     for target, fd in enumerate(prepared.stdio):
         os.dup2(fd, target)
     keep = {0, 1, 2, write_end, *prepared.keep}
-    pidfile = prepared.pidfile
     if pidfile is not None:
         assert pidfile._fd is not None
         keep.add(pidfile._fd)
     close_fds(keep)
     _reset_signals()
-    if pidfile is not None:
-        pidfile._write(os.getpid())
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(line_buffering=True)  # log lines appear as they are printed
@@ -310,7 +336,7 @@ def close_fds(keep: set[int]) -> None:
 
     limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]  # pragma: no cover
     start = 0  # pragma: no cover
-    for fd in sorted(keep) + [limit if limit > 0 else 65536]:  # pragma: no cover
+    for fd in [*sorted(keep), limit if limit > 0 else 65536]:  # pragma: no cover
         os.closerange(start, fd)
         start = fd + 1
 
@@ -328,6 +354,8 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def _reset_signals() -> None:
+    import signal
+
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
     for name in _RESET_IF_IGNORED:
         signum = getattr(signal, name, None)
@@ -422,6 +450,8 @@ def _death_note(pid: int | None) -> str:
         return ""
     status = int(fields[49])
     if os.WIFSIGNALED(status):
+        import signal
+
         return f" (killed by {signal.Signals(os.WTERMSIG(status)).name})"
     return f" (exit status {os.WEXITSTATUS(status)})"
 
@@ -496,21 +526,40 @@ def run_in_daemon(
     raise SystemExit(status)
 
 
+class Foreground:
+    """A daemon run in this process: pidfile held, SIGTERM raising SystemExit.
+
+    Used by ``.run()`` and the ``run`` CLI action; ``close()`` undoes it all.
+    """
+
+    def __init__(self, options: Options) -> None:
+        global _stopping
+        import signal
+
+        self.pidfile = Pidfile(options.pidfile).acquire() if options.pidfile is not None else None
+        import threading
+
+        self._in_main = threading.current_thread() is threading.main_thread()
+        self._previous = signal.signal(signal.SIGTERM, _on_sigterm) if self._in_main else None
+        self._saved = Runtime.current
+        Runtime.current = Runtime(None, keep_open=False, pidfile=self.pidfile, ready_mode=options.ready)
+        _stopping = False
+
+    def close(self) -> None:
+        """Restore the signal handler and release the pidfile."""
+        import signal
+
+        Runtime.current = self._saved
+        if self._in_main:
+            signal.signal(signal.SIGTERM, self._previous)
+        if self.pidfile is not None:
+            self.pidfile.release()
+
+
 def run_foreground(options: Options, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
     """Run *func* here, without forking: same pidfile lock and SIGTERM handling."""
-    pidfile = Pidfile(options.pidfile).acquire() if options.pidfile is not None else None
-    import threading
-
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
-    saved, Runtime.current = Runtime.current, Runtime(None, keep_open=False, pidfile=pidfile, ready_mode=options.ready)
-    global _stopping
-    _stopping = False
+    session = Foreground(options)
     try:
         return func(*args, **kwargs)
     finally:
-        Runtime.current = saved
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
-        if pidfile is not None:
-            pidfile.release()
+        session.close()

@@ -8,8 +8,9 @@ the launcher, right before the fork: see ``_engine.prepare``.
 
 from __future__ import annotations
 
-import math
 import os
+
+_INF = float("inf")  # NaN fails every comparison, so -inf < x < inf also rejects it
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -54,7 +55,7 @@ def _seconds(caller: str, name: str, value: object, *, positive: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{caller}(): {name} must be a number of seconds, not {type(value).__name__} {value!r}")
     number = float(value)
-    if math.isnan(number) or math.isinf(number) or number < 0 or (positive and number == 0):
+    if not -_INF < number < _INF or number < 0 or (positive and number == 0):
         bound = "> 0" if positive else ">= 0"
         raise ValueError(f"{caller}(): {name} must be a finite number of seconds {bound}, not {value!r}")
     return number

@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
 
 from ._errors import AlreadyRunningError, DaemonError, path_error
 
@@ -37,6 +38,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._types import PathLike
 
 __all__ = ["Pidfile"]
+
+# How long a refused start (or a stop) waits for a daemon that holds the lock
+# but is still starting to write its pid: fork + setsid + fork, milliseconds.
+_PID_WAIT = 1.0
 
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _LOCK_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -213,19 +218,51 @@ class Pidfile:
             try:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
                     raise DaemonError(f"pidfile {self.path!r} is not a regular file")
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    raise AlreadyRunningError(self.path, _read_fd(fd)) from None
+                self._flock_or_raise(fd)
             except BaseException:
                 os.close(fd)
                 raise
             # A daemon that was exiting may have unlinked the file between our
             # open() and flock(): then we locked an orphaned inode. Start over.
             if _same_file(self.path, fd):
+                # Whatever a stale file said is not true any more: until the
+                # daemon writes its pid, readers see "starting", never an old pid.
+                os.ftruncate(fd, 0)
                 self._fd = fd
                 return
             os.close(fd)  # pragma: no cover - needs a precise race
+
+    def _flock_or_raise(self, fd: int) -> None:
+        """Lock *fd*, or raise AlreadyRunningError naming the holder's pid.
+
+        A holder that is still starting has not written its pid yet: we give
+        it a moment (at most ``_PID_WAIT`` s, returning as soon as the pid is
+        there or the lock is free) so the error can name the daemon. This
+        bounded wait happens only on the refusal path.
+        """
+        deadline = time.monotonic() + _PID_WAIT
+        delay = 0.0005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                pid = _read_fd(fd)
+                if pid is not None or time.monotonic() >= deadline:
+                    raise AlreadyRunningError(self.path, pid) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+    def _holder_pid(self, fd: int) -> int | None:
+        """The pid in a locked file, waiting briefly for a starting daemon to write it."""
+        deadline = time.monotonic() + _PID_WAIT
+        delay = 0.0005
+        while True:
+            pid = _read_fd(fd)
+            if pid is not None or time.monotonic() >= deadline or not self._locked(fd):
+                return pid
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
 
     def _write(self, pid: int) -> None:
         """Write *pid* into the locked file (write, then truncate: never empty)."""

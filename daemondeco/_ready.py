@@ -16,7 +16,6 @@ sleeps: the launcher wakes on data, on end of file, or at its deadline.
 from __future__ import annotations
 
 import os
-import select
 import sys
 import time
 
@@ -46,7 +45,9 @@ def describe_exception(exc: BaseException) -> bytes:
     import traceback
 
     kind = type(exc)
-    name = kind.__qualname__ if kind.__module__ in ("builtins", "__main__") else f"{kind.__module__}.{kind.__qualname__}"
+    name = kind.__qualname__
+    if kind.__module__ not in ("builtins", "__main__"):
+        name = f"{kind.__module__}.{name}"
     try:
         message = str(exc)
     except Exception:  # pragma: no cover - a __str__ that raises
@@ -62,6 +63,8 @@ class FrameReader:
         self._fd = fd
         self._buffer = b""
         self._eof = False
+        import select
+
         self._poller = select.poll()
         self._poller.register(fd, select.POLLIN)
 

@@ -176,7 +176,7 @@ class Sandbox:
 
     def popen(self, code: str, *args: str, name: str = "prog.py", **kwargs: object) -> subprocess.Popen[str]:
         script = self.write(name, code)
-        proc = subprocess.Popen(  # noqa: S603
+        proc = subprocess.Popen(
             [sys.executable, str(script), *args], cwd=self.path, env=self.env(), text=True, **kwargs  # type: ignore[call-overload]
         )
         self.extra_pids.append(proc.pid)

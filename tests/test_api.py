@@ -1,0 +1,270 @@
+"""The public surface: names, docstrings, what the decorators preserve, where they work."""
+
+from __future__ import annotations
+
+import configparser
+import inspect
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, Sandbox, alive, proc_stat, read_pid
+
+import daemondeco
+from daemondeco import (
+    AlreadyRunningError,
+    DaemonError,
+    DaemonWarning,
+    StartupError,
+    daemon,
+    process_daemonize,
+)
+
+PUBLIC = {
+    "daemon",
+    "process_daemonize",
+    "daemonize",
+    "notify_ready",
+    "Pidfile",
+    "DaemonProcess",
+    "DaemonError",
+    "AlreadyRunningError",
+    "StartupError",
+    "DaemonWarning",
+}
+
+
+def test_all_is_sorted_and_exactly_the_public_names() -> None:
+    assert daemondeco.__all__ == sorted(daemondeco.__all__)
+    assert set(daemondeco.__all__) == PUBLIC
+    assert len(daemondeco.__all__) == len(PUBLIC)
+    for name in PUBLIC:
+        assert hasattr(daemondeco, name), name
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC))
+def test_public_name_has_a_docstring(name: str) -> None:
+    doc = inspect.getdoc(getattr(daemondeco, name))
+    assert doc is not None, f"{name} has no docstring"
+    assert len(doc.strip()) > 20, f"{name} has no real docstring: {doc!r}"
+
+
+def test_module_has_a_docstring() -> None:
+    assert daemondeco.__doc__
+    assert daemondeco.__doc__.strip()
+
+
+@pytest.mark.parametrize(
+    ("child", "parent"),
+    [
+        pytest.param(AlreadyRunningError, DaemonError, id="AlreadyRunningError"),
+        pytest.param(StartupError, DaemonError, id="StartupError"),
+        pytest.param(DaemonError, Exception, id="DaemonError"),
+        pytest.param(DaemonWarning, RuntimeWarning, id="DaemonWarning"),
+    ],
+)
+def test_exception_hierarchy(child: type, parent: type) -> None:
+    assert issubclass(child, parent)
+
+
+def test_daemon_errors_are_not_warnings_and_warning_is_not_an_error() -> None:
+    assert not issubclass(DaemonWarning, DaemonError)
+    assert not issubclass(DaemonError, Warning)
+
+
+def sample(count: int, *, name: str = "x") -> str:
+    """Sample docstring."""
+    return name * count
+
+
+@pytest.mark.parametrize(
+    "decorate",
+    [
+        pytest.param(daemon, id="daemon-bare"),
+        pytest.param(daemon(pidfile="/nonexistent/x.pid", umask=0o027), id="daemon-options"),
+        pytest.param(process_daemonize, id="process_daemonize-bare"),
+        pytest.param(process_daemonize(stop_timeout=1.0), id="process_daemonize-options"),
+    ],
+)
+def test_decorators_keep_name_doc_signature_and_wrapped(decorate: Callable[..., Any]) -> None:
+    wrapped = decorate(sample)
+    assert wrapped.__name__ == "sample"
+    assert wrapped.__qualname__ == "sample"
+    assert wrapped.__doc__ == "Sample docstring."
+    assert wrapped.__module__ == __name__
+    assert inspect.signature(wrapped) == inspect.signature(sample)
+    assert wrapped.__wrapped__ is sample
+
+
+def test_daemon_function_has_the_control_methods() -> None:
+    wrapped = daemon(pidfile="/nonexistent/x.pid")(sample)
+    for method in ("start", "run", "status", "stop", "restart", "cli"):
+        assert callable(getattr(wrapped, method)), method
+        assert inspect.getdoc(getattr(wrapped, method)), method
+
+
+def test_package_ships_py_typed() -> None:
+    marker = Path(daemondeco.__file__).with_name("py.typed")
+    assert marker.is_file()
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    assert "py.typed" in config.get("options.package_data", "daemondeco").split()
+
+
+# -- real starts ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "decorator",
+    [
+        pytest.param("@daemon", id="bare"),
+        pytest.param("@daemon()", id="empty-call"),
+        pytest.param('@daemon(pidfile=P("d.pid"), stdout=P("d.log"))', id="with-options"),
+    ],
+)
+def test_bare_and_called_daemon_both_start_a_daemon(sandbox: Sandbox, decorator: str) -> None:
+    result = sandbox.run(
+        f"""
+        import os, time
+        from daemondeco import daemon
+        HERE = os.path.dirname(os.path.abspath(__file__))
+        def P(name):
+            return os.path.join(HERE, name)
+
+        {decorator}
+        def main(where):
+            with open(where, "w") as out:
+                out.write(f"{{os.getpid()}} {{os.getsid(0)}}\\n")
+            time.sleep(60)
+
+        main(P("who"))
+        print("main() returned in the launcher")
+        """
+    )
+    assert result.returncode == 0, result
+    assert "returned" not in result.stdout
+    pid, sid = map(int, (sandbox.path / "who").read_text().split())
+    stat = proc_stat(pid)
+    assert stat is not None
+    assert alive(pid)
+    assert stat.session == sid
+    assert sid != pid
+    assert stat.tty_nr == 0
+    assert sandbox.live_pids() == [pid]
+    if "pidfile" in decorator:
+        assert read_pid(sandbox.path / "d.pid") == pid
+
+
+METHODS = """
+import os, sys, time
+from daemondeco import daemon
+HERE = os.path.dirname(os.path.abspath(__file__))
+def P(name):
+    return os.path.join(HERE, name)
+
+class Service:
+    label = "class-level"
+
+    def __init__(self):
+        self.label = "instance-level"
+
+    @daemon(pidfile=P("m.pid"), stdout=P("m.log"))
+    def serve(self, word):
+        print("method", os.getpid(), self.label, word, flush=True)
+        time.sleep(60)
+
+    @daemon(pidfile=P("c.pid"), stdout=P("c.log"))
+    @classmethod
+    def serve_class(cls, word):
+        print("classmethod", os.getpid(), cls.__name__, cls.label, word, flush=True)
+        time.sleep(60)
+
+what = sys.argv[1]
+if what == "method":
+    Service().serve("hello")
+elif what == "classmethod":
+    Service.serve_class("hi")
+elif what == "status":
+    print(Service().serve.status(), Service.serve_class.status())
+elif what == "stop":
+    print(Service().serve.stop(), Service.serve_class.stop())
+"""
+
+
+def test_daemon_on_a_method_and_a_classmethod(sandbox: Sandbox) -> None:
+    script = sandbox.write("methods.py", METHODS)
+    method = sandbox.run_file(script, "method")
+    assert method.returncode == 0, method
+    classmethod_ = sandbox.run_file(script, "classmethod")
+    assert classmethod_.returncode == 0, classmethod_
+
+    method_pid = read_pid(sandbox.path / "m.pid")
+    class_pid = read_pid(sandbox.path / "c.pid")
+    assert (sandbox.path / "m.log").read_text() == f"method {method_pid} instance-level hello\n"
+    assert (sandbox.path / "c.log").read_text() == f"classmethod {class_pid} Service class-level hi\n"
+    assert sorted(sandbox.live_pids()) == sorted([method_pid, class_pid])
+
+    status = sandbox.run_file(script, "status")
+    assert status.stdout.split() == [str(method_pid), str(class_pid)], status
+    stop = sandbox.run_file(script, "stop")
+    assert stop.stdout.split() == ["True", "True"], stop
+    assert not alive(method_pid)
+    assert not alive(class_pid)
+    assert sandbox.live_pids() == []
+
+
+def test_import_without_fork_works_but_using_a_decorator_raises(sandbox: Sandbox) -> None:
+    result = sandbox.run(
+        """
+        import os, sys
+        del os.fork
+        import daemondeco
+        from daemondeco import DaemonError, daemon
+
+        @daemon(pidfile=os.path.join(os.path.dirname(os.path.abspath(__file__)), "d.pid"))
+        def main():
+            print("ran")
+
+        print("imported and decorated")
+        try:
+            main()
+        except DaemonError as exc:
+            print("DaemonError:", exc)
+            sys.exit(3)
+        """
+    )
+    assert result.returncode == 3, result
+    assert "imported and decorated" in result.stdout
+    line = next(line for line in result.stdout.splitlines() if line.startswith("DaemonError:"))
+    assert repr(sys.platform) in line, line
+    assert "fork" in line
+    assert "ran" not in result.stdout.split()
+    assert sandbox.live_pids() == []
+    assert not (sandbox.path / "d.pid").exists()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param("daemondeco.daemonize()", id="daemonize"),
+        pytest.param("daemondeco.process_daemonize(lambda: None)()", id="process_daemonize"),
+    ],
+)
+def test_other_forms_without_fork_raise_daemon_error(sandbox: Sandbox, call: str) -> None:
+    result = sandbox.run(
+        f"""
+        import os, sys
+        del os.fork
+        import daemondeco
+        try:
+            {call}
+        except daemondeco.DaemonError as exc:
+            print("DaemonError:", exc)
+            sys.exit(3)
+        """
+    )
+    assert result.returncode == 3, result
+    assert repr(sys.platform) in result.stdout
+    assert sandbox.live_pids() == []
