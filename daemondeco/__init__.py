@@ -15,7 +15,7 @@ from ._control import DaemonProcess
 from ._decorators import daemon, daemonize, process_daemonize
 from ._errors import AlreadyRunningError, DaemonError, DaemonWarning, StartupError
 from ._pidfile import Pidfile
-from ._ready import notify_ready
+from ._ready import notify_ready, notify_status
 
 __version__ = "0.1.0.dev0"
 
@@ -29,5 +29,6 @@ __all__ = [
     "daemon",
     "daemonize",
     "notify_ready",
+    "notify_status",
     "process_daemonize",
 ]

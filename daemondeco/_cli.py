@@ -143,15 +143,17 @@ def run_decorated_cli(target: _DaemonControl, argv: Sequence[str] | None) -> int
 
 
 def _run_foreground(target: _DaemonControl, name: str, extra: list[str]) -> int:
-    from ._engine import Foreground
+    from ._engine import Foreground, call
+    from ._ready import Runtime
 
     try:
-        session = Foreground(target._daemon_options())
+        session = Foreground(target._daemon_options(), attached=False)
     except (DaemonError, OSError) as exc:
         _say(f"{name}: {exc}", error=True)
         return 1
     try:
-        result = target.__wrapped__(*extra)
+        assert Runtime.current is not None
+        result = call(target.__wrapped__, tuple(extra), {}, Runtime.current)
     except KeyboardInterrupt:
         return 130
     finally:

@@ -34,8 +34,13 @@ def detach_or_leave(options: Options, announce: Callable[[int], None] | None = N
     """Detach; the launcher leaves with status 0 once the daemon is ready.
 
     Returns only in the daemon. Raises in the launcher (bad input, already
-    running, StartupError) before or instead of leaving.
+    running, StartupError) before or instead of leaving. Under a service
+    manager that supervises this process (``NOTIFY_SOCKET``), or with
+    ``detach=False``, nothing forks: this process becomes the daemon.
     """
+    if not _engine.resolve_detach(options):
+        _engine.Foreground(options, attached=True)  # for the rest of the process's life
+        return
     pid = _engine.detach(_engine.prepare(options), worker=False)
     if pid:
         if announce is not None:
@@ -250,8 +255,7 @@ def daemonize(**options: Any) -> None:
 
     """
     built = Options.build("daemonize", options)
-    if _engine.detach(_engine.prepare(built), worker=False):
-        _engine.leave_launcher()
+    detach_or_leave(built)
     runtime = Runtime.current
     assert runtime is not None
     _watch_unready_exit(runtime)

@@ -20,11 +20,11 @@ import os
 import sys
 import time
 
-from . import _proc
+from . import _privileges, _proc, _signals
 from ._errors import DaemonError, DaemonWarning, StartupError, path_error
 from ._options import iter_fds
 from ._pidfile import Pidfile
-from ._ready import EOF, ERROR, EXIT, PID, READY, FrameReader, Runtime, send
+from ._ready import EOF, ERROR, EXIT, PID, READY, FrameReader, Runtime, SystemdNotifier, reopen_stdio, send
 
 try:
     import fcntl
@@ -42,9 +42,6 @@ __all__ = ["Prepared", "detach", "leave_launcher", "prepare", "require_posix", "
 
 _LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 _IN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
-# Signals an inherited SIG_IGN is taken off in the daemon (nohup, `cmd &` in a
-# script). SIGPIPE stays ignored: Python relies on that for BrokenPipeError.
-_RESET_IF_IGNORED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGCHLD", "SIGTERM")
 
 
 def require_posix() -> None:
@@ -123,6 +120,9 @@ class Prepared:
     def __init__(self, options: Options) -> None:
         self.options = options
         self.workdir = os.path.abspath(options.workdir)
+        self.identity: _privileges.Identity | None = None
+        self.root: str | None = None
+        self.stdio_paths = stdio_paths(options)
         self.pidfile: Pidfile | None = None
         self.fds: list[int] = []
         self.keep: set[int] = set()
@@ -143,7 +143,9 @@ def prepare(options: Options) -> Prepared:
     prepared = Prepared(options)
     created: list[tuple[str, int]] = []
     try:
-        _check_workdir(prepared.workdir)
+        prepared.identity = _privileges.resolve(options)
+        prepared.root = _privileges.check_chroot(options)
+        _check_workdir(prepared.workdir, prepared.root)
         prepared.keep = _resolve_keep_fds(options)
         if options.pidfile is not None:
             # First, so that "already running" leaves no new log file behind.
@@ -171,7 +173,16 @@ def prepare(options: Options) -> Prepared:
     return prepared
 
 
-def _check_workdir(workdir: str) -> None:
+def stdio_paths(options: Options) -> tuple[str | None, str | None]:
+    """The explicitly configured stdout/stderr files (absolute), for reopening on SIGHUP."""
+    out = os.path.abspath(options.stdout) if options.stdout is not None else None
+    err = os.path.abspath(options.stderr) if options.stderr is not None else None
+    return out, err
+
+
+def _check_workdir(workdir: str, root: str | None = None) -> None:
+    if root is not None:  # the daemon will see the workdir inside the chroot
+        workdir = os.path.join(root, workdir.lstrip("/"))
     if not os.path.isdir(workdir):
         code = errno.ENOTDIR if os.path.exists(workdir) else errno.ENOENT
         raise OSError(code, f"workdir: {os.strerror(code)}", workdir)
@@ -293,7 +304,6 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
     pidfile = prepared.pidfile
     if pidfile is not None:
         pidfile._write(pid)  # first: a refused start or a stop can name us at once
-    os.chdir(prepared.workdir)
     os.umask(options.umask)
     for target, fd in enumerate(prepared.stdio):
         os.dup2(fd, target)
@@ -302,7 +312,20 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
         assert pidfile._fd is not None
         keep.add(pidfile._fd)
     close_fds(keep)
-    _reset_signals()
+    notifier = SystemdNotifier.from_environ(main_process=not worker)  # before a chroot hides the socket
+    _privileges.enter(options, prepared.identity, prepared.root, prepared.workdir)
+    Runtime.current = Runtime(
+        write_end,
+        keep_open=options.startup_grace > 0,
+        pidfile=pidfile,
+        ready_mode=options.ready,
+        notifier=notifier,
+        stdio_paths=prepared.stdio_paths,
+        on_reload=options.on_reload,
+        user_signals=options.signals,
+    )
+    _signals.reset_inherited()
+    _signals.install(options)
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(line_buffering=True)  # log lines appear as they are printed
@@ -312,9 +335,8 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
         # The worker must not run its caller's exit handlers (tempfile
         # cleanup, multiprocessing teardown); it runs only its own.
         atexit._clear()
-    Runtime.current = Runtime(
-        write_end, keep_open=options.startup_grace > 0, pidfile=pidfile, ready_mode=options.ready
-    )
+    if notifier is not None:
+        notifier.start_watchdog()
 
 
 def close_fds(keep: set[int]) -> None:
@@ -339,29 +361,6 @@ def close_fds(keep: set[int]) -> None:
     for fd in [*sorted(keep), limit if limit > 0 else 65536]:  # pragma: no cover
         os.closerange(start, fd)
         start = fd + 1
-
-
-_stopping = False
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    """SIGTERM: raise SystemExit(0) in the main thread, once, so cleanup runs."""
-    global _stopping
-    if _stopping:
-        return
-    _stopping = True
-    raise SystemExit(0)
-
-
-def _reset_signals() -> None:
-    import signal
-
-    signal.pthread_sigmask(signal.SIG_SETMASK, ())
-    for name in _RESET_IF_IGNORED:
-        signum = getattr(signal, name, None)
-        if signum is not None and signal.getsignal(signum) == signal.SIG_IGN:
-            signal.signal(signum, signal.default_int_handler if name == "SIGINT" else signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 # -- the launcher waits ------------------------------------------------------
@@ -485,6 +484,54 @@ def _finish_worker(status: int) -> NoReturn:
         os._exit(status)
 
 
+def call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any], runtime: Runtime) -> Any:
+    """Call the daemon's function, reporting readiness first with ``ready="start"``.
+
+    A coroutine function runs under ``asyncio.run``; then readiness is
+    reported from inside the running loop and SIGTERM cancels the main task.
+    """
+    import inspect
+
+    if inspect.iscoroutinefunction(func):
+        import asyncio
+
+        return asyncio.run(_async_main(func, args, kwargs, runtime))
+    if runtime.ready_mode == "start":
+        runtime.mark_ready()  # as late as possible: everything else succeeded
+    return func(*args, **kwargs)
+
+
+async def _async_main(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any], runtime: Runtime
+) -> Any:
+    import asyncio
+    import signal
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    stopped = False
+
+    def on_term() -> None:
+        nonlocal stopped
+        if _signals.begin_stop():
+            stopped = True
+            task.cancel()
+
+    if _signals.in_main_thread():
+        loop.add_signal_handler(signal.SIGTERM, on_term)
+        if signal.SIGHUP not in dict(runtime.user_signals):
+            loop.add_signal_handler(signal.SIGHUP, runtime.reload)
+    if runtime.ready_mode == "start":
+        runtime.mark_ready()
+    try:
+        return await func(*args, **kwargs)
+    except asyncio.CancelledError:
+        if stopped:
+            raise SystemExit(0) from None
+        raise
+
+
 def run_in_daemon(
     func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any], *, worker: bool
 ) -> NoReturn:
@@ -500,9 +547,7 @@ def run_in_daemon(
     assert runtime is not None
     status = 1
     try:
-        if runtime.ready_mode == "start":
-            runtime.mark_ready()  # as late as possible: everything else succeeded
-        func(*args, **kwargs)
+        call(func, args, kwargs, runtime)
         status = 0
     except SystemExit as exc:
         status = _exit_status(exc)
@@ -526,40 +571,87 @@ def run_in_daemon(
     raise SystemExit(status)
 
 
-class Foreground:
-    """A daemon run in this process: pidfile held, SIGTERM raising SystemExit.
+def resolve_detach(options: Options) -> bool:
+    """Whether to fork: not under a service manager that already backgrounds us.
 
-    Used by ``.run()`` and the ``run`` CLI action; ``close()`` undoes it all.
+    ``DAEMONDECO_FOREGROUND=1`` forces the foreground (debugging); then the
+    ``detach`` option decides; by default we detach unless ``NOTIFY_SOCKET``
+    says systemd (``Type=notify``) supervises this very process.
+    """
+    if os.environ.get("DAEMONDECO_FOREGROUND") == "1":
+        return False
+    if options.detach is not None:
+        return options.detach
+    return "NOTIFY_SOCKET" not in os.environ
+
+
+class Foreground:
+    """A daemon run in this process, without forking.
+
+    Always: the pidfile held (our pid in it), the daemon's signal handling,
+    systemd notification, privilege drop. With *attached* (the decorated
+    function called under a service manager, or with ``detach=False``) also
+    what a service expects of its process: the umask, the workdir and the
+    configured stdout/stderr files. ``.run()`` (not attached) leaves stdio,
+    cwd and umask alone for debugging, and ``close()`` undoes what it can.
     """
 
-    def __init__(self, options: Options) -> None:
-        global _stopping
-        import signal
-
+    def __init__(self, options: Options, *, attached: bool) -> None:
+        require_posix()
+        identity = _privileges.resolve(options)
+        root = _privileges.check_chroot(options)
+        workdir = os.path.abspath(options.workdir) if attached else None
+        if workdir is not None:
+            _check_workdir(workdir, root)
         self.pidfile = Pidfile(options.pidfile).acquire() if options.pidfile is not None else None
-        import threading
-
-        self._in_main = threading.current_thread() is threading.main_thread()
-        self._previous = signal.signal(signal.SIGTERM, _on_sigterm) if self._in_main else None
+        try:
+            paths = stdio_paths(options)
+            if attached:
+                os.umask(options.umask)
+                _reopen_or_raise(paths)
+            notifier = SystemdNotifier.from_environ()
+            _privileges.enter(options, identity, root, workdir)
+        except BaseException:
+            if self.pidfile is not None:
+                self.pidfile.release()
+            raise
         self._saved = Runtime.current
-        Runtime.current = Runtime(None, keep_open=False, pidfile=self.pidfile, ready_mode=options.ready)
-        _stopping = False
+        Runtime.current = Runtime(
+            None,
+            keep_open=False,
+            pidfile=self.pidfile,
+            ready_mode=options.ready,
+            notifier=notifier,
+            stdio_paths=paths,
+            on_reload=options.on_reload,
+            user_signals=options.signals,
+        )
+        self._previous = _signals.install(options) if _signals.in_main_thread() else {}
+        if notifier is not None:
+            notifier.start_watchdog()
 
     def close(self) -> None:
-        """Restore the signal handler and release the pidfile."""
-        import signal
-
+        """Restore the signal handlers and release the pidfile."""
         Runtime.current = self._saved
-        if self._in_main:
-            signal.signal(signal.SIGTERM, self._previous)
+        _signals.restore(self._previous)
         if self.pidfile is not None:
             self.pidfile.release()
 
 
+def _reopen_or_raise(paths: tuple[str | None, str | None]) -> None:
+    for what, path in zip(("stdout target", "stderr target"), paths, strict=True):
+        if path is not None:
+            try:
+                os.close(os.open(path, _LOG_FLAGS, 0o644))
+            except OSError as exc:
+                raise path_error(exc, f"cannot open {what}", path) from None
+    reopen_stdio(*paths)
+
+
 def run_foreground(options: Options, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
-    """Run *func* here, without forking: same pidfile lock and SIGTERM handling."""
-    session = Foreground(options)
+    """Run *func* here, without forking: same pidfile lock and signal handling."""
+    session = Foreground(options, attached=False)
     try:
-        return func(*args, **kwargs)
+        return call(func, args, kwargs, Runtime.current)  # type: ignore[arg-type]
     finally:
         session.close()

@@ -14,7 +14,8 @@ _INF = float("inf")  # NaN fails every comparison, so -inf < x < inf also reject
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
+    from typing import Any
 
     from ._types import FdLike
 
@@ -34,6 +35,13 @@ _DEFAULTS: dict[str, object] = {
     "startup_grace": 0.0,
     "ready_timeout": 30.0,
     "stop_timeout": 10.0,
+    "detach": None,
+    "user": None,
+    "group": None,
+    "chroot": None,
+    "prevent_core": False,
+    "on_reload": None,
+    "signals": None,
 }
 
 
@@ -95,6 +103,13 @@ class Options:
     startup_grace: float
     ready_timeout: float
     stop_timeout: float
+    detach: bool | None
+    user: str | int | None
+    group: str | int | None
+    chroot: str | None
+    prevent_core: bool
+    on_reload: Callable[[], object] | None
+    signals: tuple[tuple[int, Callable[[int, Any], object]], ...]
 
     @classmethod
     def build(cls, caller: str, given: Mapping[str, object]) -> Options:
@@ -129,7 +144,32 @@ class Options:
         setattr_(self, "startup_grace", _seconds(caller, "startup_grace", values["startup_grace"], positive=False))
         setattr_(self, "ready_timeout", _seconds(caller, "ready_timeout", values["ready_timeout"], positive=True))
         setattr_(self, "stop_timeout", _seconds(caller, "stop_timeout", values["stop_timeout"], positive=False))
+        for name in ("detach", "prevent_core"):
+            value = values[name]
+            if not (isinstance(value, bool) or (value is None and name == "detach")):
+                expected = "True, False or None" if name == "detach" else "True or False"
+                raise TypeError(f"{caller}(): {name} must be {expected}, not {type(value).__name__} {value!r}")
+            setattr_(self, name, value)
+        if caller == "process_daemonize" and values["detach"] is False:
+            raise ValueError(
+                "process_daemonize(): detach=False would run the worker in the caller; "
+                "call the undecorated function (its __wrapped__) instead"
+            )
+        for name in ("user", "group"):
+            setattr_(self, name, _account(caller, name, values[name]))
+        setattr_(self, "chroot", _path(caller, "chroot", values["chroot"], optional=True))
+        on_reload = values["on_reload"]
+        if on_reload is not None and not callable(on_reload):
+            raise TypeError(f"{caller}(): on_reload must be a callable taking no arguments, not {on_reload!r}")
+        setattr_(self, "on_reload", on_reload)
+        setattr_(self, "signals", _signals(caller, values["signals"]))
         return self
+
+    def replace(self, caller: str, **changes: object) -> Options:
+        """A copy with *changes* applied, validated like ``build()``."""
+        current: dict[str, object] = {name: getattr(self, name) for name in self.__slots__}
+        current["signals"] = dict(self.signals)
+        return Options.build(caller, {**current, **changes})
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"Options are frozen; cannot set {name!r}")
@@ -137,6 +177,44 @@ class Options:
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
         return f"Options({fields})"
+
+
+def _account(caller: str, name: str, value: object) -> str | int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise TypeError(f"{caller}(): {name} must be a name or a numeric id, not {type(value).__name__} {value!r}")
+    if isinstance(value, int) and value < 0:
+        raise ValueError(f"{caller}(): {name} id must be >= 0, not {value}")
+    if isinstance(value, str) and not value:
+        raise ValueError(f"{caller}(): {name} must not be empty")
+    return value
+
+
+def _signals(caller: str, value: object) -> tuple[tuple[int, Callable[[int, Any], object]], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise TypeError(f"{caller}(): signals must be a dict {{signal number: handler}}, not {type(value).__name__}")
+    import signal
+
+    items = []
+    for signum, handler in value.items():
+        try:
+            number = signal.Signals(signum)
+        except (ValueError, TypeError):
+            raise ValueError(f"{caller}(): signals: {signum!r} is not a signal number") from None
+        if number in (signal.SIGKILL, signal.SIGSTOP):
+            raise ValueError(f"{caller}(): signals: {number.name} cannot be caught")
+        if number == signal.SIGTERM:
+            raise ValueError(
+                f"{caller}(): signals: SIGTERM keeps its meaning (SystemExit, exit 0); "
+                "put cleanup in finally blocks or atexit handlers instead"
+            )
+        if not (callable(handler) or handler in (signal.SIG_IGN, signal.SIG_DFL)):
+            raise TypeError(f"{caller}(): signals: the handler for {number.name} must be callable, not {handler!r}")
+        items.append((int(number), handler))
+    return tuple(items)
 
 
 def iter_fds(items: Iterable[FdLike]) -> Iterable[int]:

@@ -21,9 +21,23 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+    from typing import Any
+
     from ._pidfile import Pidfile
 
-__all__ = ["EOF", "ERROR", "EXIT", "PID", "READY", "FrameReader", "Runtime", "notify_ready"]
+__all__ = [
+    "EOF",
+    "ERROR",
+    "EXIT",
+    "PID",
+    "READY",
+    "FrameReader",
+    "Runtime",
+    "SystemdNotifier",
+    "notify_ready",
+    "notify_status",
+]
 
 PID, READY, ERROR, EXIT, EOF = b"P", b"R", b"E", b"X", b""
 
@@ -98,32 +112,128 @@ class FrameReader:
         return tag, payload
 
 
+# Variables the service manager hands to the main process only; the daemon
+# reads them once and removes them, so its own children do not inherit them.
+_MANAGER_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+
+
+class SystemdNotifier:
+    """sd_notify(3) without libsystemd: datagrams to ``$NOTIFY_SOCKET``.
+
+    The socket is connected once, at start, so it keeps working after a
+    ``chroot``; a missing or broken socket is never fatal (``send`` says False).
+    """
+
+    def __init__(self, address: str, watchdog_usec: int | None) -> None:
+        import socket
+
+        self.address = address
+        self.watchdog_usec = watchdog_usec
+        self._socket: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            self._socket.connect("\0" + address[1:] if address.startswith("@") else address)
+        except OSError:
+            self._socket.close()
+            self._socket = None
+
+    @classmethod
+    def from_environ(cls, *, main_process: bool = True) -> SystemdNotifier | None:
+        """Read and remove the service manager's variables; a notifier if there is a socket.
+
+        With *main_process* False (a worker started by ``process_daemonize``)
+        the variables are only removed: a worker must not speak for the service.
+        """
+        found = {name: os.environ.pop(name) for name in _MANAGER_VARIABLES if name in os.environ}
+        address = found.get("NOTIFY_SOCKET", "")
+        if not main_process or not address or address[0] not in "/@":
+            return None
+        watchdog_usec = None
+        watchdog_pid = found.get("WATCHDOG_PID", "")
+        if found.get("WATCHDOG_USEC", "").isdigit() and watchdog_pid in ("", str(os.getpid())):
+            watchdog_usec = int(found["WATCHDOG_USEC"]) or None
+        return cls(address, watchdog_usec)
+
+    def send(self, *fields: str) -> bool:
+        """Send one datagram of ``KEY=VALUE`` lines; True if it went out."""
+        if self._socket is None:
+            return False
+        try:
+            self._socket.send("\n".join(fields).encode())
+        except OSError:
+            return False
+        return True
+
+    def start_watchdog(self) -> None:
+        """Send ``WATCHDOG=1`` every half ``WATCHDOG_USEC`` from a daemon thread."""
+        if self.watchdog_usec is None:
+            return
+        import threading
+
+        interval = self.watchdog_usec / 2e6
+        stop = threading.Event()
+
+        def ping() -> None:
+            while not stop.wait(interval):
+                self.send("WATCHDOG=1")
+
+        threading.Thread(target=ping, name="daemondeco-watchdog", daemon=True).start()
+
+
+def monotonic_usec() -> int:
+    """CLOCK_MONOTONIC in microseconds, as systemd wants in ``MONOTONIC_USEC``."""
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+
+
 class Runtime:
     """Daemon side: what the running daemon knows about its own start.
 
-    Only the process that created it (the daemon) may use it: a child the
-    daemon forks later inherits the object, and must not report for it.
+    Two listeners may wait for readiness: the launcher, on the pipe (``fd``),
+    and a service manager, on ``$NOTIFY_SOCKET`` (``notifier``). Only the
+    process that created the runtime may report: a child the daemon forks
+    later inherits the object, and must not speak for it.
     """
 
     current: Runtime | None = None
 
-    def __init__(self, fd: int | None, *, keep_open: bool, pidfile: Pidfile | None, ready_mode: str) -> None:
+    def __init__(
+        self,
+        fd: int | None,
+        *,
+        keep_open: bool,
+        pidfile: Pidfile | None,
+        ready_mode: str,
+        notifier: SystemdNotifier | None = None,
+        stdio_paths: tuple[str | None, str | None] = (None, None),
+        on_reload: Callable[[], object] | None = None,
+        user_signals: tuple[tuple[int, Any], ...] = (),
+    ) -> None:
         self.owner = os.getpid()
         self.ready_mode = ready_mode
         self.fd = fd
         self.keep_open = keep_open
         self.pidfile = pidfile
-        self.ready = fd is None
+        self.notifier = notifier
+        self.stdio_paths = stdio_paths
+        self.on_reload = on_reload
+        self.user_signals = user_signals
+        self.ready = False
 
     def _mine(self) -> bool:
         return self.fd is not None and self.owner == os.getpid()
 
+    def notify(self, *fields: str) -> None:
+        """Tell the service manager something (nothing happens without one)."""
+        if self.notifier is not None and self.owner == os.getpid():
+            self.notifier.send(*fields)
+
     def mark_ready(self) -> None:
-        """Tell the launcher we are ready (once)."""
-        if self.ready or not self._mine():
+        """Tell the launcher and the service manager that we are ready (once)."""
+        if self.ready or self.owner != os.getpid():
             return
         self.ready = True
-        assert self.fd is not None
+        self.notify(f"MAINPID={os.getpid()}", "READY=1")
+        if self.fd is None:
+            return
         if sys.stdout is not None:
             sys.stdout.flush()
         send(self.fd, READY)
@@ -151,17 +261,68 @@ class Runtime:
             os.close(self.fd)
         self.fd = None
 
+    def reload(self) -> None:
+        """SIGHUP: reopen the stdout/stderr targets, then call ``on_reload``.
+
+        A renamed log file (logrotate without copytruncate) is replaced by a
+        new one at its path; buffered lines are flushed to the old one first,
+        so none is lost across the switch.
+        """
+        self.notify("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}")
+        try:
+            reopen_stdio(*self.stdio_paths)
+            if self.on_reload is not None:
+                self.on_reload()
+        finally:
+            self.notify("READY=1")
+
+
+def reopen_stdio(stdout: str | None, stderr: str | None) -> None:
+    """Point fds 1 and 2 at freshly opened files at their configured paths."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    opened: dict[str, int] = {}
+    try:
+        for target, path in ((1, stdout), (2, stderr if stderr is not None else stdout)):
+            if path is None:
+                continue
+            if path not in opened:
+                opened[path] = os.open(path, flags, 0o644)
+            os.dup2(opened[path], target)
+    finally:
+        for fd in opened.values():
+            os.close(fd)
+
+
+def notify_status(text: str) -> None:
+    """Show *text* as the service's status line in ``systemctl status`` (``STATUS=``).
+
+    A no-op unless the daemon runs under a service manager that set
+    ``$NOTIFY_SOCKET``. Newlines are replaced by spaces.
+
+    .. versionadded:: 0.2
+    """
+    runtime = Runtime.current
+    if runtime is not None:
+        runtime.notify("STATUS=" + " ".join(str(text).splitlines()))
+
 
 def notify_ready() -> None:
     """Tell whoever launched this daemon that its startup is complete.
 
     Call it in a daemon started with ``ready="notify"`` once it can serve
     (ports bound, configuration loaded): only then does the launcher exit 0
-    (``@daemon``) or return its handle (``@process_daemonize``). A failure
+    (``@daemon``) or return its handle (``@process_daemonize``), and only then
+    does systemd (``Type=notify``) consider the service started. A failure
     before this call reaches the launcher as :class:`StartupError`.
 
-    A no-op where nothing waits: in ``.run()``, in a child the daemon forked,
-    after the first call, or outside any daemon.
+    A no-op where nothing waits: in a child the daemon forked, after the
+    first call, or outside any daemon.
 
     .. versionadded:: 0.1
     """

@@ -45,8 +45,8 @@ def ticker(interval: str = "1") -> None:
         state.seek(0)
         tick = int(state.read() or 0)
         print(f"ticker {os.getpid()} ready, resuming after tick {tick}", flush=True)
-        notify_ready()  # only now does `start` exit 0
         try:
+            notify_ready()  # only now does `start` exit 0; inside the try, so a stop cleans up
             while True:
                 tick += 1
                 print(f"tick {tick}", flush=True)

@@ -98,6 +98,16 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str
         interval = min(interval * 2, 0.05)
 
 
+def wait_for_text(path: Path, text: str, timeout: float = 10.0) -> str:
+    """Wait until a file another process writes contains *text*; return its content.
+
+    With ``ready="start"`` a launcher exits as the daemon's function is called,
+    so the function's first output may come a moment after.
+    """
+    wait_until(lambda: path.exists() and text in path.read_text(), timeout, what=f"{text!r} in {path.name}")
+    return path.read_text()
+
+
 def read_pid(path: Path) -> int:
     """The pid in a pidfile (the test fails if it has none)."""
     text = path.read_text()

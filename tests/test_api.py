@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, Sandbox, alive, proc_stat, read_pid
+from conftest import ROOT, Sandbox, alive, proc_stat, read_pid, wait_for_text, wait_until
 
 import daemondeco
 from daemondeco import (
@@ -145,6 +145,8 @@ def test_bare_and_called_daemon_both_start_a_daemon(sandbox: Sandbox, decorator:
     )
     assert result.returncode == 0, result
     assert "returned" not in result.stdout
+    # ready="start": the launcher leaves as the function is called, maybe before it wrote.
+    wait_until(lambda: (sandbox.path / "who").read_text().endswith("\n"), what="the daemon's first write")
     pid, sid = map(int, (sandbox.path / "who").read_text().split())
     stat = proc_stat(pid)
     assert stat is not None
@@ -202,6 +204,8 @@ def test_daemon_on_a_method_and_a_classmethod(sandbox: Sandbox) -> None:
 
     method_pid = read_pid(sandbox.path / "m.pid")
     class_pid = read_pid(sandbox.path / "c.pid")
+    wait_for_text(sandbox.path / "m.log", "\n")
+    wait_for_text(sandbox.path / "c.log", "\n")
     assert (sandbox.path / "m.log").read_text() == f"method {method_pid} instance-level hello\n"
     assert (sandbox.path / "c.log").read_text() == f"classmethod {class_pid} Service class-level hi\n"
     assert sorted(sandbox.live_pids()) == sorted([method_pid, class_pid])

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Result, Sandbox, alive, proc_stat, read_pid, wait_exit
+from conftest import Result, Sandbox, alive, proc_stat, read_pid, wait_exit, wait_for_text
 
 from daemondeco import Pidfile
 
@@ -35,8 +35,8 @@ def main(*args):
     if "ignore-term" in args:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print("up", os.getpid(), list(args), flush=True)
-    notify_ready()
     try:
+        notify_ready()  # inside the try: a SIGTERM right after readiness still runs finally
         while True:
             time.sleep(60)
     finally:
@@ -211,7 +211,7 @@ def test_cli_start_without_a_pidfile_option_starts_the_daemon(sandbox: Sandbox) 
     """A pidfile is optional: ``start`` only needs one to check for a running daemon."""
     result = ctl(sandbox, "start", SVC_TARGET="nopid")
     assert result.returncode == 0, result
-    pid = int((sandbox.path / "nopid.log").read_text().split()[2])
+    pid = int(wait_for_text(sandbox.path / "nopid.log", "\n").split()[2])
     assert alive(pid)
     assert sandbox.live_pids() == [pid]
 

@@ -24,8 +24,8 @@ def main():
     server.bind(str(HERE / "ping.sock"))
     server.listen()
     print("daemon up", os.getpid(), flush=True)
-    notify_ready()
     try:
+        notify_ready()  # inside the try: a SIGTERM right after readiness still runs finally
         while True:
             conn, _ = server.accept()
             with conn:
@@ -96,6 +96,8 @@ os.dup2(stray.fileno(), hard - 10)
 sock = socket.socket()
 """
     pid = start(sandbox, pinger(before=before))
+    # The daemon closes its end of the readiness pipe right after saying "ready".
+    wait_until(lambda: not any(t.startswith("pipe:") for t in open_fds(pid).values()), what="pipe closed")
     fds = open_fds(pid)
     log = str(sandbox.path / "d.log")
     pidfile = str(sandbox.path / "d.pid")
@@ -103,7 +105,7 @@ sock = socket.socket()
     assert fds[0] == "/dev/null"
     assert fds[1] == log and fds[2] == log
     assert pidfile in fds.values()
-    assert set(fds) == {0, 1, 2} | {fd for fd, t in fds.items() if t == pidfile} | listener
+    assert set(fds) == {0, 1, 2} | {fd for fd, t in fds.items() if t == pidfile} | listener, fds
     assert len(listener) == 1, "only the socket the daemon opened itself"
 
 

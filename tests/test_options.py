@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import Result, Sandbox, alive, read_pid
+from conftest import Result, Sandbox, alive, read_pid, wait_for_text
 
 LAUNCHER = """
 import math, os, sys
@@ -249,7 +249,7 @@ def test_already_running_error_names_the_running_pid(sandbox: Sandbox) -> None:
         second.stderr
     )
     assert read_pid(sandbox.path / "d.pid") == pid
-    assert (sandbox.path / "d.log").read_text() == f"started {pid}\n"
+    assert wait_for_text(sandbox.path / "d.log", "\n") == f"started {pid}\n"
     assert alive(pid)
     assert sandbox.live_pids() == [pid]
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Sandbox, alive, proc_stat, read_pid, wait_exit
+from conftest import Sandbox, alive, proc_stat, read_pid, wait_exit, wait_for_text
 
 from daemondeco import AlreadyRunningError, DaemonError, Pidfile
 
@@ -522,7 +522,7 @@ def test_eight_simultaneous_starts_make_exactly_one_daemon(sandbox: Sandbox) -> 
         if code != 0:
             assert "AlreadyRunningError" in err, err
             assert f"pid {pid}" in err, f"the refusal does not name the running daemon {pid}:\n{err}"
-    assert (sandbox.path / "d.log").read_text().count("daemon up") == 1
+    assert wait_for_text(sandbox.path / "d.log", "daemon up").count("daemon up") == 1
 
 
 def test_eight_simultaneous_cli_starts_all_exit_0_with_one_daemon(sandbox: Sandbox) -> None:

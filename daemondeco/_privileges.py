@@ -1,0 +1,124 @@
+"""Who the daemon runs as, and where: user, group, chroot, core dumps.
+
+Everything that can fail is resolved in the launcher before the fork: an
+unknown user or group, a launcher that is not allowed to switch, a chroot
+that is not a directory. In the daemon, after the pidfile and the log
+targets were opened with the launcher's rights, the order is: no core
+dumps, ``chroot`` + ``chdir``, then ``setgroups``/``initgroups``,
+``setgid``, ``setuid`` -- and a check that regaining root now fails.
+
+The pidfile stays locked after the switch (the lock lives on the open file),
+but the daemon may no longer be allowed to remove the file at exit: then an
+unlocked, stale file stays behind, which the next start simply takes over.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from ._errors import DaemonError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from ._options import Options
+
+__all__ = ["Identity", "enter", "resolve"]
+
+
+class Identity:
+    """A resolved user and/or group to switch to."""
+
+    __slots__ = ("gid", "name", "uid")
+
+    def __init__(self, uid: int | None, gid: int | None, name: str | None) -> None:
+        self.uid = uid
+        self.gid = gid
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Identity(uid={self.uid}, gid={self.gid}, name={self.name!r})"
+
+
+def resolve(options: Options) -> Identity | None:
+    """Resolve ``user``/``group`` now, in the launcher; raise naming what is wrong."""
+    if options.user is None and options.group is None:
+        return None
+    import pwd
+
+    uid = gid = None
+    name = None
+    if options.user is not None:
+        try:
+            entry = pwd.getpwnam(options.user) if isinstance(options.user, str) else pwd.getpwuid(options.user)
+        except KeyError:
+            if isinstance(options.user, str):
+                raise DaemonError(f"user {options.user!r} does not exist") from None
+            entry = None
+        if entry is None:
+            uid = int(options.user)
+            if options.group is None:
+                raise DaemonError(f"user id {uid} has no passwd entry: give group= too")
+        else:
+            uid, gid, name = entry.pw_uid, entry.pw_gid, entry.pw_name
+    if options.group is not None:
+        import grp
+
+        if isinstance(options.group, str):
+            try:
+                gid = grp.getgrnam(options.group).gr_gid
+            except KeyError:
+                raise DaemonError(f"group {options.group!r} does not exist") from None
+        else:
+            gid = options.group
+    euid = os.geteuid()
+    if euid != 0 and ((uid is not None and uid != euid) or (gid is not None and gid != os.getegid())):
+        who = f"user {options.user!r}" if options.user is not None else f"group {options.group!r}"
+        raise DaemonError(f"switching to {who} needs root; the launcher runs as uid {euid}")
+    return Identity(uid, gid, name)
+
+
+def check_chroot(options: Options) -> str | None:
+    """The absolute chroot directory, checked now; None without one."""
+    if options.chroot is None:
+        return None
+    path = os.path.abspath(options.chroot)
+    if not os.path.isdir(path):
+        code = errno.ENOTDIR if os.path.exists(path) else errno.ENOENT
+        raise OSError(code, f"chroot: {os.strerror(code)}", path)
+    if os.geteuid() != 0:
+        raise DaemonError(f"chroot {path!r} needs root; the launcher runs as uid {os.geteuid()}")
+    return path
+
+
+def enter(options: Options, identity: Identity | None, root: str | None, workdir: str | None) -> None:
+    """In the daemon: no core dumps, chroot + chdir, then drop privileges for good."""
+    if options.prevent_core:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if root is not None:
+        os.chroot(root)
+        os.chdir("/")
+    if workdir is not None:
+        os.chdir(workdir)
+    if identity is None:
+        return
+    if identity.gid is not None:
+        if identity.uid is not None and identity.name is not None:
+            os.initgroups(identity.name, identity.gid)
+        elif os.geteuid() == 0:
+            os.setgroups([identity.gid])
+        os.setgid(identity.gid)
+    if identity.uid is not None:
+        os.setuid(identity.uid)
+        if identity.uid != 0:
+            _check_dropped()
+
+
+def _check_dropped() -> None:
+    try:
+        os.setuid(0)
+    except PermissionError:
+        return
+    raise DaemonError("privileges were not dropped: setuid(0) still succeeds after switching user")

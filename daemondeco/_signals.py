@@ -1,0 +1,96 @@
+"""The daemon's signal handling.
+
+* Inherited state is reset: the launcher's signal mask (a launcher started
+  with SIGTERM blocked) and inherited ``SIG_IGN`` dispositions (``nohup``,
+  ``cmd &`` in a script) do not reach the daemon.
+* SIGTERM raises ``SystemExit(0)`` in the main thread, once, after telling
+  the service manager ``STOPPING=1``: ``finally`` blocks and context managers
+  run and a stopped daemon exits 0. A second SIGTERM during cleanup is
+  ignored (``stop()`` escalates to SIGKILL if cleanup hangs).
+* SIGHUP reloads: ``RELOADING=1``, reopen the stdout/stderr targets, call
+  ``on_reload``, ``READY=1``.
+* The ``signals`` option adds handlers or overrides SIGHUP's.
+
+Python runs signal handlers in the main thread between bytecodes. Async
+daemons get the same meanings through ``loop.add_signal_handler``, so their
+handlers run as event-loop callbacks, outside the signal frame.
+"""
+
+from __future__ import annotations
+
+import signal
+
+from ._ready import Runtime
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+    from typing import Any
+
+    from ._options import Options
+
+    Handler = Callable[[int, Any], object] | int | signal.Handlers | None
+
+__all__ = ["install", "on_sigterm", "reset_inherited", "restore"]
+
+# Signals an inherited SIG_IGN is taken off in the daemon. SIGPIPE stays
+# ignored: Python relies on that to raise BrokenPipeError.
+_RESET_IF_IGNORED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGCHLD", "SIGTERM")
+
+_stopping = False
+
+
+def reset_inherited() -> None:
+    """Empty the signal mask and undo inherited ``SIG_IGN`` dispositions."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    for name in _RESET_IF_IGNORED:
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) == signal.SIG_IGN:
+            signal.signal(signum, signal.default_int_handler if name == "SIGINT" else signal.SIG_DFL)
+
+
+def begin_stop() -> bool:
+    """Record that a stop began; False if one already had (ignore repeats)."""
+    global _stopping
+    if _stopping:
+        return False
+    _stopping = True
+    runtime = Runtime.current
+    if runtime is not None:
+        runtime.notify("STOPPING=1")
+    return True
+
+
+def on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM: raise SystemExit(0) in the main thread, once, so cleanup runs."""
+    if begin_stop():
+        raise SystemExit(0)
+
+
+def on_sighup(signum: int, frame: object) -> None:
+    """SIGHUP: reload (reopen logs, ``on_reload``), telling systemd around it."""
+    runtime = Runtime.current
+    if runtime is not None:
+        runtime.reload()
+
+
+def install(options: Options) -> dict[int, Handler]:
+    """Install the daemon's handlers; return the previous ones (for ``restore``)."""
+    global _stopping
+    _stopping = False
+    wanted: dict[int, Handler] = {signal.SIGTERM: on_sigterm, signal.SIGHUP: on_sighup}
+    wanted.update(dict(options.signals))
+    return {signum: signal.signal(signum, handler) for signum, handler in wanted.items()}
+
+
+def restore(previous: dict[int, Handler]) -> None:
+    """Put back the handlers ``install`` replaced."""
+    for signum, handler in previous.items():
+        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+def in_main_thread() -> bool:
+    """Signal handlers can only be installed from the main thread."""
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
