@@ -285,8 +285,12 @@ def _in_children(read_end: int, write_end: int, prepared: Prepared, *, worker: b
 def _become_daemon_or_exit(prepared: Prepared, write_end: int, *, worker: bool) -> None:
     try:
         _become_daemon(prepared, write_end, worker=worker)
-    except BaseException as exc:  # pragma: no cover - defensive: chdir/dup2/close failing after the fork
+    except BaseException as exc:  # a step after the fork failed (chroot, initgroups, setuid...)
         send(write_end, ERROR, _describe(exc))
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__)  # into the stderr target, if redirected
+        _flush_stdio()
         os._exit(1)
 
 
@@ -607,6 +611,7 @@ class Foreground:
         try:
             paths = stdio_paths(options)
             if attached:
+                _signals.reset_inherited()
                 os.umask(options.umask)
                 _reopen_or_raise(paths)
             notifier = SystemdNotifier.from_environ()

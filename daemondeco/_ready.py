@@ -273,6 +273,13 @@ class Runtime:
             reopen_stdio(*self.stdio_paths)
             if self.on_reload is not None:
                 self.on_reload()
+        except Exception:
+            # A signal handler that raised would unwind whatever the main
+            # thread was doing: a failed reload is reported, not fatal.
+            import traceback
+
+            print("daemondeco: reload failed, keeping the previous state:", file=sys.stderr)
+            traceback.print_exc()
         finally:
             self.notify("READY=1")
 

@@ -27,6 +27,7 @@ PUBLIC = {
     "process_daemonize",
     "daemonize",
     "notify_ready",
+    "notify_status",  # issue 3: STATUS= for systemd
     "Pidfile",
     "DaemonProcess",
     "DaemonError",
