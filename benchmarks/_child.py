@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 import os
-import select
-import signal
 import sys
 import time
+
+# No other imports here: daemondeco may import modules lazily (signal, select),
+# and a launcher that had already imported them would hide that cost.
 
 SLEEP = 120.0  # a daemon's life if the harness never kills it (it always should)
 SETTLE = 0.02  # stop job: let the daemon reach time.sleep() before timing the stop
@@ -103,6 +104,8 @@ def raw_spawn(then, *, close: str | None = None, sigterm_exit: bool = False) -> 
         keep = {REPORT, write_end}
         (_naive_close if close == "naive" else _closerange)(limit, keep)
     if sigterm_exit:
+        import signal
+
         signal.signal(signal.SIGTERM, _raise_exit)
     os.write(write_end, str(os.getpid()).encode())
     os.close(write_end)
@@ -176,7 +179,9 @@ def job_detach() -> None:
     if cand == "daemonize":
         from daemonize import Daemonize
 
-        d = Daemonize(app="bench", pid=os.path.join(tmp, f"dz-{os.getpid()}.pid"), action=body_report, keep_fds=[REPORT])
+        d = Daemonize(
+            app="bench", pid=os.path.join(tmp, f"dz-{os.getpid()}.pid"), action=body_report, keep_fds=[REPORT]
+        )
         t0 = now()
         report(f"t0 {t0}")
         d.start()
@@ -194,21 +199,89 @@ def job_detach() -> None:
     raise SystemExit(f"unknown candidate {cand!r}")
 
 
+# -- job: closestep (benchmark 4, the fd-closing step alone) -------------------------
+
+
+def job_closestep() -> None:
+    """Time only the fd-closing step of one method, in this process, at this RLIMIT_NOFILE.
+
+    Opens ``nfds`` spare fds (as a typical daemon has a few), then closes
+    every fd but 0, 1, 2 and the report pipe; ``reps`` times. No fork, so no
+    copy-on-write noise; one method per process, so the naive loop's 20,000
+    syscalls do not leave cold caches for the others.
+    """
+    import resource
+
+    nofile, method = int(CFG["nofile"]), CFG["method"]
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, hard))
+    keep = {0, 1, 2, REPORT}
+    if method == "naive-loop":
+
+        def close() -> None:
+            _naive_close(nofile, keep)
+    elif method == "closerange":
+
+        def close() -> None:
+            _closerange(nofile, keep)
+    else:
+        try:
+            from daemondeco._engine import close_fds
+        except ImportError as exc:  # the private step was renamed
+            report(f"note daemondeco close step unavailable: {exc}")
+            report("result []")
+            os._exit(0)
+
+        def close() -> None:
+            close_fds(set(keep))
+
+    times = []
+    for _ in range(int(CFG["reps"])):
+        for _ in range(int(CFG["nfds"])):
+            os.open(os.devnull, os.O_RDONLY)
+        t = now()
+        close()
+        times.append(now() - t)
+        left = os.listdir("/proc/self/fd")
+        if len(left) > len(keep) + 1:  # +1: the listing's own fd
+            raise SystemExit(f"{method} left fds open: {left}")
+    report("result " + json.dumps(times))
+    os._exit(0)
+
+
 # -- job: workers (benchmark 2) ------------------------------------------------
 
 
 def job_workers() -> None:
     import daemondeco  # both candidates: same imports, same memory to fork
 
+    for name in CFG.get("preload", ()):
+        __import__(name)
+
     cand, count = CFG["candidate"], int(CFG["count"])
     pids: list[int] = []
     each: list[int] = []
+
+    def then() -> None:
+        os.close(REPORT)
+        body_sleep()
+
+    if cand == "alternating":
+        # raw and daemondeco spawns alternate in this one caller: the tightest pairing under load
+        worker = daemondeco.process_daemonize(body_sleep)
+        pairs = []
+        for i in range(count):
+            row = {}
+            for name in ("raw", "daemondeco") if i % 2 else ("daemondeco", "raw"):
+                t = now()
+                pids.append(raw_spawn(then) if name == "raw" else worker().pid)
+                row[name] = now() - t
+            pairs.append(row)
+        for i in range(0, len(pids), 200):
+            report("pids " + " ".join(map(str, pids[i : i + 200])))
+        report("result " + json.dumps({"pairs": pairs}))
+        os._exit(0)
     if cand == "raw":
-
-        def then() -> None:
-            os.close(REPORT)
-            body_sleep()
-
         start = now()
         for _ in range(count):
             t = now()
@@ -230,12 +303,40 @@ def job_workers() -> None:
     os._exit(0)
 
 
-# -- job: stop (benchmark 3) ---------------------------------------------------
+# -- job: launch + stop (benchmark 3) ---------------------------------------------
+
+
+def body_pid_sleep(*_args: object) -> None:
+    """Bench 3 daemon body: report the pid, then sleep until stopped."""
+    report(f"pid {os.getpid()}")
+    os.close(REPORT)
+    time.sleep(SLEEP)
+
+
+def job_launch() -> None:
+    """Start one daemon that sleeps, from a fresh interpreter that then exits.
+
+    So the daemon shares no memory with a live process, as with a real
+    launcher: its exit is not slowed by copy-on-write faults.
+    """
+    import daemondeco
+
+    cand = CFG["candidate"]
+    if cand in ("raw", "raw-sysexit"):
+        raw_spawn(body_pid_sleep, sigterm_exit=cand == "raw-sysexit")
+        os._exit(0)
+    if cand == "daemondeco-pidfile":
+        # launcher: leaves with status 0 once ready; daemon: SIGTERM -> SystemExit -> interpreter exit
+        daemondeco.daemon(pidfile=CFG["pidfile"], keep_fds=[REPORT])(body_pid_sleep)()
+    raise SystemExit(f"unknown candidate {cand!r}")
 
 
 def _pidfd_kill_wait(pid: int, timeout: float = 10.0) -> bool:
     pidfd = os.pidfd_open(pid)
     try:
+        import select
+        import signal
+
         os.kill(pid, signal.SIGTERM)
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
@@ -245,56 +346,38 @@ def _pidfd_kill_wait(pid: int, timeout: float = 10.0) -> bool:
 
 
 def job_stop() -> None:
+    """Time one stop call, in a fresh controller process."""
     import daemondeco
 
-    cand, cycles, tmp = CFG["candidate"], int(CFG["cycles"]), CFG["tmpdir"]
-    results = []
-    for cycle in range(cycles):
-        pidfile = os.path.join(tmp, f"stop-{os.getpid()}-{cycle}.pid")
-        if cand == "raw-kill":
-            # default SIGTERM disposition: the kernel ends the process
-            pid = raw_spawn(lambda: (os.close(REPORT), body_sleep()))
-            report(f"pid {pid}")
-            time.sleep(SETTLE)
-            t = now()
-            ok = _pidfd_kill_wait(pid)
-        elif cand == "raw-sysexit":
-            # SIGTERM -> SystemExit, unwound through Python and interpreter exit
-            pid = raw_spawn(lambda: (os.close(REPORT), body_sleep()), sigterm_exit=True)
-            report(f"pid {pid}")
-            time.sleep(SETTLE)
-            t = now()
-            ok = _pidfd_kill_wait(pid)
-        elif cand in ("daemondeco-worker", "daemondeco-worker-pidfile"):
-            opts = {"pidfile": pidfile} if cand.endswith("pidfile") else {}
-            handle = daemondeco.process_daemonize(**opts)(body_sleep)()
-            pid = handle.pid
-            report(f"pid {pid}")
-            time.sleep(SETTLE)
-            t = now()
-            ok = handle.stop()
-        elif cand == "daemondeco-daemon-pidfile":
-            main = daemondeco.daemon(pidfile=pidfile)(body_sleep)
-            launcher = os.fork()
-            if launcher == 0:
-                os.close(REPORT)
-                main()  # launcher: exits 0 when ready; daemon: SIGTERM -> SystemExit -> interpreter exit
-                os._exit(3)
-            _, status = os.waitpid(launcher, 0)
-            if status != 0:
-                raise SystemExit(f"launcher failed: {status}")
-            pid = daemondeco.Pidfile(pidfile).locked_by()
-            report(f"pid {pid}")
-            time.sleep(SETTLE)
-            t = now()
-            ok = main.stop()
-        else:
-            raise SystemExit(f"unknown candidate {cand!r}")
-        elapsed = now() - t
-        results.append({"ns": elapsed, "ok": bool(ok)})
-    report("result " + json.dumps(results))
+    cand = CFG["candidate"]
+    if cand in ("daemondeco-worker", "daemondeco-worker-pidfile"):
+        # process_daemonize: the caller starts the worker itself and keeps the handle
+        opts = {"pidfile": CFG["pidfile"]} if cand.endswith("pidfile") else {}
+        handle = daemondeco.process_daemonize(**opts)(body_sleep)()
+        report(f"pid {handle.pid}")
+        stop = handle.stop
+    elif cand in ("raw-kill", "raw-sysexit"):
+        import select  # noqa: F401 - imported before the timed call, as a real stopper would have
+        import signal  # noqa: F401
+
+        pid = int(CFG["pid"])
+
+        def stop() -> bool:
+            return _pidfd_kill_wait(pid)
+
+    elif cand == "daemondeco-daemon-pidfile":
+        stop = daemondeco.daemon(pidfile=CFG["pidfile"])(body_sleep).stop
+    else:
+        raise SystemExit(f"unknown candidate {cand!r}")
+    time.sleep(SETTLE)  # the daemon is asleep in time.sleep() by now
+    t = now()
+    ok = stop()
+    elapsed = now() - t
+    report("result " + json.dumps({"ns": elapsed, "ok": bool(ok)}))
     os._exit(0)
 
 
 if __name__ == "__main__":
-    {"detach": job_detach, "workers": job_workers, "stop": job_stop}[CFG["job"]]()
+    {"detach": job_detach, "workers": job_workers, "launch": job_launch, "stop": job_stop, "closestep": job_closestep}[
+        CFG["job"]
+    ]()

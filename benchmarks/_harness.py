@@ -89,7 +89,9 @@ class Harness:
             while not (eof and exited_at is not None):
                 wait_ms = int((deadline - time.monotonic()) * 1000)
                 if wait_ms <= 0:
-                    raise TimeoutError(f"child {config.get('job')}/{config.get('candidate')} timed out; see {self.errlog}")
+                    raise TimeoutError(
+                        f"child {config.get('job')}/{config.get('candidate')} timed out; see {self.errlog}"
+                    )
                 for fd, _ in poller.poll(wait_ms):
                     if fd == pidfd and exited_at is None:
                         exited_at = time.monotonic_ns()
@@ -168,13 +170,16 @@ def child_env(pycache: str) -> dict[str, str]:
     This machine sets PYTHONDONTWRITEBYTECODE=1, so an editable install
     recompiles daemondeco's sources at every import; a real install has
     bytecode. Children get a bytecode cache in a temporary directory instead
-    (warmed by the untimed first round) and default stdio buffering.
+    (warmed by the untimed first round) and default stdio buffering, and
+    the current directory is kept off ``sys.path`` (``python -c`` would put
+    it first, and a checkout there would shadow the installed package).
     """
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.pop("PYTHONUNBUFFERED", None)
     env.pop("PYTHONPROFILEIMPORTTIME", None)
     env["PYTHONPYCACHEPREFIX"] = pycache
+    env["PYTHONSAFEPATH"] = "1"  # never import daemondeco from the current directory by accident
     return env
 
 

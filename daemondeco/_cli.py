@@ -139,7 +139,7 @@ def run_decorated_cli(target: _DaemonControl, argv: Sequence[str] | None) -> int
     # Only the daemon gets here: from now on errors are the daemon's own.
     from ._engine import run_in_daemon
 
-    run_in_daemon(wrapped, tuple(extra), {}, worker=False)
+    run_in_daemon(wrapped, tuple(extra), {})
 
 
 def _run_foreground(target: _DaemonControl, name: str, extra: list[str]) -> int:

@@ -50,7 +50,7 @@ def detach_or_leave(options: Options, announce: Callable[[int], None] | None = N
 
 def _launch(options: Options, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> NoReturn:
     detach_or_leave(options)
-    _engine.run_in_daemon(wrapped, args, kwargs, worker=False)
+    _engine.run_in_daemon(wrapped, args, kwargs)
 
 
 def _spawn(
@@ -61,7 +61,7 @@ def _spawn(
     if pid:
         path = prepared.pidfile.path if prepared.pidfile is not None else None
         return DaemonProcess(pid, path, stop_timeout=options.stop_timeout)
-    _engine.run_in_daemon(wrapped, args, kwargs, worker=True)
+    _engine.run_in_daemon(wrapped, args, kwargs)
 
 
 class _DaemonControl:

@@ -195,7 +195,9 @@ def _signals(caller: str, value: object) -> tuple[tuple[int, Callable[[int, Any]
     if value is None:
         return ()
     if not isinstance(value, dict):
-        raise TypeError(f"{caller}(): signals must be a dict {{signal number: handler}}, not {type(value).__name__}")
+        raise TypeError(
+            f"{caller}(): signals must be a dict {{signal number: handler}}, not {type(value).__name__} {value!r}"
+        )
     import signal
 
     items = []

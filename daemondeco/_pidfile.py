@@ -112,6 +112,8 @@ class Pidfile:
 
         Does nothing when the lock is not held. Safe to call in a forked child
         of the holder: only the process whose pid is in the file removes it.
+        A daemon that dropped privileges (or entered a chroot) may not be
+        allowed to remove it: then the file stays, unlocked, hence stale.
         """
         fd = self._fd
         if fd is None:
@@ -119,10 +121,9 @@ class Pidfile:
         self._fd = None
         try:
             if self._pid == os.getpid() and _same_file(self.path, fd) and _read_fd(fd) == self._pid:
-                try:
-                    os.unlink(self.path)
-                except FileNotFoundError:  # pragma: no cover - removed behind our back
-                    pass
+                os.unlink(self.path)
+        except OSError:  # not allowed any more, or removed behind our back
+            pass
         finally:
             os.close(fd)
 

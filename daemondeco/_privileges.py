@@ -44,38 +44,45 @@ def resolve(options: Options) -> Identity | None:
     """Resolve ``user``/``group`` now, in the launcher; raise naming what is wrong."""
     if options.user is None and options.group is None:
         return None
+    uid, gid, name = _resolve_user(options.user, options.group is not None)
+    if options.group is not None:
+        gid = _resolve_group(options.group)
+    euid = os.geteuid()
+    if euid != 0:
+        if uid is not None and uid != euid:
+            raise DaemonError(f"switching to user {options.user!r} needs root; the launcher runs as uid {euid}")
+        if gid is not None and gid != os.getegid():
+            what = f"group {options.group!r}" if options.group is not None else f"user {options.user!r}'s group {gid}"
+            raise DaemonError(f"switching to {what} needs root; the launcher runs as uid {euid}")
+    return Identity(uid, gid, name)
+
+
+def _resolve_user(user: str | int | None, have_group: bool) -> tuple[int | None, int | None, str | None]:
+    """(uid, primary gid, name) of *user*; a bare uid without passwd entry needs a group."""
+    if user is None:
+        return None, None, None
     import pwd
 
-    uid = gid = None
-    name = None
-    if options.user is not None:
-        try:
-            entry = pwd.getpwnam(options.user) if isinstance(options.user, str) else pwd.getpwuid(options.user)
-        except KeyError:
-            if isinstance(options.user, str):
-                raise DaemonError(f"user {options.user!r} does not exist") from None
-            entry = None
-        if entry is None:
-            uid = int(options.user)
-            if options.group is None:
-                raise DaemonError(f"user id {uid} has no passwd entry: give group= too")
-        else:
-            uid, gid, name = entry.pw_uid, entry.pw_gid, entry.pw_name
-    if options.group is not None:
-        import grp
+    try:
+        entry = pwd.getpwnam(user) if isinstance(user, str) else pwd.getpwuid(user)
+    except KeyError:
+        if isinstance(user, str):
+            raise DaemonError(f"user {user!r} does not exist") from None
+        if not have_group:
+            raise DaemonError(f"user id {user} has no passwd entry: give group= too") from None
+        return user, None, None
+    return entry.pw_uid, entry.pw_gid, entry.pw_name
 
-        if isinstance(options.group, str):
-            try:
-                gid = grp.getgrnam(options.group).gr_gid
-            except KeyError:
-                raise DaemonError(f"group {options.group!r} does not exist") from None
-        else:
-            gid = options.group
-    euid = os.geteuid()
-    if euid != 0 and ((uid is not None and uid != euid) or (gid is not None and gid != os.getegid())):
-        who = f"user {options.user!r}" if options.user is not None else f"group {options.group!r}"
-        raise DaemonError(f"switching to {who} needs root; the launcher runs as uid {euid}")
-    return Identity(uid, gid, name)
+
+def _resolve_group(group: str | int) -> int:
+    if isinstance(group, int):
+        return group
+    import grp
+
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise DaemonError(f"group {group!r} does not exist") from None
 
 
 def check_chroot(options: Options) -> str | None:
@@ -105,10 +112,11 @@ def enter(options: Options, identity: Identity | None, root: str | None, workdir
     if identity is None:
         return
     if identity.gid is not None:
-        if identity.uid is not None and identity.name is not None:
-            os.initgroups(identity.name, identity.gid)
-        elif os.geteuid() == 0:
-            os.setgroups([identity.gid])
+        if os.geteuid() == 0:  # a non-root launcher may only "switch" to itself
+            if identity.uid is not None and identity.name is not None:
+                os.initgroups(identity.name, identity.gid)
+            else:
+                os.setgroups([identity.gid])
         os.setgid(identity.gid)
     if identity.uid is not None:
         os.setuid(identity.uid)

