@@ -24,7 +24,19 @@ from . import _privileges, _proc, _signals
 from ._errors import DaemonError, DaemonWarning, StartupError, path_error
 from ._options import iter_fds
 from ._pidfile import Pidfile
-from ._ready import EOF, ERROR, EXIT, PID, READY, FrameReader, Runtime, SystemdNotifier, reopen_stdio, send
+from ._ready import (
+    EOF,
+    ERROR,
+    EXIT,
+    PID,
+    READY,
+    FrameReader,
+    Runtime,
+    SystemdNotifier,
+    flush_stdio,
+    reopen_stdio,
+    send,
+)
 
 try:
     import fcntl
@@ -232,15 +244,6 @@ def _user_stacklevel() -> int:
     return level
 
 
-def _flush_stdio() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        if stream is not None:
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-
-
 def detach(prepared: Prepared, *, worker: bool) -> int:
     """Fork the daemon. Returns its pid in the launcher (once ready), 0 in the daemon.
 
@@ -250,7 +253,7 @@ def detach(prepared: Prepared, *, worker: bool) -> int:
     _warn_threads()
     read_end, write_end = os.pipe()  # both O_CLOEXEC
     read_end, write_end = _high_fd(read_end), _high_fd(write_end)
-    _flush_stdio()
+    flush_stdio()
     try:
         child = os.fork()
     except BaseException:
@@ -290,7 +293,7 @@ def _become_daemon_or_exit(prepared: Prepared, write_end: int, *, worker: bool) 
         import traceback
 
         traceback.print_exception(type(exc), exc, exc.__traceback__)  # into the stderr target, if redirected
-        _flush_stdio()
+        flush_stdio()
         os._exit(1)
 
 
@@ -331,9 +334,7 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
     _signals.reset_inherited()
     _signals.install(options)
     if prepared.stdio_paths != (None, None):  # nothing to see line by line in /dev/null
-        for stream in (sys.stdout, sys.stderr):
-            if isinstance(stream, io.TextIOWrapper):
-                stream.reconfigure(line_buffering=True)  # log lines appear as they are printed
+        _line_buffered()
     if worker:
         import atexit
 
@@ -342,6 +343,13 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
         atexit._clear()
     if notifier is not None:
         notifier.start_watchdog()
+
+
+def _line_buffered() -> None:
+    """Make printed lines reach the log files as they are printed."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(line_buffering=True)
 
 
 def close_fds(keep: set[int]) -> None:
@@ -470,7 +478,7 @@ def _death_note(pid: int | None) -> str:
 
 def leave_launcher() -> NoReturn:
     """End the launching process with status 0, running no atexit handler."""
-    _flush_stdio()
+    flush_stdio()
     os._exit(0)
 
 
@@ -505,7 +513,7 @@ def _finish(status: int) -> NoReturn:
                 thread.join()
         atexit._run_exitfuncs()
     finally:
-        _flush_stdio()
+        flush_stdio()
         os._exit(status)
 
 
@@ -599,7 +607,7 @@ def resolve_detach(options: Options) -> bool:
         return False
     if options.detach is not None:
         return options.detach
-    return "NOTIFY_SOCKET" not in os.environ
+    return not os.environ.get("NOTIFY_SOCKET")  # empty counts as unset, as in sd_notify(3)
 
 
 class Foreground:
@@ -627,6 +635,8 @@ class Foreground:
                 _signals.reset_inherited()
                 os.umask(options.umask)
                 _reopen_or_raise(paths)
+                if paths != (None, None):
+                    _line_buffered()
             notifier = SystemdNotifier.from_environ()
             _privileges.enter(options, identity, root, workdir)
         except BaseException:

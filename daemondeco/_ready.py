@@ -268,7 +268,11 @@ class Runtime:
         new one at its path; buffered lines are flushed to the old one first,
         so none is lost across the switch.
         """
-        self.notify("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}")
+        # Before readiness there is nothing to reload from systemd's view, and
+        # a READY=1 now would report a start that has not finished.
+        tell = self.ready
+        if tell:
+            self.notify("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}")
         try:
             reopen_stdio(*self.stdio_paths)
             if self.on_reload is not None:
@@ -281,17 +285,23 @@ class Runtime:
             print("daemondeco: reload failed, keeping the previous state:", file=sys.stderr)
             traceback.print_exc()
         finally:
-            self.notify("READY=1")
+            if tell:
+                self.notify("READY=1")
 
 
-def reopen_stdio(stdout: str | None, stderr: str | None) -> None:
-    """Point fds 1 and 2 at freshly opened files at their configured paths."""
+def flush_stdio() -> None:
+    """Flush sys.stdout and sys.stderr, ignoring streams that are closed or broken."""
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             try:
                 stream.flush()
             except (OSError, ValueError):
                 pass
+
+
+def reopen_stdio(stdout: str | None, stderr: str | None) -> None:
+    """Point fds 1 and 2 at freshly opened files at their configured paths."""
+    flush_stdio()
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
     opened: dict[str, int] = {}
     try:
