@@ -222,7 +222,14 @@ def _warn_threads() -> None:
         return
     import warnings
 
-    names = ", ".join(sorted(t.name for t in threading.enumerate() if t is not threading.current_thread()))
+    others = [
+        t.name
+        for t in threading.enumerate()
+        if t is not threading.current_thread() and not t.name.startswith("daemondeco-")  # our own helpers
+    ]
+    if not others:
+        return
+    names = ", ".join(sorted(others))
     warnings.warn(
         DaemonWarning(
             f"starting a daemon while other threads run ({names}): fork() copies only the calling "
@@ -629,8 +636,10 @@ class Foreground:
         if workdir is not None:
             _check_workdir(workdir, root)
         self.pidfile = Pidfile(options.pidfile).acquire() if options.pidfile is not None else None
+        self._saved = Runtime.current
         try:
-            paths = stdio_paths(options)
+            # .run() leaves stdio to the terminal: SIGHUP must not redirect it.
+            paths = stdio_paths(options) if attached else (None, None)
             if attached:
                 _signals.reset_inherited()
                 os.umask(options.umask)
@@ -639,22 +648,22 @@ class Foreground:
                     _line_buffered()
             notifier = SystemdNotifier.from_environ()
             _privileges.enter(options, identity, root, workdir)
+            Runtime.current = Runtime(
+                None,
+                keep_open=False,
+                pidfile=self.pidfile,
+                ready_mode=options.ready,
+                notifier=notifier,
+                stdio_paths=paths,
+                on_reload=options.on_reload,
+                user_signals=options.signals,
+            )
+            self._previous = _signals.install(options) if _signals.in_main_thread() else {}
         except BaseException:
+            Runtime.current = self._saved
             if self.pidfile is not None:
                 self.pidfile.release()
             raise
-        self._saved = Runtime.current
-        Runtime.current = Runtime(
-            None,
-            keep_open=False,
-            pidfile=self.pidfile,
-            ready_mode=options.ready,
-            notifier=notifier,
-            stdio_paths=paths,
-            on_reload=options.on_reload,
-            user_signals=options.signals,
-        )
-        self._previous = _signals.install(options) if _signals.in_main_thread() else {}
         if notifier is not None:
             notifier.start_watchdog()
 

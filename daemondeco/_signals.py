@@ -88,7 +88,9 @@ def install(options: Options) -> dict[int, Handler]:
     global _stopping
     _stopping = False
     wanted: dict[int, Handler] = {signal.SIGTERM: on_sigterm, signal.SIGHUP: on_sighup}
-    wanted.update(dict(options.signals))
+    for signum, handler in options.signals:
+        # SIG_IGN/SIG_DFL arrive as signal.Handlers enums; _signal wants plain ints.
+        wanted[signum] = handler if callable(handler) else int(handler)
     return {signum: signal.signal(signum, handler) for signum, handler in wanted.items()}
 
 

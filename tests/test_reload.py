@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import Sandbox, alive, read_pid, wait_exit, wait_for_text, wait_until
+from conftest import Sandbox, alive, proc_status, read_pid, wait_exit, wait_for_text, wait_until
 
 
 def zombie_exit_code(pid: int) -> int:
@@ -334,3 +334,25 @@ def test_blocked_and_ignored_signals_are_reset(sandbox: Sandbox, foreground: boo
     else:
         assert zombie_exit_code(pid) == 0
     assert "cleanup ran" in (sandbox.path / "d.log").read_text()
+
+
+@pytest.mark.parametrize(
+    ("handler", "ignored"),
+    [pytest.param("signal.SIG_IGN", True, id="SIG_IGN"), pytest.param("signal.SIG_DFL", False, id="SIG_DFL")],
+)
+def test_signals_option_accepts_sig_ign_and_sig_dfl(sandbox: Sandbox, handler: str, ignored: bool) -> None:
+    code = f"""
+        import signal, time
+        from pathlib import Path
+        from daemondeco import daemon
+        HERE = Path(__file__).resolve().parent
+
+        @daemon(pidfile=HERE / "d.pid", signals={{signal.SIGUSR2: {handler}}})
+        def main():
+            time.sleep(60)
+
+        main()
+    """
+    pid = start(sandbox, code)
+    sig_ign = int(proc_status(pid)["SigIgn"], 16)
+    assert bool(sig_ign & (1 << (signal.SIGUSR2 - 1))) is ignored
