@@ -12,7 +12,7 @@ import os
 import time
 
 from . import _proc
-from ._pidfile import Pidfile, _read_fd
+from ._pidfile import Pidfile
 
 try:
     import fcntl
@@ -52,9 +52,10 @@ def terminate(pid: int, timeout: float, start_time: int | None = None) -> bool:
 
 
 def _wait_unlocked(pidfile: Pidfile, fd: int, pid: int, start_time: int | None, timeout: float) -> bool:
-    """Wait until nobody holds the lock on *fd*'s file; True if within *timeout*."""
+    """Wait until *pid* has exited and nobody holds the lock; True if within *timeout*."""
     deadline = time.monotonic() + timeout
-    _proc.wait_exit(pid, timeout, start_time)
+    if not _proc.wait_exit(pid, timeout, start_time):
+        return False  # still running, whatever the lock says
     if not pidfile._locked(fd):
         return True
     # Something the daemon forked still holds the lock: block in flock() in a
@@ -97,7 +98,9 @@ def stop_pidfile(path: str, timeout: float) -> bool:
         _signal(pid, _SIGTERM)
         if _wait_unlocked(pidfile, fd, pid, start_time, timeout):
             return True
-        if pidfile._locked(fd) and _read_fd(fd) == pid and _proc.is_alive(pid, start_time):
+        # The very process we sent SIGTERM to while it held the lock (same pid
+        # and start time): it may have let go of the lock already, not of life.
+        if _proc.is_alive(pid, start_time):
             _signal(pid, _SIGKILL)
         return _wait_unlocked(pidfile, fd, pid, start_time, max(timeout, _KILL_GRACE))
     finally:

@@ -114,9 +114,15 @@ def _logging_fds() -> set[int]:
     for logger in [logging.getLogger(), *list(logging.Logger.manager.loggerDict.values())]:
         handlers.extend(getattr(logger, "handlers", ()))
     fds = set()
+    std_streams = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
     for handler in handlers:
+        if handler is None or handler is getattr(logging, "lastResort", None):
+            continue
         for attr in ("stream", "socket", "sock"):
-            fileno = getattr(getattr(handler, attr, None), "fileno", None)
+            target = getattr(handler, attr, None)
+            if target is not None and any(target is std for std in std_streams):
+                continue  # writes to stdout/stderr, which the daemon redirects
+            fileno = getattr(target, "fileno", None)
             if fileno is None:
                 continue
             try:
@@ -340,6 +346,7 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
     )
     _signals.reset_inherited()
     _signals.install(options)
+    _rebind_std_streams()
     if prepared.stdio_paths != (None, None):  # nothing to see line by line in /dev/null
         _line_buffered()
     if worker:
@@ -350,6 +357,28 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
         atexit._clear()
     if notifier is not None:
         notifier.start_watchdog()
+
+
+def _rebind_std_streams() -> None:
+    """Make sys.stdin/stdout/stderr use fds 0/1/2 again if something swapped them.
+
+    A test runner capturing output (pytest) or a program may have pointed them
+    at other fds, which the daemon has just closed: writes would fail, or
+    land in whatever file reuses the number.
+    """
+    for name, fd, mode in (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w")):
+        stream = getattr(sys, name)
+        try:
+            current = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            continue  # not backed by an fd (a StringIO, a logging proxy): leave it
+        if current != fd:
+            encoding = getattr(stream, "encoding", None) or "utf-8"
+            errors = "strict" if fd == 0 else "backslashreplace"
+            setattr(sys, name, open(fd, mode, encoding=encoding, errors=errors, closefd=False))  # noqa: SIM115
+    faulthandler = sys.modules.get("faulthandler")
+    if faulthandler is not None and faulthandler.is_enabled():
+        faulthandler.enable(file=sys.stderr)  # it kept the fd of the old stderr
 
 
 def _line_buffered() -> None:
@@ -502,7 +531,7 @@ def _exit_status(exc: SystemExit) -> int:
     return 1
 
 
-def _finish(status: int) -> NoReturn:
+def _finish(status: int, pidfile: Pidfile | None = None) -> NoReturn:
     """End the daemon as the interpreter would, minus its slow teardown.
 
     Like Python's own shutdown: wait for non-daemon threads, run the atexit
@@ -521,6 +550,8 @@ def _finish(status: int) -> NoReturn:
         atexit._run_exitfuncs()
     finally:
         flush_stdio()
+        if pidfile is not None:
+            pidfile.release()  # last: while anything of ours runs, the lock says so
         os._exit(status)
 
 
@@ -597,10 +628,7 @@ def run_in_daemon(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mappi
         traceback.print_exception(type(exc), exc, exc.__traceback__)
     else:
         runtime.exited(0)
-    finally:
-        if runtime.pidfile is not None:
-            runtime.pidfile.release()
-    _finish(status)
+    _finish(status, runtime.pidfile)
 
 
 def resolve_detach(options: Options) -> bool:

@@ -57,9 +57,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["DaemonRunner", "RunningDaemon"]
 
-PIDFILE_NAME = "daemon.pid"
-LOG_NAME = "daemon.log"
-DEFAULT_STOP_TIMEOUT = 5.0
+_PIDFILE_NAME = "daemon.pid"
+_LOG_NAME = "daemon.log"
+_DEFAULT_STOP_TIMEOUT = 5.0
 _TAIL_LINES = 20
 _PATH_OPTIONS = ("pidfile", "stdout", "stderr")
 
@@ -88,49 +88,37 @@ def _tail(text: str, lines: int = _TAIL_LINES) -> str:
     return "\n".join(f"    {line}" for line in last)
 
 
-def _use_daemon_stdio() -> None:
-    """In the daemon: make ``sys.stdin/stdout/stderr`` use fds 0, 1 and 2.
+def _leave_the_test_runner() -> None:
+    """In the daemon: undo what a test runner did to the root logger.
 
-    The daemon is a fork of the test process, and a test runner that
-    captures output (pytest does by default) has replaced ``sys.stdout`` and
-    ``sys.stderr`` with files of its own, which the detach closed. The
-    daemon's fds 0, 1 and 2 are its stdin, log and log: point the streams
-    there, so that ``print()`` reaches the log.
+    pytest's log capture puts its handlers on the root logger, which would
+    swallow the daemon's records and make ``logging.basicConfig()`` a no-op:
+    remove them (in the daemon only). The engine itself points ``sys.stdout``
+    and friends back at fds 0, 1 and 2 when a runner had swapped them.
     """
-    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
-        stream = getattr(sys, name)
-        try:
-            if stream is not None and stream.fileno() == fd:
-                continue
-        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
-            pass
-        if fd == 0:
-            replacement = open(fd, encoding="utf-8", closefd=False)  # noqa: SIM115 - lives as long as the daemon
-        else:
-            replacement = open(  # noqa: SIM115
-                fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False
-            )
-        setattr(sys, name, replacement)
-    faulthandler = sys.modules.get("faulthandler")
-    if faulthandler is not None and faulthandler.is_enabled():
-        faulthandler.enable(file=sys.stderr)  # it wrote to the test runner's (closed) stderr
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            if type(handler).__module__.startswith("_pytest."):
+                root.removeHandler(handler)
 
 
 def _in_daemon(function: Callable[..., Any]) -> Callable[..., Any]:
-    """*function*, preceded in the daemon by ``_use_daemon_stdio``; async stays async."""
+    """*function*, preceded in the daemon by ``_leave_the_test_runner``; async stays async."""
     import functools
     import inspect
 
     if inspect.iscoroutinefunction(function):  # the engine's own test: it then runs asyncio.run
 
         async def main_async(*args: Any, **kwargs: Any) -> Any:
-            _use_daemon_stdio()
+            _leave_the_test_runner()
             return await function(*args, **kwargs)
 
         return functools.update_wrapper(main_async, function)
 
     def main(*args: Any, **kwargs: Any) -> Any:
-        _use_daemon_stdio()
+        _leave_the_test_runner()
         return function(*args, **kwargs)
 
     return functools.update_wrapper(main, function)
@@ -157,6 +145,10 @@ class DaemonRunner:
 
     The runner sets ``detach=True`` and ``stop_timeout=5`` unless
     overridden. Bad overrides raise here, before anything starts.
+
+    Attributes:
+        target: the function given.
+        directory: the directory given (absolute), or None.
 
     Example::
 
@@ -197,11 +189,11 @@ class DaemonRunner:
 
     def _options_in(self, directory: Path) -> Options:
         changes: dict[str, object] = {
-            "pidfile": str(directory / PIDFILE_NAME),
-            "stdout": str(directory / LOG_NAME),
+            "pidfile": str(directory / _PIDFILE_NAME),
+            "stdout": str(directory / _LOG_NAME),
             "stderr": None,
             "detach": True,
-            "stop_timeout": DEFAULT_STOP_TIMEOUT,
+            "stop_timeout": _DEFAULT_STOP_TIMEOUT,
         }
         for name, value in self._overrides.items():
             is_path = name in _PATH_OPTIONS and isinstance(value, (str, os.PathLike)) and os.fspath(value)
@@ -242,7 +234,7 @@ class DaemonRunner:
         __tracebackhide__ = True  # pytest: show the test's line, not ours
         directory, owned = self._make_directory()
         launcher = os.getpid()
-        log_path = directory / LOG_NAME
+        log_path = directory / _LOG_NAME
         try:
             options = self._options_in(directory)
             assert options.pidfile is not None
@@ -439,7 +431,9 @@ class RunningDaemon:
         self._closed = True
         try:
             self.stop()
-            if self.is_running():  # e.g. the pidfile's lock was gone, or held by another process
+            # stop() is done once the pidfile's lock is free, which a daemon may
+            # give up before it exits: give it the stop timeout, then SIGKILL.
+            if not self.process.wait(self._stop_timeout):
                 self._kill()
         finally:
             if self._remove_directory:
@@ -456,4 +450,4 @@ class RunningDaemon:
                 os.kill(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 return
-        self.process.wait(max(self._stop_timeout, DEFAULT_STOP_TIMEOUT))
+        self.process.wait(max(self._stop_timeout, _DEFAULT_STOP_TIMEOUT))
