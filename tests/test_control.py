@@ -593,3 +593,43 @@ def test_run_refused_while_a_daemon_runs(sandbox: Sandbox) -> None:
     assert f"pid {pid}" in result.stderr
     assert read_pid(sandbox.path / "d.pid") == pid
     assert sandbox.live_pids() == [pid]
+
+
+def test_stop_waits_for_a_child_that_inherited_the_lock(sandbox: Sandbox) -> None:
+    """The daemon exits on SIGTERM but a child it forked still holds the pidfile lock: stop waits for it."""
+    code = """
+        import os, time
+        from pathlib import Path
+        from daemondeco import daemon, notify_ready
+        HERE = Path(__file__).resolve().parent
+
+        @daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", ready="notify")
+        def main():
+            child = os.fork()
+            if child == 0:  # inherits the locked pidfile's fd; leaves on its own
+                (HERE / "child.pid").write_text(str(os.getpid()))
+                time.sleep(0.5)
+                os._exit(0)
+            notify_ready()
+            time.sleep(60)
+
+        main()
+    """
+    result = sandbox.run(code)
+    assert result.returncode == 0, result
+    pid = read_pid(sandbox.path / "d.pid")
+    began = time.monotonic()
+    stopper = subprocess.run(
+        [sys.executable, "-m", "daemondeco", "stop", str(sandbox.path / "d.pid"), "--timeout", "5"],
+        env=sandbox.env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    elapsed = time.monotonic() - began
+    assert stopper.returncode == 0, stopper
+    assert not alive(pid)
+    child = int((sandbox.path / "child.pid").read_text())
+    assert not alive(child), "stop returned while the child still held the lock"
+    assert elapsed < 5.0

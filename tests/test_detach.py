@@ -441,3 +441,29 @@ def test_second_start_while_running_raises_already_running(sandbox: Sandbox) -> 
     assert result.returncode == 1
     assert "AlreadyRunningError" in result.stderr and f"pid {pid}" in result.stderr
     assert ping(sandbox) == f"pong {pid}"
+
+
+def test_launcher_with_closed_stdio_still_detaches(sandbox: Sandbox) -> None:
+    """A launcher started with fds 0-2 closed: the pidfile and pipe must not land on them."""
+    code = """
+        import os, time
+        from pathlib import Path
+        from daemondeco import daemon, notify_ready
+        HERE = Path(__file__).resolve().parent
+        os.closerange(0, 3)  # like a program started by a careless supervisor
+
+        @daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", ready="notify")
+        def main():
+            print("daemon up", os.getpid(), flush=True)
+            notify_ready()
+            time.sleep(60)
+
+        main()
+    """
+    result = sandbox.run(code)
+    assert result.returncode == 0, result
+    pid = read_pid(sandbox.path / "d.pid")
+    assert (sandbox.path / "d.log").read_text() == f"daemon up {pid}\n"
+    fds = open_fds(pid)
+    assert fds[1] == fds[2] == str(sandbox.path / "d.log")
+    assert fds[0] == "/dev/null"
