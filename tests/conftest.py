@@ -26,6 +26,19 @@ ROOT = Path(__file__).resolve().parent.parent
 MARKER = "DAEMONDECO_TEST_ID"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Let daemons that switched to an unprivileged user save coverage data.
+
+    Coverage's data directory is created by root; a daemon that dropped to
+    ``nobody`` could not write its data file there, and its lines would look
+    untested. Sticky and world-writable, like /tmp, for this run's artifacts.
+    """
+    data_dir = ROOT / ".coverage-data"
+    if os.geteuid() == 0:
+        data_dir.mkdir(exist_ok=True)
+        data_dir.chmod(0o1777)
+
+
 # -- looking at processes -----------------------------------------------------
 
 
