@@ -88,6 +88,26 @@ def open_fds(pid: int) -> dict[int, str]:
     return result
 
 
+def zombie_wait_status(pid: int) -> int:
+    """The wait status of a dead daemon, read from its zombie (``/proc/<pid>/stat`` field 52).
+
+    PID 1 here does not reap orphans, so a daemon that exited stays a zombie
+    and its status can be read; where it was reaped the test is skipped.
+    """
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except FileNotFoundError:
+        pytest.skip("the dead daemon was reaped by PID 1: its exit status is gone")
+    fields = data[data.rindex(b")") + 2 :].split()
+    assert fields[0] == b"Z", f"pid {pid} is not a zombie: {fields[0]!r}"
+    return int(fields[49])
+
+
+def zombie_exit_code(pid: int) -> int:
+    """Like ``zombie_wait_status``, as an exit code (negative: killed by that signal)."""
+    return os.waitstatus_to_exitcode(zombie_wait_status(pid))
+
+
 def wait_exit(pid: int, timeout: float = 10.0) -> bool:
     """Block on a pidfd until *pid* exits (zombie counts); True if it did."""
     try:

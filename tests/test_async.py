@@ -12,21 +12,8 @@ import json
 import os
 import signal
 import textwrap
-from pathlib import Path
 
-import pytest
-from conftest import Sandbox, alive, proc_stat, read_pid, wait_exit, wait_for_text
-
-
-def zombie_exit_code(pid: int) -> int:
-    """Exit code of a dead daemon, read from its zombie (PID 1 here does not reap)."""
-    try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except FileNotFoundError:
-        pytest.skip("the dead daemon was reaped by PID 1: its exit status is gone")
-    fields = data[data.rindex(b")") + 2 :].split()
-    assert fields[0] == b"Z", f"pid {pid} is not a zombie: {fields[0]!r}"
-    return os.waitstatus_to_exitcode(int(fields[49]))
+from conftest import Sandbox, alive, proc_stat, read_pid, wait_exit, wait_for_text, zombie_exit_code
 
 
 def start(box: Sandbox, code: str) -> int:

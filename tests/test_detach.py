@@ -8,7 +8,17 @@ import socket
 from pathlib import Path
 
 import pytest
-from conftest import Sandbox, alive, open_fds, proc_stat, proc_status, read_pid, wait_exit, wait_until
+from conftest import (
+    Sandbox,
+    alive,
+    open_fds,
+    proc_stat,
+    proc_status,
+    read_pid,
+    wait_exit,
+    wait_until,
+    zombie_wait_status,
+)
 
 # A daemon that answers "pong <pid>" on a unix socket: proof of life that does
 # not depend on timing (a signal queued before we connect is handled first).
@@ -50,17 +60,6 @@ def ping(box: Sandbox) -> str:
         conn.connect(str(box.path / "ping.sock"))
         conn.sendall(b"ping")
         return conn.recv(64).decode()
-
-
-def exit_status_of_zombie(pid: int) -> int:
-    """Exit status of a dead daemon, read from its zombie (PID 1 here does not reap)."""
-    try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except FileNotFoundError:
-        pytest.skip("the dead daemon was reaped by PID 1: its exit status is gone")
-    fields = data[data.rindex(b")") + 2 :].split()
-    assert fields[0] == b"Z", f"pid {pid} is not a zombie: {fields[0]!r}"
-    return int(fields[49])
 
 
 def start(box: Sandbox, code: str) -> int:
@@ -156,14 +155,14 @@ signal.signal(signal.SIGHUP, signal.SIG_IGN)
     assert not int(status["SigIgn"], 16) & (1 << (signal.SIGHUP - 1)), "an inherited SIG_IGN for SIGHUP is reset"
     os.kill(pid, signal.SIGTERM)
     assert wait_exit(pid)
-    assert exit_status_of_zombie(pid) == 0
+    assert zombie_wait_status(pid) == 0
 
 
 def test_sigterm_runs_finally_exits_0_and_removes_pidfile(sandbox: Sandbox) -> None:
     pid = start(sandbox, pinger())
     os.kill(pid, signal.SIGTERM)
     assert wait_exit(pid)
-    assert os.WEXITSTATUS(exit_status_of_zombie(pid)) == 0
+    assert os.WEXITSTATUS(zombie_wait_status(pid)) == 0
     assert "cleanup ran" in (sandbox.path / "d.log").read_text()
     assert not (sandbox.path / "d.pid").exists()
 

@@ -7,7 +7,7 @@ import os
 import signal
 
 import pytest
-from conftest import Sandbox, alive, proc_stat, wait_exit
+from conftest import Sandbox, alive, proc_stat, wait_exit, zombie_wait_status
 
 HEADER = """
 import atexit, json, os, signal, sys, time, warnings
@@ -26,16 +26,6 @@ def run_json(box: Sandbox, body: str) -> dict[str, object]:
     line = [text for text in result.stdout.splitlines() if text.startswith("{")][-1]
     data: dict[str, object] = json.loads(line)
     return data
-
-
-def zombie_status(pid: int) -> int:
-    try:
-        data = open(f"/proc/{pid}/stat", "rb").read()
-    except FileNotFoundError:
-        pytest.skip("the dead worker was reaped by PID 1: its exit status is gone")
-    fields = data[data.rindex(b")") + 2 :].split()
-    assert fields[0] == b"Z"
-    return int(fields[49])
 
 
 def test_caller_keeps_running_with_its_state_untouched(sandbox: Sandbox) -> None:
@@ -108,7 +98,7 @@ report(pids=pids, alive_before=alive_before, waited=waited, stopped=stopped,
     assert data["stop_again"] is True, "stopping a stopped worker is success"
     for pid in pids:
         assert not alive(pid)
-        assert os.WIFEXITED(zombie_status(pid)) and os.WEXITSTATUS(zombie_status(pid)) == 0, "SIGTERM exits 0"
+        assert os.WIFEXITED(zombie_wait_status(pid)) and os.WEXITSTATUS(zombie_wait_status(pid)) == 0, "SIGTERM exits 0"
 
 
 def test_a_pidfile_allows_one_worker_at_a_time(sandbox: Sandbox) -> None:
@@ -186,7 +176,7 @@ report(pid=handle.pid, done=handle.wait(timeout=10))
     assert data["done"] is True
     pid = data["pid"]
     assert isinstance(pid, int)
-    code = zombie_status(pid)
+    code = zombie_wait_status(pid)
     assert os.WIFEXITED(code) and os.WEXITSTATUS(code) == status
     assert in_log in (sandbox.path / "w.log").read_text()
 
@@ -286,7 +276,7 @@ report(pid=handle.pid, stopped=stopped, elapsed=time.monotonic() - started)
     assert data["stopped"] is True
     pid = data["pid"]
     assert isinstance(pid, int)
-    code = zombie_status(pid)
+    code = zombie_wait_status(pid)
     assert os.WIFSIGNALED(code) and os.WTERMSIG(code) == signal.SIGKILL
     elapsed = data["elapsed"]
     assert isinstance(elapsed, float) and 0.3 <= elapsed < 5
