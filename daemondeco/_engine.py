@@ -28,6 +28,7 @@ from ._ready import (
     EOF,
     ERROR,
     EXIT,
+    MANAGER_VARIABLES,
     PID,
     READY,
     FrameReader,
@@ -142,6 +143,11 @@ class Prepared:
         self.root: str | None = None
         self.stdio_paths = stdio_paths(options)
         self.pidfile: Pidfile | None = None
+        # Looked at here, before the fork, so the daemon only acts on what it
+        # must: each page a fresh child touches is copied (~3 us a page).
+        self.signal_state = _signals.inherited()
+        self.manager_env = any(name in os.environ for name in MANAGER_VARIABLES)
+        self.std_swapped = _std_streams_swapped()
         self.fds: list[int] = []
         self.keep: set[int] = set()
         self.stdio: tuple[int, int, int] = (-1, -1, -1)
@@ -332,7 +338,9 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
         assert pidfile._fd is not None
         keep.add(pidfile._fd)
     close_fds(keep)
-    notifier = SystemdNotifier.from_environ(main_process=not worker)  # before a chroot hides the socket
+    notifier = None
+    if prepared.manager_env:  # before a chroot hides the socket
+        notifier = SystemdNotifier.from_environ(main_process=not worker)
     _privileges.enter(options, prepared.identity, prepared.root, prepared.workdir)
     Runtime.current = Runtime(
         write_end,
@@ -344,9 +352,10 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
         on_reload=options.on_reload,
         user_signals=options.signals,
     )
-    _signals.reset_inherited()
+    _signals.reset_inherited(prepared.signal_state)
     _signals.install(options)
-    _rebind_std_streams()
+    if prepared.std_swapped:
+        _rebind_std_streams()
     if prepared.stdio_paths != (None, None):  # nothing to see line by line in /dev/null
         _line_buffered()
     if worker:
@@ -357,6 +366,17 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
         atexit._clear()
     if notifier is not None:
         notifier.start_watchdog()
+
+
+def _std_streams_swapped() -> bool:
+    """True if sys.stdin/stdout/stderr write to other fds than 0/1/2."""
+    for fd, stream in enumerate((sys.stdin, sys.stdout, sys.stderr)):
+        try:
+            if stream.fileno() != fd:
+                return True
+        except (AttributeError, OSError, ValueError):
+            continue
+    return False
 
 
 def _rebind_std_streams() -> None:

@@ -114,7 +114,7 @@ class FrameReader:
 
 # Variables the service manager hands to the main process only; the daemon
 # reads them once and removes them, so its own children do not inherit them.
-_MANAGER_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+MANAGER_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
 
 
 class SystemdNotifier:
@@ -143,7 +143,7 @@ class SystemdNotifier:
         With *main_process* False (a worker started by ``process_daemonize``)
         the variables are only removed: a worker must not speak for the service.
         """
-        found = {name: os.environ.pop(name) for name in _MANAGER_VARIABLES if name in os.environ}
+        found = {name: os.environ.pop(name) for name in MANAGER_VARIABLES if name in os.environ}
         address = found.get("NOTIFY_SOCKET", "")
         if not main_process or not address or address[0] not in "/@":
             return None

@@ -49,13 +49,34 @@ _RESET_IF_IGNORED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGAL
 _stopping = False
 
 
-def reset_inherited() -> None:
-    """Empty the signal mask and undo inherited ``SIG_IGN`` dispositions."""
-    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+def inherited() -> tuple[bool, tuple[int, ...]]:
+    """What a child would inherit: is any signal blocked, which ones are ignored.
+
+    Asked in the launcher before the fork (the child inherits exactly this),
+    so the daemon touches its signal state only when there is something to
+    undo: every page a freshly forked child touches costs a copy.
+    """
+    blocked = bool(signal.pthread_sigmask(signal.SIG_BLOCK, ()))
+    ignored = []
     for name in _RESET_IF_IGNORED:
         signum = getattr(signal, name, None)
         if signum is not None and signal.getsignal(signum) == signal.SIG_IGN:
-            signal.signal(signum, signal.default_int_handler if name == "SIGINT" else signal.SIG_DFL)
+            ignored.append(signum)
+    return blocked, tuple(ignored)
+
+
+def reset_inherited(state: tuple[bool, tuple[int, ...]] | None = None) -> None:
+    """Empty the signal mask and undo inherited ``SIG_IGN`` dispositions.
+
+    Args:
+        state: what ``inherited()`` found before the fork; None: look now.
+
+    """
+    blocked, ignored = inherited() if state is None else state
+    if blocked:
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    for signum in ignored:
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
 
 
 def begin_stop() -> bool:
