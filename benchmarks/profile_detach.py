@@ -35,7 +35,7 @@ import time
 import types
 
 import daemondeco
-from daemondeco import _control, _engine, _proc, _ready
+from daemondeco import _control, _engine, _proc, _ready, _signals
 
 try:
     from daemondeco import _pidfile
@@ -140,18 +140,6 @@ def raw_spawn(body) -> int:
 # -- ablations: cheaper equivalents of single steps -------------------------------------
 
 
-def _c_level_reset_signals() -> None:
-    """What _reset_signals does, through the C module ``_signal`` (no enum conversions)."""
-    import _signal
-
-    _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
-    for name in _engine._RESET_IF_IGNORED:
-        signum = getattr(_signal, name, None)
-        if signum is not None and _signal.getsignal(signum) == _signal.SIG_IGN:
-            _signal.signal(signum, _signal.default_int_handler if name == "SIGINT" else _signal.SIG_DFL)
-    _signal.signal(_signal.SIGTERM, _engine._on_sigterm)
-
-
 def _noop(*_a, **_k) -> None:
     return None
 
@@ -171,12 +159,6 @@ def _os_level_identity(pid: int) -> int | None:
 
 ABLATIONS = {
     # name: (module, attribute, replacement, what it shows)
-    "signals-via-_signal": (
-        _engine,
-        "_reset_signals",
-        _c_level_reset_signals,
-        "_reset_signals through the C module _signal instead of signal's enum wrappers",
-    ),
     "no-close_fds": (_engine, "close_fds", _noop, "close_fds removed (upper bound of the fd-closing step)"),
     "no-identity": (
         _proc,
@@ -191,11 +173,11 @@ ABLATIONS = {
         "_proc.identity reading /proc/<pid>/stat with os.open/os.read, not open()",
     ),
     "no-warn_threads": (_engine, "_warn_threads", _noop, "_warn_threads removed"),
-    "no-flush_stdio": (_engine, "_flush_stdio", _noop, "_flush_stdio removed"),
+    "no-flush_stdio": (_engine, "flush_stdio", _noop, "flush_stdio removed"),
 }
 
 
-COMBINED = {"signals+identity fixes": ("signals-via-_signal", "identity-via-os.read")}
+COMBINED: dict[str, tuple[str, ...]] = {}
 
 
 class patched:
@@ -248,8 +230,7 @@ def step_costs(reps: int) -> dict[str, list[int]]:
 
     rep_r, rep_w = os.pipe()
     child_steps = {
-        "D _reset_signals (as is)": getattr(_engine, "_reset_signals", None),
-        "D _reset_signals via _signal": _c_level_reset_signals,
+        "D _signals.reset_inherited (as is)": lambda: _signals.reset_inherited((True, ())),
         "D close_fds (as is)": (lambda: _engine.close_fds({0, 1, 2, rep_w})) if hasattr(_engine, "close_fds") else None,
         "D stdout/stderr reconfigure": _reconfigure,
         "D close via closerange gaps": lambda: _closerange_gaps({0, 1, 2, rep_w}),
