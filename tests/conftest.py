@@ -167,6 +167,40 @@ def marked_pids(marker: str) -> list[int]:
 # -- running scripts ----------------------------------------------------------
 
 
+_FORMS_DISPATCH = """
+form = sys.argv[1]
+try:
+    options = {options}
+    if form == "daemon":
+        @daemon(**options)
+        def main():
+            ran()
+        main()
+    elif form == "process_daemonize":
+        @process_daemonize(**options)
+        def work():
+            ran()
+        work()
+    else:
+        daemonize(**options)
+        ran()
+except Exception as exc:
+    print("RAISED", ",".join(cls.__name__ for cls in type(exc).__mro__), file=sys.stderr)
+    print("MESSAGE", exc, file=sys.stderr)
+    sys.exit(3)
+print("NOT RAISED", flush=True)
+"""
+
+
+def forms_dispatch(options: str) -> str:
+    """Script tail: start ``ran()`` under the form named by argv[1] with *options*.
+
+    The form is ``daemon``, ``process_daemonize`` or ``daemonize``; an
+    exception prints ``RAISED <mro>`` and ``MESSAGE <text>`` and exits 3.
+    """
+    return _FORMS_DISPATCH.format(options=options)
+
+
 @dataclass
 class Result:
     """What a finished script left behind."""
@@ -210,6 +244,19 @@ class Sandbox:
             [sys.executable, str(script), *args],
             cwd=self.path,
             env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    def run_module(self, *args: str, timeout: float = 30.0) -> Result:
+        """``python -m daemondeco ARGS``, as an operator runs it, from the sandbox."""
+        done = subprocess.run(
+            [sys.executable, "-m", "daemondeco", *args],
+            cwd=self.path,
+            env=self.env(),
             capture_output=True,
             text=True,
             timeout=timeout,

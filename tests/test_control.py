@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -93,18 +92,7 @@ def py(sandbox: Sandbox, code: str, **env: str) -> Result:
 
 def module(sandbox: Sandbox, *argv: str) -> Result:
     """Run ``python -m daemondeco ARGV``."""
-    done = subprocess.run(
-        [sys.executable, "-m", "daemondeco", *argv],
-        cwd=sandbox.path,
-        env=sandbox.env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    return Result(done.returncode, done.stdout, done.stderr)
-
+    return sandbox.run_module(*argv)
 
 def start(sandbox: Sandbox, *words: str) -> int:
     """``svc.py start WORDS``; the daemon's pid (up and ready when this returns)."""
@@ -619,14 +607,7 @@ def test_stop_waits_for_a_child_that_inherited_the_lock(sandbox: Sandbox) -> Non
     assert result.returncode == 0, result
     pid = read_pid(sandbox.path / "d.pid")
     began = time.monotonic()
-    stopper = subprocess.run(
-        [sys.executable, "-m", "daemondeco", "stop", str(sandbox.path / "d.pid"), "--timeout", "5"],
-        env=sandbox.env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    stopper = sandbox.run_module("stop", str(sandbox.path / "d.pid"), "--timeout", "5")
     elapsed = time.monotonic() - began
     assert stopper.returncode == 0, stopper
     assert not alive(pid)

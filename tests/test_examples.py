@@ -52,21 +52,7 @@ def assert_detached(pid: int) -> None:
 
 def daemondeco_cli(sandbox: Sandbox, *args: str) -> Result:
     """``python -m daemondeco ARGS`` as an operator runs it."""
-    done = subprocess.run(
-        [sys.executable, "-m", "daemondeco", *args],
-        check=False,
-        cwd=sandbox.path,
-        env=sandbox.env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-    )
-    return Result(done.returncode, done.stdout, done.stderr)
-
-
-# -- examples/ticker.py: the README quick start -------------------------------
-
+    return sandbox.run_module(*args)
 
 def test_ticker_start_status_stop(sandbox: Sandbox) -> None:
     run = functools.partial(sandbox.run_file, TICKER, TICKER_DIR=str(sandbox.path))

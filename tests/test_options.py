@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import Result, Sandbox, alive, read_pid, wait_for_text
+from conftest import Result, Sandbox, alive, forms_dispatch, read_pid, wait_for_text
 
 LAUNCHER = """
 import math, os, sys
@@ -34,28 +34,7 @@ from daemondeco import daemon, daemonize, process_daemonize
 def ran():
     open(P("ran"), "w").close()
 
-form = sys.argv[1]
-try:
-    options = OPTIONS
-    if form == "daemon":
-        @daemon(**options)
-        def main():
-            ran()
-        main()
-    elif form == "process_daemonize":
-        @process_daemonize(**options)
-        def work():
-            ran()
-        work()
-    else:
-        daemonize(**options)
-        ran()
-except Exception as exc:
-    print("RAISED", ",".join(cls.__name__ for cls in type(exc).__mro__), file=sys.stderr)
-    print("MESSAGE", exc, file=sys.stderr)
-    sys.exit(3)
-print("NOT RAISED", flush=True)
-"""
+""" + forms_dispatch('OPTIONS')
 
 # Files and directories present before the launcher runs.
 BEFORE = {"prog.py", "adir", "afile"}

@@ -20,7 +20,7 @@ import os
 import pwd
 
 import pytest
-from conftest import Result, Sandbox
+from conftest import Result, Sandbox, forms_dispatch
 
 LAUNCHER = """
 import os, signal, sys
@@ -39,28 +39,7 @@ def ran():
 def handler(signum, frame):
     ran()
 
-form = sys.argv[1]
-try:
-    options = dict(pidfile=P("d.pid"), stdout=P("out.log"), stderr=P("err.log"), **OPTIONS)
-    if form == "daemon":
-        @daemon(**options)
-        def main():
-            ran()
-        main()
-    elif form == "process_daemonize":
-        @process_daemonize(**options)
-        def work():
-            ran()
-        work()
-    else:
-        daemonize(**options)
-        ran()
-except Exception as exc:
-    print("RAISED", ",".join(cls.__name__ for cls in type(exc).__mro__), file=sys.stderr)
-    print("MESSAGE", exc, file=sys.stderr)
-    sys.exit(3)
-print("NOT RAISED", flush=True)
-"""
+""" + forms_dispatch('dict(pidfile=P("d.pid"), stdout=P("out.log"), stderr=P("err.log"), **OPTIONS)')
 
 # Files and directories present before the launcher runs.
 BEFORE = {"prog.py", "adir", "afile", "jail"}

@@ -251,16 +251,9 @@ def pidfile_dir(kind: str, sandbox: Sandbox, public: Path) -> Path:
     return path
 
 
-def control(sandbox: Sandbox, action: str, pidfile: Path) -> subprocess.CompletedProcess[str]:
+def control(sandbox: Sandbox, action: str, pidfile: Path) -> Result:
     """``python -m daemondeco ACTION PIDFILE`` as the test's user (root)."""
-    return subprocess.run(
-        [sys.executable, "-m", "daemondeco", action, str(pidfile)],
-        env=sandbox.env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    return sandbox.run_module(action, str(pidfile))
 
 
 @needs_root
