@@ -14,6 +14,10 @@ import time
 from . import _proc
 from ._pidfile import Pidfile
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - non-POSIX
@@ -33,6 +37,20 @@ def _signal(pid: int, signum: int) -> None:
         pass
 
 
+def _escalate(pid: int, start_time: int | None, timeout: float, gone: Callable[[float], bool]) -> bool:
+    """SIGTERM, ``gone(timeout)``; then SIGKILL and ``gone`` again. True once gone.
+
+    SIGKILL goes only to the very process we sent SIGTERM to (same pid and
+    start time): it may have let go of its pidfile lock already, not of life.
+    """
+    _signal(pid, _SIGTERM)
+    if gone(timeout):
+        return True
+    if _proc.is_alive(pid, start_time):
+        _signal(pid, _SIGKILL)
+    return gone(max(timeout, _KILL_GRACE))
+
+
 def terminate(pid: int, timeout: float, start_time: int | None = None) -> bool:
     """SIGTERM *pid*, wait up to *timeout* s for it to exit, then SIGKILL it.
 
@@ -43,12 +61,7 @@ def terminate(pid: int, timeout: float, start_time: int | None = None) -> bool:
         start_time = _proc.identity(pid)
     if not _proc.is_alive(pid, start_time):
         return True
-    _signal(pid, _SIGTERM)
-    if _proc.wait_exit(pid, timeout, start_time):
-        return True
-    if _proc.is_alive(pid, start_time):
-        _signal(pid, _SIGKILL)
-    return _proc.wait_exit(pid, max(timeout, _KILL_GRACE), start_time)
+    return _escalate(pid, start_time, timeout, lambda wait: _proc.wait_exit(pid, wait, start_time))
 
 
 def _wait_unlocked(pidfile: Pidfile, fd: int, pid: int, start_time: int | None, timeout: float) -> bool:
@@ -95,14 +108,9 @@ def stop_pidfile(path: str, timeout: float) -> bool:
         if pid is None:
             return not pidfile._locked(fd)  # a start that failed meanwhile: nothing runs
         start_time = _proc.identity(pid)
-        _signal(pid, _SIGTERM)
-        if _wait_unlocked(pidfile, fd, pid, start_time, timeout):
-            return True
-        # The very process we sent SIGTERM to while it held the lock (same pid
-        # and start time): it may have let go of the lock already, not of life.
-        if _proc.is_alive(pid, start_time):
-            _signal(pid, _SIGKILL)
-        return _wait_unlocked(pidfile, fd, pid, start_time, max(timeout, _KILL_GRACE))
+        return _escalate(
+            pid, start_time, timeout, lambda wait: _wait_unlocked(pidfile, fd, pid, start_time, wait)
+        )
     finally:
         os.close(fd)
 

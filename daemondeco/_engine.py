@@ -34,6 +34,7 @@ from ._ready import (
     FrameReader,
     Runtime,
     SystemdNotifier,
+    describe_exception,
     flush_stdio,
     reopen_stdio,
     send,
@@ -147,7 +148,7 @@ class Prepared:
         # must: each page a fresh child touches is copied (~3 us a page).
         self.signal_state = _signals.inherited()
         self.manager_env = any(name in os.environ for name in MANAGER_VARIABLES)
-        self.std_swapped = _std_streams_swapped()
+        self.std_swapped = _swapped_std_streams()
         self.fds: list[int] = []
         self.keep: set[int] = set()
         self.stdio: tuple[int, int, int] = (-1, -1, -1)
@@ -299,7 +300,7 @@ def _in_children(read_end: int, write_end: int, prepared: Prepared, *, worker: b
         if os.fork():
             os._exit(0)
     except BaseException as exc:  # pragma: no cover - setsid/fork failing in the first child
-        send(write_end, ERROR, _describe(exc))
+        send(write_end, ERROR, describe_exception(exc))
         os._exit(1)
     _become_daemon_or_exit(prepared, write_end, worker=worker)  # pragma: no cover - untraced frame after fork
 
@@ -308,18 +309,12 @@ def _become_daemon_or_exit(prepared: Prepared, write_end: int, *, worker: bool) 
     try:
         _become_daemon(prepared, write_end, worker=worker)
     except BaseException as exc:  # a step after the fork failed (chroot, initgroups, setuid...)
-        send(write_end, ERROR, _describe(exc))
+        send(write_end, ERROR, describe_exception(exc))
         import traceback
 
         traceback.print_exception(type(exc), exc, exc.__traceback__)  # into the stderr target, if redirected
         flush_stdio()
         os._exit(1)
-
-
-def _describe(exc: BaseException) -> bytes:
-    from ._ready import describe_exception
-
-    return describe_exception(exc)
 
 
 def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
@@ -343,19 +338,12 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
         notifier = SystemdNotifier.from_environ(main_process=not worker)
     _privileges.enter(options, prepared.identity, prepared.root, prepared.workdir)
     Runtime.current = Runtime(
-        write_end,
-        keep_open=options.startup_grace > 0,
-        pidfile=pidfile,
-        ready_mode=options.ready,
-        notifier=notifier,
-        stdio_paths=prepared.stdio_paths,
-        on_reload=options.on_reload,
-        user_signals=options.signals,
+        write_end, options, pidfile=pidfile, notifier=notifier, stdio_paths=prepared.stdio_paths
     )
     _signals.reset_inherited(prepared.signal_state)
     _signals.install(options)
     if prepared.std_swapped:
-        _rebind_std_streams()
+        _rebind_std_streams(prepared.std_swapped)
     if prepared.stdio_paths != (None, None):  # nothing to see line by line in /dev/null
         _line_buffered()
     if worker:
@@ -368,34 +356,34 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
         notifier.start_watchdog()
 
 
-def _std_streams_swapped() -> bool:
-    """True if sys.stdin/stdout/stderr write to other fds than 0/1/2."""
-    for fd, stream in enumerate((sys.stdin, sys.stdout, sys.stderr)):
+def _swapped_std_streams() -> tuple[str, ...]:
+    """The names of sys.stdin/stdout/stderr that use other fds than 0/1/2.
+
+    Streams not backed by an fd (a StringIO, a logging proxy) do not count.
+    """
+    swapped = []
+    for fd, name in enumerate(("stdin", "stdout", "stderr")):
         try:
-            if stream.fileno() != fd:
-                return True
+            if getattr(sys, name).fileno() != fd:
+                swapped.append(name)
         except (AttributeError, OSError, ValueError):
             continue
-    return False
+    return tuple(swapped)
 
 
-def _rebind_std_streams() -> None:
-    """Make sys.stdin/stdout/stderr use fds 0/1/2 again if something swapped them.
+def _rebind_std_streams(names: tuple[str, ...]) -> None:
+    """Make the named std streams use fds 0/1/2 again.
 
     A test runner capturing output (pytest) or a program may have pointed them
     at other fds, which the daemon has just closed: writes would fail, or
     land in whatever file reuses the number.
     """
-    for name, fd, mode in (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w")):
+    for name in names:
         stream = getattr(sys, name)
-        try:
-            current = stream.fileno()
-        except (AttributeError, OSError, ValueError):
-            continue  # not backed by an fd (a StringIO, a logging proxy): leave it
-        if current != fd:
-            encoding = getattr(stream, "encoding", None) or "utf-8"
-            errors = "strict" if fd == 0 else "backslashreplace"
-            setattr(sys, name, open(fd, mode, encoding=encoding, errors=errors, closefd=False))  # noqa: SIM115
+        fd = ("stdin", "stdout", "stderr").index(name)
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        errors = "strict" if fd == 0 else "backslashreplace"
+        setattr(sys, name, open(fd, "r" if fd == 0 else "w", encoding=encoding, errors=errors, closefd=False))  # noqa: SIM115
     faulthandler = sys.modules.get("faulthandler")
     if faulthandler is not None and faulthandler.is_enabled():
         faulthandler.enable(file=sys.stderr)  # it kept the fd of the old stderr
@@ -515,14 +503,8 @@ def _startup_failed(tag: bytes, payload: bytes, pid: int | None, *, after_ready:
 
 def _death_note(pid: int | None) -> str:
     """What /proc says about a dead daemon (while it is an unreaped zombie)."""
-    if pid is None:
-        return ""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return ""
-    if fields[0] != b"Z" or len(fields) < 50:
+    fields = _proc.stat_fields(pid) if pid is not None else None
+    if fields is None or fields[0] != "Z" or len(fields) < 50:
         return ""
     status = int(fields[49])
     if os.WIFSIGNALED(status):
@@ -691,21 +673,12 @@ class Foreground:
             if attached:
                 _signals.reset_inherited()
                 os.umask(options.umask)
-                _reopen_or_raise(paths)
+                reopen_stdio(*paths)
                 if paths != (None, None):
                     _line_buffered()
             notifier = SystemdNotifier.from_environ()
             _privileges.enter(options, identity, root, workdir)
-            Runtime.current = Runtime(
-                None,
-                keep_open=False,
-                pidfile=self.pidfile,
-                ready_mode=options.ready,
-                notifier=notifier,
-                stdio_paths=paths,
-                on_reload=options.on_reload,
-                user_signals=options.signals,
-            )
+            Runtime.current = Runtime(None, options, pidfile=self.pidfile, notifier=notifier, stdio_paths=paths)
             self._previous = _signals.install(options) if _signals.in_main_thread() else {}
         except BaseException:
             Runtime.current = self._saved
@@ -721,16 +694,6 @@ class Foreground:
         _signals.restore(self._previous)
         if self.pidfile is not None:
             self.pidfile.release()
-
-
-def _reopen_or_raise(paths: tuple[str | None, str | None]) -> None:
-    for what, path in zip(("stdout target", "stderr target"), paths, strict=True):
-        if path is not None:
-            try:
-                os.close(os.open(path, _LOG_FLAGS, 0o644))
-            except OSError as exc:
-                raise path_error(exc, f"cannot open {what}", path) from None
-    reopen_stdio(*paths)
 
 
 def run_foreground(options: Options, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:

@@ -33,6 +33,7 @@ except ImportError:  # pragma: no cover - non-POSIX
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterator
     from types import TracebackType
 
     from ._types import PathLike
@@ -57,6 +58,17 @@ def _parse_pid(data: bytes) -> int | None:
 
 def _read_fd(fd: int) -> int | None:
     return _parse_pid(os.pread(fd, 64, 0))
+
+
+def _tries(seconds: float) -> Iterator[bool]:
+    """Yield True while *seconds* last, then False once, sleeping a growing interval between."""
+    deadline = time.monotonic() + seconds
+    delay = 0.0005
+    while time.monotonic() < deadline:
+        yield True
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
+    yield False
 
 
 def _same_file(path: str, fd: int) -> bool:
@@ -241,29 +253,23 @@ class Pidfile:
         there or the lock is free) so the error can name the daemon. This
         bounded wait happens only on the refusal path.
         """
-        deadline = time.monotonic() + _PID_WAIT
-        delay = 0.0005
-        while True:
+        for time_left in _tries(_PID_WAIT):
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return
             except BlockingIOError:
                 pid = _read_fd(fd)
-                if pid is not None or time.monotonic() >= deadline:
+                if pid is not None or not time_left:
                     raise AlreadyRunningError(self.path, pid) from None
-            time.sleep(delay)
-            delay = min(delay * 2, 0.02)
 
     def _holder_pid(self, fd: int) -> int | None:
         """The pid in a locked file, waiting briefly for a starting daemon to write it."""
-        deadline = time.monotonic() + _PID_WAIT
-        delay = 0.0005
-        while True:
+        pid = None
+        for time_left in _tries(_PID_WAIT):
             pid = _read_fd(fd)
-            if pid is not None or time.monotonic() >= deadline or not self._locked(fd):
-                return pid
-            time.sleep(delay)
-            delay = min(delay * 2, 0.02)
+            if pid is not None or not time_left or not self._locked(fd):
+                break
+        return pid
 
     def _write(self, pid: int) -> None:
         """Write *pid* into the locked file (write, then truncate: never empty)."""

@@ -13,12 +13,12 @@ import errno
 import os
 import time
 
-__all__ = ["identity", "is_alive", "wait_exit"]
+__all__ = ["identity", "is_alive", "stat_fields", "wait_exit"]
 
 _PROC = "/proc"
 
 
-def _stat_fields(pid: int) -> list[str] | None:
+def stat_fields(pid: int) -> list[str] | None:
     """Fields of ``/proc/<pid>/stat`` after the command name, or None if gone."""
     try:
         fd = os.open(f"{_PROC}/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
@@ -49,7 +49,7 @@ def identity(pid: int) -> int | None:
 
     Together with the pid it names one process for the life of the system.
     """
-    fields = _stat_fields(pid) if _have_proc() else None
+    fields = stat_fields(pid) if _have_proc() else None
     if fields is None:
         return None
     return int(fields[19])
@@ -60,7 +60,7 @@ def is_alive(pid: int, start_time: int | None = None) -> bool:
     if pid <= 0:
         return False
     if _have_proc():  # pragma: no branch - Linux; the kill(0) fallback is for systems without /proc
-        fields = _stat_fields(pid)
+        fields = stat_fields(pid)
         if fields is None or fields[0] in ("Z", "X", "x"):
             return False
         return start_time is None or int(fields[19]) == start_time

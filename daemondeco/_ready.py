@@ -19,11 +19,14 @@ import os
 import sys
 import time
 
+from ._errors import path_error
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable
     from typing import Any
 
+    from ._options import Options
     from ._pidfile import Pidfile
 
 __all__ = [
@@ -198,24 +201,22 @@ class Runtime:
     def __init__(
         self,
         fd: int | None,
+        options: Options,
         *,
-        keep_open: bool,
         pidfile: Pidfile | None,
-        ready_mode: str,
-        notifier: SystemdNotifier | None = None,
-        stdio_paths: tuple[str | None, str | None] = (None, None),
-        on_reload: Callable[[], object] | None = None,
-        user_signals: tuple[tuple[int, Any], ...] = (),
+        notifier: SystemdNotifier | None,
+        stdio_paths: tuple[str | None, str | None],
     ) -> None:
         self.owner = os.getpid()
-        self.ready_mode = ready_mode
         self.fd = fd
-        self.keep_open = keep_open
+        # With startup_grace the launcher keeps listening after "ready".
+        self.keep_open = fd is not None and options.startup_grace > 0
+        self.ready_mode = options.ready
+        self.on_reload: Callable[[], object] | None = options.on_reload
+        self.user_signals: tuple[tuple[int, Any], ...] = options.signals
         self.pidfile = pidfile
         self.notifier = notifier
         self.stdio_paths = stdio_paths
-        self.on_reload = on_reload
-        self.user_signals = user_signals
         self.ready = False
 
     def _mine(self) -> bool:
@@ -300,17 +301,25 @@ def flush_stdio() -> None:
 
 
 def reopen_stdio(stdout: str | None, stderr: str | None) -> None:
-    """Point fds 1 and 2 at freshly opened files at their configured paths."""
-    flush_stdio()
+    """Point fds 1 and 2 at freshly opened files at their configured paths.
+
+    Every file is opened before any fd is redirected: a path that cannot be
+    opened raises OSError naming it, and fds 1 and 2 stay as they were.
+    """
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    targets = ((1, stdout, "stdout target"), (2, stderr if stderr is not None else stdout, "stderr target"))
     opened: dict[str, int] = {}
     try:
-        for target, path in ((1, stdout), (2, stderr if stderr is not None else stdout)):
-            if path is None:
-                continue
-            if path not in opened:
-                opened[path] = os.open(path, flags, 0o644)
-            os.dup2(opened[path], target)
+        for _, path, what in targets:
+            if path is not None and path not in opened:
+                try:
+                    opened[path] = os.open(path, flags, 0o644)
+                except OSError as exc:
+                    raise path_error(exc, f"cannot open {what}", path) from None
+        flush_stdio()
+        for target, path, _ in targets:
+            if path is not None:
+                os.dup2(opened[path], target)
     finally:
         for fd in opened.values():
             os.close(fd)

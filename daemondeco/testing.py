@@ -430,24 +430,10 @@ class RunningDaemon:
             return
         self._closed = True
         try:
-            self.stop()
-            # stop() is done once the pidfile's lock is free, which a daemon may
-            # give up before it exits: give it the stop timeout, then SIGKILL.
-            if not self.process.wait(self._stop_timeout):
-                self._kill()
+            self.stop()  # returns once the process is gone, after SIGKILL if need be
         finally:
             if self._remove_directory:
                 self._final_log = _read(self.log_path)
                 _remove_tree(self.directory)
         if self.is_running():
             raise DaemonError(f"the daemon (pid {self.pid}) is still running after SIGKILL")
-
-    def _kill(self) -> None:
-        import signal
-
-        if self.is_running():  # the same process: pid and start time match
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                return
-        self.process.wait(max(self._stop_timeout, _DEFAULT_STOP_TIMEOUT))
