@@ -88,19 +88,27 @@ def open_fds(pid: int) -> dict[int, str]:
     return result
 
 
-def zombie_wait_status(pid: int) -> int:
+def zombie_status_or_none(pid: int) -> int | None:
     """The wait status of a dead daemon, read from its zombie (``/proc/<pid>/stat`` field 52).
 
-    PID 1 here does not reap orphans, so a daemon that exited stays a zombie
-    and its status can be read; where it was reaped the test is skipped.
+    None if PID 1 reaped it (here it does not reap orphans, elsewhere it
+    may); a process that has not exited fails the test.
     """
     try:
         data = Path(f"/proc/{pid}/stat").read_bytes()
     except FileNotFoundError:
-        pytest.skip("the dead daemon was reaped by PID 1: its exit status is gone")
+        return None
     fields = data[data.rindex(b")") + 2 :].split()
     assert fields[0] == b"Z", f"pid {pid} is not a zombie: {fields[0]!r}"
     return int(fields[49])
+
+
+def zombie_wait_status(pid: int) -> int:
+    """Like ``zombie_status_or_none``; where the daemon was reaped the test is skipped."""
+    status = zombie_status_or_none(pid)
+    if status is None:
+        pytest.skip("the dead daemon was reaped by PID 1: its exit status is gone")
+    return status
 
 
 def zombie_exit_code(pid: int) -> int:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Result, Sandbox, alive, proc_stat, read_pid, wait_exit, wait_for_text
+from conftest import Result, Sandbox, alive, read_pid, wait_exit, wait_for_text, zombie_status_or_none
 
 from daemondeco import Pidfile
 
@@ -108,24 +108,15 @@ def log(sandbox: Sandbox) -> str:
     return (sandbox.path / "d.log").read_text()
 
 
-def zombie_status(pid: int) -> int | None:
-    """The wait status of an exited, unreaped daemon (``/proc/<pid>/stat`` field 52)."""
-    stat = proc_stat(pid)
-    if stat is None or stat.state != "Z":
-        return None
-    data = Path(f"/proc/{pid}/stat").read_bytes()
-    return int(data[data.rindex(b")") + 2 :].split()[49])
-
-
 def assert_exited_0(pid: int) -> None:
-    status = zombie_status(pid)
+    status = zombie_status_or_none(pid)
     assert status is not None, f"{pid} is not an exited daemon"
     assert os.WIFEXITED(status), f"{pid} was killed by signal {os.WTERMSIG(status)}"
     assert os.WEXITSTATUS(status) == 0
 
 
 def assert_killed_by_sigkill(pid: int) -> None:
-    status = zombie_status(pid)
+    status = zombie_status_or_none(pid)
     assert status is not None, f"{pid} is not an exited daemon"
     assert os.WIFSIGNALED(status), f"{pid} exited with status {os.WEXITSTATUS(status)}, not by a signal"
     assert os.WTERMSIG(status) == signal.SIGKILL
@@ -230,7 +221,7 @@ def test_cli_stop_ends_the_daemon_cleanly(sandbox: Sandbox) -> None:
     assert result.returncode == 0, result
     assert f"stopped (pid {pid})" in result.stdout
     assert not alive(pid)
-    assert zombie_status(pid) in (None, 0)  # None: already reaped
+    assert zombie_status_or_none(pid) in (None, 0)  # None: already reaped
     assert f"finally ran {pid}" in log(sandbox)
     assert not (sandbox.path / "d.pid").exists()
     assert ctl(sandbox, "status").returncode == 3

@@ -30,7 +30,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Result, Sandbox, alive, proc_status, read_pid, wait_exit, wait_for_text
+from conftest import (
+    ROOT,
+    Result,
+    Sandbox,
+    alive,
+    proc_status,
+    read_pid,
+    wait_exit,
+    wait_for_text,
+    zombie_status_or_none,
+)
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root to switch user")
@@ -64,17 +74,6 @@ def free_id() -> int:
             except KeyError:
                 return candidate
     pytest.skip("no free uid between 54321 and 60000")
-
-
-def zombie_status(pid: int) -> int | None:
-    """Exit status of a dead daemon from its zombie; None if PID 1 reaped it."""
-    try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except FileNotFoundError:
-        return None
-    fields = data[data.rindex(b")") + 2 :].split()
-    assert fields[0] == b"Z", f"pid {pid} has not exited: state {fields[0]!r}"
-    return int(fields[49])
 
 
 def ids(status: dict[str, str], key: str) -> list[int]:
@@ -284,7 +283,7 @@ def test_pidfile_after_the_drop(sandbox: Sandbox, public_dir: Path, kind: str, r
     assert stopped.returncode == 0, stopped
     assert wait_exit(pid)
     assert not alive(pid)
-    exit_status = zombie_status(pid)
+    exit_status = zombie_status_or_none(pid)
     assert exit_status in (None, 0), f"a stopped daemon exits 0, not with wait status {exit_status:#x}"
     # (Not "no Traceback at all": under coverage, nobody cannot save its data file.)
     assert str(pidfile) not in log.read_text(), "stopping must not fail on the pidfile:\n" + log.read_text()

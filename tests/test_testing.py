@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Sandbox, alive, proc_stat, read_pid, wait_exit
+from conftest import Sandbox, alive, proc_stat, read_pid, wait_exit, zombie_status_or_none
 
 APP = """
 import asyncio, os, signal, sys
@@ -194,13 +194,9 @@ def run_user_suite(box: Sandbox, test_code: str) -> subprocess.CompletedProcess[
 
 def zombie_signal(pid: int) -> int | None:
     """The signal that killed *pid*, read from its zombie; None if it was reaped."""
-    try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except FileNotFoundError:
+    status = zombie_status_or_none(pid)
+    if status is None:
         return None
-    fields = data[data.rindex(b")") + 2 :].split()
-    assert fields[0] == b"Z", f"pid {pid} is not a zombie: {fields[0]!r}"
-    status = int(fields[49])
     return os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
 
 
