@@ -9,26 +9,40 @@
 Public names are re-exported here; the modules behind them are private.
 """
 
-from __future__ import annotations
-
 from ._control import DaemonProcess
-from ._decorators import daemon, daemonize, process_daemonize
+from ._decorators import DaemonFunction, WorkerFunction, daemon, daemonize, process_daemonize
 from ._errors import AlreadyRunningError, DaemonError, DaemonWarning, StartupError
 from ._pidfile import Pidfile
-from ._ready import notify_ready, notify_status
+from ._runtime import notify_ready, notify_status
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "AlreadyRunningError",
     "DaemonError",
+    "DaemonFunction",
     "DaemonProcess",
     "DaemonWarning",
     "Pidfile",
     "StartupError",
+    "WorkerFunction",
     "daemon",
     "daemonize",
     "notify_ready",
     "notify_status",
     "process_daemonize",
 ]
+
+# Tracebacks and reprs name the public home (daemondeco.StartupError), not a private module.
+for _public in (
+    AlreadyRunningError,
+    DaemonError,
+    DaemonFunction,
+    DaemonProcess,
+    DaemonWarning,
+    Pidfile,
+    StartupError,
+    WorkerFunction,
+):
+    _public.__module__ = __name__
+del _public

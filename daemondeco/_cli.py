@@ -18,14 +18,17 @@ from __future__ import annotations
 import os
 import sys
 
-from ._control import status_pidfile, stop_pidfile
+from ._control import pidfile_path, status_pidfile, stop_pidfile
+from ._engine import Foreground, launch
 from ._errors import AlreadyRunningError, DaemonError
+from ._options import _seconds
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
+    from typing import Any
 
-    from ._decorators import _DaemonControl
+    from ._options import Options
 
 __all__ = ["main", "report_status", "report_stop", "run_decorated_cli"]
 
@@ -36,7 +39,12 @@ USAGE_ERROR = 2
 
 
 def _say(text: str, *, error: bool = False) -> None:
-    print(text, file=sys.stderr if error else sys.stdout, flush=True)
+    stream = sys.stderr if error else sys.stdout
+    try:
+        print(text, file=stream, flush=True)
+    except UnicodeEncodeError:  # a strict stdout and a name that is not in its encoding
+        encoding = getattr(stream, "encoding", None) or "ascii"
+        print(text.encode(encoding, "backslashreplace").decode(encoding), file=stream, flush=True)
 
 
 def report_status(path: str, name: str) -> int:
@@ -46,7 +54,7 @@ def report_status(path: str, name: str) -> int:
         _say(f"{name} is running (pid {pid})")
         return STATUS_RUNNING
     if os.path.lexists(path):
-        _say(f"{name} is not running, but its pidfile {path} exists (stale)")
+        _say(f"{name} is not running, but its pidfile {_display(path)} exists (stale)")
         return STATUS_DEAD
     _say(f"{name} is not running")
     return STATUS_STOPPED
@@ -56,7 +64,7 @@ def report_stop(path: str, name: str, timeout: float) -> int:
     """Stop *name*'s daemon by pidfile *path*, print what happened; LSB code."""
     pid = status_pidfile(path)
     if not stop_pidfile(path, timeout):
-        _say(f"{name}: failed to stop the daemon of {path} within {timeout:g} s", error=True)
+        _say(f"{name}: failed to stop the daemon of {_display(path)} within {timeout:g} s", error=True)
         return 1
     _say(f"{name} stopped (pid {pid})" if pid is not None else f"{name} is not running")
     return 0
@@ -85,16 +93,19 @@ def _seconds_arg(text: str) -> float:
     """Parse --timeout for argparse: a finite number of seconds >= 0."""
     import argparse
 
-    from ._options import _seconds
-
     try:
         return _seconds("stop", "--timeout", float(text), positive=False)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def run_decorated_cli(target: _DaemonControl, argv: Sequence[str] | None) -> int:
-    """The ``.cli()`` of a ``@daemon`` function.
+def _display(text: str) -> str:
+    """*text* (a path, maybe with undecodable bytes) in a form any terminal can print."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def run_decorated_cli(options: Options, function: Callable[..., Any], argv: Sequence[str] | None) -> int:
+    """The ``.cli()`` of a ``@daemon`` function decorated with *options*.
 
     Errors are caught only while acting as the launcher (checks, locking,
     waiting for readiness): in the daemon, or in the foreground ``run``, the
@@ -102,8 +113,7 @@ def run_decorated_cli(target: _DaemonControl, argv: Sequence[str] | None) -> int
     """
     words = list(sys.argv[1:] if argv is None else argv)
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "daemon"
-    wrapped = target.__wrapped__
-    name = str(getattr(wrapped, "__qualname__", None) or getattr(wrapped, "__name__", "daemon"))
+    name = str(getattr(function, "__qualname__", None) or getattr(function, "__name__", "daemon"))
     if words and words[0] in ("-h", "--help", "help"):
         _say(_help(prog, name))
         return 0
@@ -112,12 +122,11 @@ def run_decorated_cli(target: _DaemonControl, argv: Sequence[str] | None) -> int
         _say(f"{_usage(prog)}\n{prog}: error: {problem}", error=True)
         return USAGE_ERROR
     action, extra = words[0], words[1:]
-    options = target._daemon_options()
     if action == "run":
-        return _run_foreground(target, name, extra)
+        return _run_foreground(options, function, name, extra)
     try:
         if action in ("status", "stop", "restart"):
-            path = target._pidfile_path(action)
+            path = pidfile_path(options, action)
             if action == "status":
                 return report_status(path, name)
             if action == "stop":
@@ -127,33 +136,25 @@ def run_decorated_cli(target: _DaemonControl, argv: Sequence[str] | None) -> int
         if options.pidfile is not None and (running := status_pidfile(os.path.abspath(options.pidfile))) is not None:
             _say(f"{name} is already running (pid {running})")
             return 0
-        from ._decorators import detach_or_leave
-
-        detach_or_leave(options, lambda pid: _say(f"{name} started (pid {pid})"))
+        # Returns only in the launcher, and only by raising: the daemon's own
+        # errors end inside the daemon (run_in_daemon), never here.
+        launch(options, function, tuple(extra), {}, lambda pid: _say(f"{name} started (pid {pid})"))
     except AlreadyRunningError as exc:
         _say(f"{name}: {exc}")
         return 0
     except (DaemonError, OSError, ValueError, TypeError) as exc:
         _say(f"{name}: {exc}", error=True)
         return STATUS_UNKNOWN if action == "status" else 1
-    # Only the daemon gets here: from now on errors are the daemon's own.
-    from ._engine import run_in_daemon
-
-    run_in_daemon(wrapped, tuple(extra), {})
 
 
-def _run_foreground(target: _DaemonControl, name: str, extra: list[str]) -> int:
-    from ._engine import Foreground, call
-    from ._ready import Runtime
-
+def _run_foreground(options: Options, function: Callable[..., Any], name: str, extra: list[str]) -> int:
     try:
-        session = Foreground(target._daemon_options(), attached=False)
+        session = Foreground.for_debugging(options)
     except (DaemonError, OSError) as exc:
         _say(f"{name}: {exc}", error=True)
         return 1
     try:
-        assert Runtime.current is not None
-        result = call(target.__wrapped__, tuple(extra), {}, Runtime.current)
+        result = session.run(function, tuple(extra), {})
     except KeyboardInterrupt:
         return 130
     finally:
@@ -176,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     path = os.path.abspath(args.pidfile)
-    name = os.path.basename(path)
+    name = _display(os.path.basename(path))
     try:
         if args.action == "status":
             return report_status(path, name)

@@ -1,104 +1,81 @@
 """The public faces: ``@daemon``, ``@process_daemonize`` and ``daemonize()``.
 
-This is the wrapt layer only. Every step of the detach lives in ``_engine``;
-the decorators validate options when applied, hand them to the engine when
-called, and add the control methods (``start``, ``run``, ``status``,
-``stop``, ``restart``, ``cli``). wrapt keeps the decorated function's name,
-docstring, signature and ``__wrapped__``, and makes the decorators work on
-functions, methods, classmethods and staticmethods alike.
+This is the wrapt layer only. Every step of becoming a daemon lives in
+``_engine``; the decorators validate options when applied, hand them to the
+engine when called, and add the control methods (``start``, ``run``,
+``status``, ``stop``, ``restart``, ``cli``). wrapt keeps the decorated
+function's name, docstring, signature and ``__wrapped__``, and makes the
+decorators work on functions, methods, classmethods and staticmethods alike.
+For type checkers the wrappers are generic in the function's parameters
+(``ParamSpec``) and return type.
 """
 
 from __future__ import annotations
 
+from typing import Generic, ParamSpec, TypeVar, overload
+
 import wrapt
 
 from . import _engine
-from ._control import DaemonProcess, status_pidfile, stop_pidfile
+from ._cli import run_decorated_cli
+from ._control import DaemonProcess, pidfile_path, status_pidfile, stop_pidfile
 from ._errors import DaemonError
 from ._options import Options, stop_timeout_or
-from ._ready import Runtime
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable, Sequence
     from typing import Any, NoReturn
 
+    from ._types import FdLike, PathLike
+
 # wrapt 1.x has no type hints and 2.x has: typed as Any, so both check alike.
 _FunctionWrapper: Any = wrapt.FunctionWrapper
 _BoundFunctionWrapper: Any = wrapt.BoundFunctionWrapper
 
-__all__ = ["DaemonFunction", "WorkerFunction", "daemon", "daemonize", "process_daemonize"]
+P = ParamSpec("P")
+R = TypeVar("R")
+
+__all__ = ["DaemonFunction", "WorkerFunction", "daemon", "daemonize", "options_of", "process_daemonize"]
 
 
-def detach_or_leave(options: Options, announce: Callable[[int], None] | None = None) -> None:
-    """Detach; the launcher leaves with status 0 once the daemon is ready.
+def options_of(target: object) -> Options | None:
+    """The options a ``@daemon``/``@process_daemonize`` *target* was decorated with, else None.
 
-    Returns only in the daemon. Raises in the launcher (bad input, already
-    running, StartupError) before or instead of leaving. Under a service
-    manager that supervises this process (``NOTIFY_SOCKET``), or with
-    ``detach=False``, nothing forks: this process becomes the daemon.
+    A method's bound wrapper keeps them on its parent, the decorated function.
     """
-    if not _engine.resolve_detach(options):
-        _engine.Foreground(options, attached=True)  # for the rest of the process's life
-        return
-    pid = _engine.detach(_engine.prepare(options), worker=False)
-    if pid:
-        if announce is not None:
-            announce(pid)
-        _engine.leave_launcher()
+    owner = getattr(target, "_self_parent", None) or target
+    if isinstance(owner, (DaemonFunction, WorkerFunction)):
+        return owner._self_daemon_options
+    return None
 
 
-def _launch(options: Options, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> NoReturn:
-    detach_or_leave(options)
-    _engine.run_in_daemon(wrapped, args, kwargs)
-
-
-def _spawn(
-    options: Options, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> DaemonProcess:
-    prepared = _engine.prepare(options)
-    pid = _engine.detach(prepared, worker=True)
-    if pid:
-        path = prepared.pidfile.path if prepared.pidfile is not None else None
-        return DaemonProcess(pid, path, stop_timeout=options.stop_timeout)
-    _engine.run_in_daemon(wrapped, args, kwargs)
-
-
-class _DaemonControl:
+class _DaemonControl(Generic[P, R]):
     """The control methods of a ``@daemon`` function, bound or not."""
 
-    __wrapped__: Callable[..., Any]
+    __wrapped__: Callable[P, R]
 
-    def _daemon_options(self) -> Options:
-        owner = getattr(self, "_self_parent", None) or self
-        options: Options = getattr(owner, "_self_daemon_options")  # noqa: B009 - set by DaemonFunction
+    def _options(self) -> Options:
+        options = options_of(self)
+        assert options is not None
         return options
 
-    def _pidfile_path(self, action: str) -> str:
-        import os
-
-        path = self._daemon_options().pidfile
-        if path is None:
-            raise DaemonError(
-                f"{action}() needs a pidfile to find the daemon: decorate with @daemon(pidfile='/run/name.pid')"
-            )
-        return os.path.abspath(path)
-
-    def start(self, *args: Any, **kwargs: Any) -> NoReturn:
+    def start(self, *args: P.args, **kwargs: P.kwargs) -> NoReturn:
         """Start the daemon: the same as calling the decorated function."""
-        _launch(self._daemon_options(), self.__wrapped__, args, kwargs)
+        _engine.launch(self._options(), self.__wrapped__, args, kwargs)
 
-    def run(self, *args: Any, **kwargs: Any) -> Any:
+    def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function in the foreground: no fork, same pidfile lock and SIGTERM handling.
 
         Returns the function's value. For debugging, ``Type=simple`` units and
         containers.
         """
-        return _engine.run_foreground(self._daemon_options(), self.__wrapped__, args, kwargs)
+        result: R = _engine.run_foreground(self._options(), self.__wrapped__, args, kwargs)
+        return result
 
     def status(self) -> int | None:
         """The pid of the running daemon (its pidfile is locked), else None."""
-        return status_pidfile(self._pidfile_path("status"))
+        return status_pidfile(pidfile_path(self._options(), "status"))
 
     def stop(self, timeout: float | None = None) -> bool:
         """SIGTERM the daemon, wait up to *timeout* s for its pidfile lock to go, then SIGKILL.
@@ -110,13 +87,14 @@ class _DaemonControl:
             True when no daemon runs afterwards (also when none ran).
 
         """
-        options = self._daemon_options()
-        return stop_pidfile(self._pidfile_path("stop"), stop_timeout_or(options, timeout))
+        options = self._options()
+        return stop_pidfile(pidfile_path(options, "stop"), stop_timeout_or(options, timeout))
 
-    def restart(self, *args: Any, **kwargs: Any) -> NoReturn:
+    def restart(self, *args: P.args, **kwargs: P.kwargs) -> NoReturn:
         """Stop the running daemon (if any), then start a new one."""
         if not self.stop():
-            raise DaemonError(f"restart(): could not stop the daemon of pidfile {self._pidfile_path('restart')!r}")
+            path = pidfile_path(self._options(), "restart")
+            raise DaemonError(f"restart(): could not stop the daemon of pidfile {path!r}")
         self.start(*args, **kwargs)
 
     def cli(self, argv: Sequence[str] | None = None) -> int:
@@ -130,58 +108,80 @@ class _DaemonControl:
         return: the launcher exits 0 once the daemon is ready.
 
         """
-        from ._cli import run_decorated_cli
-
-        return run_decorated_cli(self, argv)
+        return run_decorated_cli(self._options(), self.__wrapped__, argv)
 
 
 def _daemon_wrapper(options: Options) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        _launch(options, wrapped, args, kwargs)
+        _engine.launch(options, wrapped, args, kwargs)
 
     return wrapper
 
 
-class BoundDaemonFunction(_DaemonControl, _BoundFunctionWrapper):  # type: ignore[misc]
+class BoundDaemonFunction(_DaemonControl[P, R], _BoundFunctionWrapper):  # type: ignore[misc]
     """A ``@daemon`` method bound to its instance or class."""
 
 
-class DaemonFunction(_DaemonControl, _FunctionWrapper):  # type: ignore[misc]
+class DaemonFunction(_DaemonControl[P, R], _FunctionWrapper):  # type: ignore[misc]
     """What ``@daemon`` returns: the function, plus ``start``, ``run``, ``status``, ``stop``, ``restart``, ``cli``.
 
     Calling it (or ``.start()``) in the launching process detaches a daemon
     that runs the function; the launcher exits 0 once the daemon is ready, or
     raises :class:`StartupError` carrying the daemon's traceback.
+
+    .. versionadded:: 0.2
+
     """
 
     __bound_function_wrapper__ = BoundDaemonFunction
 
-    def __init__(self, wrapped: Callable[..., Any], options: Options) -> None:
+    def __init__(self, wrapped: Callable[P, R], options: Options) -> None:
         super().__init__(wrapped, _daemon_wrapper(options))
         self._self_daemon_options = options
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> NoReturn:
+        """Start the daemon (the launcher leaves once it is ready)."""
+        super().__call__(*args, **kwargs)
+        raise AssertionError("unreachable: the launcher has left, the daemon has ended")
 
 
 def _worker_wrapper(options: Options) -> Callable[..., Any]:
     def wrapper(
         wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> DaemonProcess:
-        return _spawn(options, wrapped, args, kwargs)
+        return _engine.spawn(options, wrapped, args, kwargs)
 
     return wrapper
 
 
-class WorkerFunction(_FunctionWrapper):  # type: ignore[misc]
-    """What ``@process_daemonize`` returns: calling it starts a daemon and returns a :class:`DaemonProcess`."""
+class WorkerFunction(Generic[P, R], _FunctionWrapper):  # type: ignore[misc]
+    """What ``@process_daemonize`` returns: calling it starts a daemon and returns a :class:`DaemonProcess`.
 
-    def __init__(self, wrapped: Callable[..., Any], options: Options) -> None:
+    .. versionadded:: 0.2
+    """
+
+    def __init__(self, wrapped: Callable[P, R], options: Options) -> None:
         super().__init__(wrapped, _worker_wrapper(options))
         self._self_daemon_options = options
 
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> DaemonProcess:
+        """Start the worker; its handle once it is ready."""
+        process: DaemonProcess = super().__call__(*args, **kwargs)
+        return process
+
 
 def _decorator(
-    name: str, kind: type[DaemonFunction] | type[WorkerFunction], func: object, options: dict[str, object]
+    name: str,
+    kind: type[DaemonFunction[Any, Any]] | type[WorkerFunction[Any, Any]],
+    func: object,
+    options: dict[str, object],
 ) -> Any:
     built = Options.build(name, options)
+    if name == "process_daemonize" and built.detach is False:
+        raise ValueError(
+            "process_daemonize(): detach=False would run the worker in the caller; "
+            "call the undecorated function (its __wrapped__) instead"
+        )
 
     def decorate(target: object) -> Any:
         if not callable(target) and not isinstance(target, (classmethod, staticmethod)):
@@ -192,6 +192,36 @@ def _decorator(
         return kind(target, built)  # type: ignore[arg-type]
 
     return decorate if func is None else decorate(func)
+
+
+@overload
+def daemon(func: Callable[P, R], /) -> DaemonFunction[P, R]: ...
+
+
+@overload
+def daemon(
+    func: None = None,
+    /,
+    *,
+    pidfile: PathLike | None = ...,
+    stdin: PathLike = ...,
+    stdout: PathLike | None = ...,
+    stderr: PathLike | None = ...,
+    workdir: PathLike = ...,
+    umask: int = ...,
+    keep_fds: Sequence[FdLike] = ...,
+    ready: str = ...,
+    startup_grace: float = ...,
+    ready_timeout: float = ...,
+    stop_timeout: float = ...,
+    detach: bool | None = ...,
+    user: str | int | None = ...,
+    group: str | int | None = ...,
+    chroot: PathLike | None = ...,
+    prevent_core: bool = ...,
+    on_reload: Callable[[], object] | None = ...,
+    signals: dict[int, Any] | None = ...,
+) -> Callable[[Callable[P, R]], DaemonFunction[P, R]]: ...
 
 
 def daemon(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
@@ -208,7 +238,9 @@ def daemon(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         func: the function, when used bare as ``@daemon``.
         **options: ``pidfile``, ``stdin``, ``stdout``, ``stderr``, ``workdir``,
             ``umask``, ``keep_fds``, ``ready``, ``startup_grace``,
-            ``ready_timeout``, ``stop_timeout`` (see the documentation).
+            ``ready_timeout``, ``stop_timeout``, ``detach``, ``user``,
+            ``group``, ``chroot``, ``prevent_core``, ``on_reload``,
+            ``signals`` (see the documentation).
 
     Returns:
         A :class:`DaemonFunction` with ``start``, ``run``, ``status``, ``stop``,
@@ -218,6 +250,36 @@ def daemon(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
 
     """
     return _decorator("daemon", DaemonFunction, func, options)
+
+
+@overload
+def process_daemonize(func: Callable[P, R], /) -> WorkerFunction[P, R]: ...
+
+
+@overload
+def process_daemonize(
+    func: None = None,
+    /,
+    *,
+    pidfile: PathLike | None = ...,
+    stdin: PathLike = ...,
+    stdout: PathLike | None = ...,
+    stderr: PathLike | None = ...,
+    workdir: PathLike = ...,
+    umask: int = ...,
+    keep_fds: Sequence[FdLike] = ...,
+    ready: str = ...,
+    startup_grace: float = ...,
+    ready_timeout: float = ...,
+    stop_timeout: float = ...,
+    detach: bool | None = ...,
+    user: str | int | None = ...,
+    group: str | int | None = ...,
+    chroot: PathLike | None = ...,
+    prevent_core: bool = ...,
+    on_reload: Callable[[], object] | None = ...,
+    signals: dict[int, Any] | None = ...,
+) -> Callable[[Callable[P, R]], WorkerFunction[P, R]]: ...
 
 
 def process_daemonize(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
@@ -232,6 +294,9 @@ def process_daemonize(func: Callable[..., Any] | None = None, /, **options: Any)
     Args:
         func: the function, when used bare as ``@process_daemonize``.
         **options: the same keyword options as :func:`daemon`.
+
+    Returns:
+        A :class:`WorkerFunction`: calling it returns a :class:`DaemonProcess`.
 
     .. versionadded:: 0.1
 
@@ -254,30 +319,4 @@ def daemonize(**options: Any) -> None:
     .. versionadded:: 0.1
 
     """
-    built = Options.build("daemonize", options)
-    detach_or_leave(built)
-    runtime = Runtime.current
-    assert runtime is not None
-    _watch_unready_exit(runtime)
-    if built.ready == "start":
-        runtime.mark_ready()
-
-
-def _watch_unready_exit(runtime: Runtime) -> None:
-    """Report to the launcher an exception or an exit that comes before readiness."""
-    import atexit
-    import sys
-
-    previous_hook = sys.excepthook
-
-    def excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
-        runtime.failed(exc)
-        previous_hook(kind, exc, tb)
-
-    def at_exit() -> None:
-        runtime.exited(None)
-        if runtime.pidfile is not None:
-            runtime.pidfile.release()
-
-    sys.excepthook = excepthook
-    atexit.register(at_exit)
+    _engine.daemonize_here(Options.build("daemonize", options))

@@ -16,7 +16,15 @@ process before anything forks.
 
 from __future__ import annotations
 
-__all__ = ["AlreadyRunningError", "DaemonError", "DaemonWarning", "StartupError"]
+__all__ = [
+    "AlreadyRunningError",
+    "DaemonError",
+    "DaemonWarning",
+    "StartInterrupted",
+    "StartupError",
+    "check_directory",
+    "path_error",
+]
 
 
 class DaemonError(Exception):
@@ -89,6 +97,23 @@ class StartupError(DaemonError):
         super().__init__(text)
 
 
+class StartInterrupted(KeyboardInterrupt):
+    """Ctrl-C while a launcher waited for readiness; the starting daemon was stopped.
+
+    A ``KeyboardInterrupt``, so a caller's ``except KeyboardInterrupt`` still
+    sees it; a launcher that was about to leave says so in one line and exits
+    130 instead of printing a traceback.
+    """
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        who = f"the daemon (pid {pid})" if pid is not None else "the daemon"
+        super().__init__(f"interrupted while waiting for {who} to get ready; it was stopped")
+
+    def __reduce__(self) -> tuple[type[StartInterrupted], tuple[int | None]]:
+        return (type(self), (self.pid,))
+
+
 class DaemonWarning(RuntimeWarning):
     """Something in the launching process will not carry over into the daemon.
 
@@ -102,3 +127,14 @@ class DaemonWarning(RuntimeWarning):
 def path_error(exc: OSError, what: str, path: str) -> OSError:
     """Return *exc* restated so its message names *what* failed and *path*."""
     return OSError(exc.errno, f"{what}: {exc.strerror or exc}", path)
+
+
+def check_directory(path: str, what: str) -> None:
+    """Raise OSError (ENOENT/ENOTDIR) naming *what* and *path* unless *path* is a directory."""
+    import os
+
+    if not os.path.isdir(path):
+        import errno
+
+        code = errno.ENOTDIR if os.path.exists(path) else errno.ENOENT
+        raise OSError(code, f"{what}: {os.strerror(code)}", path)

@@ -1,10 +1,14 @@
-"""Looking at other processes: liveness, identity, and waiting for an exit.
+"""Other processes: liveness, identity, waiting for an exit, and ending them.
 
 ``kill(pid, 0)`` is not liveness: where PID 1 does not reap orphans a dead
 daemon stays a zombie and ``kill`` still succeeds. On Linux we read
 ``/proc/<pid>/stat`` (state and start time, so a reused pid is told apart)
 and wait with a pidfd, which becomes readable when the process exits,
 zombie or not. Elsewhere we fall back to ``kill(pid, 0)``.
+
+Every wait here takes a number of seconds that may be huge (a validated
+``stop_timeout`` of 1e9): ``poll()`` takes at most 2**31-1 ms, so a wait is
+cut into slices of that size (``poll_until``) and never overflows.
 """
 
 from __future__ import annotations
@@ -13,9 +17,44 @@ import errno
 import os
 import time
 
-__all__ = ["identity", "is_alive", "stat_fields", "wait_exit"]
+from ._signals import SIGKILL, SIGTERM
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    import select
+    from collections.abc import Callable
+
+__all__ = [
+    "deadline_in",
+    "escalate",
+    "identity",
+    "is_alive",
+    "poll_until",
+    "reap_if_child",
+    "stat_fields",
+    "terminate",
+    "wait_exit",
+]
 
 _PROC = "/proc"
+_KILL_GRACE = 5.0  # after SIGKILL the kernel needs moments, unless the process is stuck in D state
+_MAX_POLL_MS = 2**31 - 1  # poll() takes a C int of milliseconds
+
+
+def poll_until(poller: select.poll, deadline: float | None) -> list[tuple[int, int]]:
+    """``poller.poll()`` until an event or *deadline* (``time.monotonic()``; None: forever)."""
+    while True:
+        if deadline is None:
+            return poller.poll()
+        left = deadline - time.monotonic()
+        events = poller.poll(min(_MAX_POLL_MS, max(0, int(left * 1000 + 0.999))))
+        if events or time.monotonic() >= deadline:
+            return events
+
+
+def deadline_in(timeout: float | None) -> float | None:
+    """The ``time.monotonic()`` deadline *timeout* seconds from now (None: none)."""
+    return None if timeout is None else time.monotonic() + timeout
 
 
 def stat_fields(pid: int) -> list[str] | None:
@@ -99,15 +138,14 @@ def wait_exit(pid: int, timeout: float | None, start_time: int | None = None) ->
 
                 poller = select.poll()
                 poller.register(pidfd, select.POLLIN)
-                wait_ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
-                return bool(poller.poll(wait_ms))
+                return bool(poll_until(poller, deadline_in(timeout)))
             finally:
                 os.close(pidfd)
     return _poll_exit(pid, timeout, start_time)  # pragma: no cover - non-Linux fallback
 
 
 def _poll_exit(pid: int, timeout: float | None, start_time: int | None) -> bool:  # pragma: no cover
-    deadline = None if timeout is None else time.monotonic() + timeout
+    deadline = deadline_in(timeout)
     interval = 0.001
     while is_alive(pid, start_time):
         if deadline is not None and time.monotonic() >= deadline:
@@ -115,3 +153,51 @@ def _poll_exit(pid: int, timeout: float | None, start_time: int | None) -> bool:
         time.sleep(interval)
         interval = min(interval * 2, 0.05)
     return True
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def escalate(pid: int, start_time: int | None, timeout: float, gone: Callable[[float], bool]) -> bool:
+    """SIGTERM, ``gone(timeout)``; then SIGKILL and ``gone`` again. True once gone.
+
+    SIGKILL goes only to the very process we sent SIGTERM to (same pid and
+    start time): it may have let go of its pidfile lock already, not of life.
+    """
+    _signal(pid, SIGTERM)
+    if gone(timeout):
+        return True
+    if is_alive(pid, start_time):
+        _signal(pid, SIGKILL)
+    return gone(max(timeout, _KILL_GRACE))
+
+
+def terminate(pid: int, timeout: float, start_time: int | None = None) -> bool:
+    """SIGTERM *pid*, wait up to *timeout* s for it to exit, then SIGKILL it.
+
+    Returns True once the process is gone. Never signals a pid that no longer
+    names the process that started at *start_time*.
+    """
+    if start_time is None:
+        start_time = identity(pid)
+    if not is_alive(pid, start_time):
+        return True
+    return escalate(pid, start_time, timeout, lambda wait: wait_exit(pid, wait, start_time))
+
+
+def reap_if_child(pid: int) -> bool:
+    """Reap *pid* if it is an exited child of this process; True if it was reaped.
+
+    A daemon is double-forked, so it is nobody's child -- except where this
+    process is PID 1 or a child subreaper, which inherit orphans. Only the
+    given pid is waited for: other children are the program's own business.
+    """
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return reaped == pid

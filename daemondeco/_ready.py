@@ -1,4 +1,4 @@
-"""The readiness pipe between a daemon and the process that launched it.
+"""The readiness pipe between a daemon and the process that launched it, both ends.
 
 The launcher blocks in ``poll()`` on the read end; the daemon writes small
 frames (one tag byte, a 4-byte length, a payload) on the write end:
@@ -11,38 +11,32 @@ frames (one tag byte, a 4-byte length, a payload) on the write end:
 
 End of file without ``R`` means the daemon died without a word. Nothing here
 sleeps: the launcher wakes on data, on end of file, or at its deadline.
+:func:`await_ready` is the launcher's whole wait: it returns the daemon's pid
+once it is ready, or raises :class:`StartupError` once nothing runs any more.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 
-from ._errors import path_error
+from . import _proc
+from ._errors import StartInterrupted, StartupError
+from ._signals import block_interrupts, signal_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Callable
-    from typing import Any
+    from typing import NoReturn
 
     from ._options import Options
-    from ._pidfile import Pidfile
 
-__all__ = [
-    "EOF",
-    "ERROR",
-    "EXIT",
-    "PID",
-    "READY",
-    "FrameReader",
-    "Runtime",
-    "SystemdNotifier",
-    "notify_ready",
-    "notify_status",
-]
+__all__ = ["ERROR", "EXIT", "PID", "READY", "FrameReader", "await_ready", "describe_exception", "send"]
 
 PID, READY, ERROR, EXIT, EOF = b"P", b"R", b"E", b"X", b""
+
+# After Ctrl-C, how long the launcher waits for a daemon it has not heard of
+# yet to say its pid (its first act after fork + setsid + fork).
+_PID_GRACE = 2.0
 
 
 def send(fd: int, tag: bytes, payload: bytes = b"") -> bool:
@@ -93,11 +87,8 @@ class FrameReader:
                 return frame
             if self._eof:
                 return (EOF, b"")
-            wait_ms = max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
-            if not self._poller.poll(wait_ms):
-                if time.monotonic() >= deadline:
-                    return None
-                continue  # pragma: no cover - poll woke early
+            if not _proc.poll_until(self._poller, deadline):
+                return None
             chunk = os.read(self._fd, 65536)
             if chunk:
                 self._buffer += chunk
@@ -115,243 +106,114 @@ class FrameReader:
         return tag, payload
 
 
-# Variables the service manager hands to the main process only; the daemon
-# reads them once and removes them, so its own children do not inherit them.
-MANAGER_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+def await_ready(read_end: int, child: int, options: Options) -> int:
+    """Wait for the daemon forked by *child*; its pid once ready, else StartupError.
 
-
-class SystemdNotifier:
-    """sd_notify(3) without libsystemd: datagrams to ``$NOTIFY_SOCKET``.
-
-    The socket is connected once, at start, so it keeps working after a
-    ``chroot``; a missing or broken socket is never fatal (``send`` says False).
+    Ctrl-C while waiting stops the daemon (it would otherwise come up behind
+    the operator's back) and raises :class:`StartInterrupted` naming it.
     """
-
-    def __init__(self, address: str, watchdog_usec: int | None) -> None:
-        import socket
-
-        self.address = address
-        self.watchdog_usec = watchdog_usec
-        self._socket: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        try:
-            self._socket.connect("\0" + address[1:] if address.startswith("@") else address)
-        except OSError:
-            self._socket.close()
-            self._socket = None
-
-    @classmethod
-    def from_environ(cls, *, main_process: bool = True) -> SystemdNotifier | None:
-        """Read and remove the service manager's variables; a notifier if there is a socket.
-
-        With *main_process* False (a worker started by ``process_daemonize``)
-        the variables are only removed: a worker must not speak for the service.
-        """
-        found = {name: os.environ.pop(name) for name in MANAGER_VARIABLES if name in os.environ}
-        address = found.get("NOTIFY_SOCKET", "")
-        if not main_process or not address or address[0] not in "/@":
-            return None
-        watchdog_usec = None
-        watchdog_pid = found.get("WATCHDOG_PID", "")
-        if found.get("WATCHDOG_USEC", "").isdigit() and watchdog_pid in ("", str(os.getpid())):
-            watchdog_usec = int(found["WATCHDOG_USEC"]) or None
-        return cls(address, watchdog_usec)
-
-    def send(self, *fields: str) -> bool:
-        """Send one datagram of ``KEY=VALUE`` lines; True if it went out."""
-        if self._socket is None:
-            return False
-        try:
-            self._socket.send("\n".join(fields).encode())
-        except OSError:
-            return False
-        return True
-
-    def start_watchdog(self) -> None:
-        """Send ``WATCHDOG=1`` every half ``WATCHDOG_USEC`` from a daemon thread."""
-        if self.watchdog_usec is None:
-            return
-        import threading
-
-        interval = self.watchdog_usec / 2e6
-        stop = threading.Event()
-
-        def ping() -> None:
-            while not stop.wait(interval):
-                self.send("WATCHDOG=1")
-
-        threading.Thread(target=ping, name="daemondeco-watchdog", daemon=True).start()
-
-
-def monotonic_usec() -> int:
-    """CLOCK_MONOTONIC in microseconds, as systemd wants in ``MONOTONIC_USEC``."""
-    return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-
-
-class Runtime:
-    """Daemon side: what the running daemon knows about its own start.
-
-    Two listeners may wait for readiness: the launcher, on the pipe (``fd``),
-    and a service manager, on ``$NOTIFY_SOCKET`` (``notifier``). Only the
-    process that created the runtime may report: a child the daemon forks
-    later inherits the object, and must not speak for it.
-    """
-
-    current: Runtime | None = None
-
-    def __init__(
-        self,
-        fd: int | None,
-        options: Options,
-        *,
-        pidfile: Pidfile | None,
-        notifier: SystemdNotifier | None,
-        stdio_paths: tuple[str | None, str | None],
-    ) -> None:
-        self.owner = os.getpid()
-        self.fd = fd
-        # With startup_grace the launcher keeps listening after "ready".
-        self.keep_open = fd is not None and options.startup_grace > 0
-        self.ready_mode = options.ready
-        self.on_reload: Callable[[], object] | None = options.on_reload
-        self.user_signals: tuple[tuple[int, Any], ...] = options.signals
-        self.pidfile = pidfile
-        self.notifier = notifier
-        self.stdio_paths = stdio_paths
-        self.ready = False
-
-    def _mine(self) -> bool:
-        return self.fd is not None and self.owner == os.getpid()
-
-    def notify(self, *fields: str) -> None:
-        """Tell the service manager something (nothing happens without one)."""
-        if self.notifier is not None and self.owner == os.getpid():
-            self.notifier.send(*fields)
-
-    def mark_ready(self) -> None:
-        """Tell the launcher and the service manager that we are ready (once)."""
-        if self.ready or self.owner != os.getpid():
-            return
-        self.ready = True
-        self.notify(f"MAINPID={os.getpid()}", "READY=1")
-        if self.fd is None:
-            return
-        if sys.stdout is not None:
-            sys.stdout.flush()
-        send(self.fd, READY)
-        if not self.keep_open:
-            self.close()
-
-    def failed(self, exc: BaseException) -> None:
-        """Report a startup failure (a no-op once nobody listens)."""
-        if self._mine():
-            assert self.fd is not None
-            send(self.fd, ERROR, describe_exception(exc))
-            self.close()
-
-    def exited(self, status: int | None) -> None:
-        """Report that the daemon is exiting with *status* (None: unknown)."""
-        if self._mine():
-            assert self.fd is not None
-            send(self.fd, EXIT, b"" if status is None else str(status).encode())
-            self.close()
-
-    def close(self) -> None:
-        """Close our end of the pipe: from now on nobody is told anything."""
-        if self._mine():
-            assert self.fd is not None
-            os.close(self.fd)
-        self.fd = None
-
-    def reload(self) -> None:
-        """SIGHUP: reopen the stdout/stderr targets, then call ``on_reload``.
-
-        A renamed log file (logrotate without copytruncate) is replaced by a
-        new one at its path; buffered lines are flushed to the old one first,
-        so none is lost across the switch.
-        """
-        # Before readiness there is nothing to reload from systemd's view, and
-        # a READY=1 now would report a start that has not finished.
-        tell = self.ready
-        if tell:
-            self.notify("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}")
-        try:
-            reopen_stdio(*self.stdio_paths)
-            if self.on_reload is not None:
-                self.on_reload()
-        except Exception:
-            # A signal handler that raised would unwind whatever the main
-            # thread was doing: a failed reload is reported, not fatal.
-            import traceback
-
-            print("daemondeco: reload failed, keeping the previous state:", file=sys.stderr)
-            traceback.print_exc()
-        finally:
-            if tell:
-                self.notify("READY=1")
-
-
-def flush_stdio() -> None:
-    """Flush sys.stdout and sys.stderr, ignoring streams that are closed or broken."""
-    for stream in (sys.stdout, sys.stderr):
-        if stream is not None:
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-
-
-def reopen_stdio(stdout: str | None, stderr: str | None) -> None:
-    """Point fds 1 and 2 at freshly opened files at their configured paths.
-
-    Every file is opened before any fd is redirected: a path that cannot be
-    opened raises OSError naming it, and fds 1 and 2 stay as they were.
-    """
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-    targets = ((1, stdout, "stdout target"), (2, stderr if stderr is not None else stdout, "stderr target"))
-    opened: dict[str, int] = {}
+    reader = FrameReader(read_end)
+    waiting = _Waiting()
     try:
-        for _, path, what in targets:
-            if path is not None and path not in opened:
-                try:
-                    opened[path] = os.open(path, flags, 0o644)
-                except OSError as exc:
-                    raise path_error(exc, f"cannot open {what}", path) from None
-        flush_stdio()
-        for target, path, _ in targets:
-            if path is not None:
-                os.dup2(opened[path], target)
+        return _read_frames(reader, waiting, options)
+    except KeyboardInterrupt:
+        unblock = block_interrupts()  # a second Ctrl-C must not cut the stop short
+        try:
+            pid = waiting.pid if waiting.pid is not None else _pid_after_interrupt(reader)
+            if pid is not None:
+                _proc.terminate(pid, options.stop_timeout)
+        finally:
+            unblock()
+        raise StartInterrupted(pid) from None
     finally:
-        for fd in opened.values():
-            os.close(fd)
+        # The first child has exited by now (it forked the daemon, which sent
+        # a frame, or failed): reaping it here costs no wait. Never a zombie.
+        os.waitpid(child, 0)
 
 
-def notify_status(text: str) -> None:
-    """Show *text* as the service's status line in ``systemctl status`` (``STATUS=``).
+class _Waiting:
+    """What the launcher has heard so far."""
 
-    A no-op unless the daemon runs under a service manager that set
-    ``$NOTIFY_SOCKET``. Newlines are replaced by spaces.
-
-    .. versionadded:: 0.2
-    """
-    runtime = Runtime.current
-    if runtime is not None:
-        runtime.notify("STATUS=" + " ".join(str(text).splitlines()))
+    pid: int | None = None
 
 
-def notify_ready() -> None:
-    """Tell whoever launched this daemon that its startup is complete.
+def _pid_after_interrupt(reader: FrameReader) -> int | None:
+    deadline = time.monotonic() + _PID_GRACE
+    while (frame := reader.next(deadline)) is not None and frame[0] != EOF:
+        if frame[0] == PID:
+            return int(frame[1])
+    return None
 
-    Call it in a daemon started with ``ready="notify"`` once it can serve
-    (ports bound, configuration loaded): only then does the launcher exit 0
-    (``@daemon``) or return its handle (``@process_daemonize``), and only then
-    does systemd (``Type=notify``) consider the service started. A failure
-    before this call reaches the launcher as :class:`StartupError`.
 
-    A no-op where nothing waits: in a child the daemon forked, after the
-    first call, or outside any daemon.
+def _read_frames(reader: FrameReader, waiting: _Waiting, options: Options) -> int:
+    deadline = time.monotonic() + options.ready_timeout
+    while True:
+        frame = reader.next(deadline)
+        if frame is None:
+            _timed_out(waiting.pid, options)
+        tag, payload = frame
+        if tag == PID:
+            waiting.pid = int(payload)
+        elif tag == READY:
+            break
+        else:
+            _startup_failed(tag, payload, waiting.pid, after_ready=False, options=options)
+    pid = waiting.pid
+    assert pid is not None
+    if options.startup_grace > 0:
+        deadline = time.monotonic() + options.startup_grace
+        while True:
+            frame = reader.next(deadline)
+            if frame is None or frame == (EXIT, b"0"):
+                break
+            _startup_failed(frame[0], frame[1], pid, after_ready=True, options=options)
+    return pid
 
-    .. versionadded:: 0.1
-    """
-    runtime = Runtime.current
-    if runtime is not None:
-        runtime.mark_ready()
+
+def _timed_out(pid: int | None, options: Options) -> NoReturn:
+    if pid is not None:
+        _proc.terminate(pid, options.stop_timeout)
+    hint = " (it never called notify_ready())" if options.ready == "notify" else ""
+    raise StartupError(
+        f"daemon (pid {pid}) was not ready within ready_timeout={options.ready_timeout:g} s{hint}; it was stopped",
+        pid=pid,
+    )
+
+
+def _startup_failed(tag: bytes, payload: bytes, pid: int | None, *, after_ready: bool, options: Options) -> NoReturn:
+    if pid is not None and not _proc.wait_exit(pid, options.stop_timeout):
+        # It reported failure but lingers (slow cleanup): the caller gets
+        # StartupError only once nothing runs and the pidfile lock is free.
+        _proc.terminate(pid, 0)
+    when = f"within startup_grace={options.startup_grace:g} s" if after_ready else "before it was ready"
+    if tag == ERROR:
+        import json
+
+        info = json.loads(payload)
+        raise StartupError(
+            f"daemon (pid {pid}) failed {when}: {info['type']}: {info['message']}",
+            pid=pid,
+            exc_type=info["type"],
+            exc_message=info["message"],
+            daemon_traceback=info["traceback"],
+        )
+    if tag == EXIT:
+        status = int(payload) if payload else None
+        hint = ""
+        if status == 0 and not after_ready and options.ready == "notify":
+            hint = " (it never called notify_ready())"
+        said = f" with status {status}" if status is not None else ""
+        raise StartupError(f"daemon (pid {pid}) exited{said} {when}{hint}", pid=pid, exit_status=status)
+    assert tag == EOF
+    raise StartupError(f"daemon (pid {pid}) died {when}{_death_note(pid)}", pid=pid)
+
+
+def _death_note(pid: int | None) -> str:
+    """What /proc says about a dead daemon (while it is an unreaped zombie)."""
+    fields = _proc.stat_fields(pid) if pid is not None else None
+    if fields is None or fields[0] != "Z" or len(fields) < 50:
+        return ""
+    status = int(fields[49])
+    if os.WIFSIGNALED(status):
+        return f" (killed by {signal_name(os.WTERMSIG(status))})"
+    return f" (exit status {os.WEXITSTATUS(status)})"

@@ -1,19 +1,24 @@
-"""The daemon's signal handling.
+"""Signal primitives: the daemon's handlers and the signal state it inherits.
 
 * Inherited state is reset: the launcher's signal mask (a launcher started
   with SIGTERM blocked) and inherited ``SIG_IGN`` dispositions (``nohup``,
   ``cmd &`` in a script) do not reach the daemon.
-* SIGTERM raises ``SystemExit(0)`` in the main thread, once, after telling
-  the service manager ``STOPPING=1``: ``finally`` blocks and context managers
-  run and a stopped daemon exits 0. A second SIGTERM during cleanup is
-  ignored (``stop()`` escalates to SIGKILL if cleanup hangs).
-* SIGHUP reloads: ``RELOADING=1``, reopen the stdout/stderr targets, call
-  ``on_reload``, ``READY=1``.
+* SIGTERM raises ``SystemExit(0)`` in the main thread, once (the runtime's
+  ``begin_stop`` says whether a stop already began): ``finally`` blocks and
+  context managers run and a stopped daemon exits 0. A second SIGTERM during
+  cleanup is ignored (``stop()`` escalates to SIGKILL if cleanup hangs).
+* SIGHUP only *asks* for a reload (``runtime.request_reload``): the reload
+  itself runs in a thread of its own, never inside the handler. A Python
+  handler runs between two bytecodes of the main thread, which may be in the
+  middle of a write to the very stream the reload flushes (``RuntimeError:
+  reentrant call``); gunicorn's rule, "a handler only records", avoids that.
 * The ``signals`` option adds handlers or overrides SIGHUP's.
 
-Python runs signal handlers in the main thread between bytecodes. Async
-daemons get the same meanings through ``loop.add_signal_handler``, so their
-handlers run as event-loop callbacks, outside the signal frame.
+This module is the package's one way to reach signal numbers and functions:
+``_signal``, the C module behind ``signal``, is loaded at interpreter start,
+while ``signal`` wraps it in enums and costs ~1.8 ms to import -- in every
+daemon, after the fork, when nothing else imported it (measured:
+``benchmarks/``). It imports nothing of the package: the runtime is passed in.
 """
 
 from __future__ import annotations
@@ -21,36 +26,73 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     import signal
-else:
-    try:
-        # The C module behind `signal`, loaded at interpreter start. `signal`
-        # wraps it in enums and costs ~1.8 ms to import -- in every daemon,
-        # after the fork, when nothing else imported it (measured: benchmarks/).
-        import _signal as signal
-    except ImportError:  # pragma: no cover - other interpreters
-        import signal
-
-from ._ready import Runtime  # noqa: E402 - after the choice of signal module above
-
-if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable
-    from typing import Any
+    from typing import Any, Protocol
 
     from ._options import Options
 
     Handler = Callable[[int, Any], object] | int | None
 
-__all__ = ["install", "on_sigterm", "reset_inherited", "restore"]
+    class Stoppable(Protocol):
+        """What the handlers need of the daemon's runtime."""
+
+        def begin_stop(self) -> bool:
+            """Record that a stop began; False if one already had."""
+
+        def request_reload(self) -> None:
+            """Ask for a reload; returns at once."""
+
+else:
+    try:
+        import _signal as signal
+    except ImportError:  # pragma: no cover - other interpreters
+        import signal
+
+__all__ = [
+    "SIGHUP",
+    "SIGINT",
+    "SIGKILL",
+    "SIGTERM",
+    "Inherited",
+    "block_interrupts",
+    "in_main_thread",
+    "inherited",
+    "install",
+    "reset_inherited",
+    "restore",
+    "signal_name",
+]
+
+SIGHUP: int = signal.SIGHUP
+SIGINT: int = signal.SIGINT
+SIGKILL: int = signal.SIGKILL
+SIGTERM: int = signal.SIGTERM
 
 # Signals an inherited SIG_IGN is taken off in the daemon. SIGPIPE stays
 # ignored: Python relies on that to raise BrokenPipeError.
 _RESET_IF_IGNORED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGCHLD", "SIGTERM")
 
-_stopping = False
+
+def signal_name(signum: int) -> str:
+    """``"SIGKILL"`` for 9: the name, without importing ``signal``'s enums."""
+    for name in dir(signal):
+        if name.startswith("SIG") and not name.startswith("SIG_") and getattr(signal, name) == signum:
+            return name
+    return f"signal {signum}"
 
 
-def inherited() -> tuple[bool, tuple[int, ...]]:
-    """What a child would inherit: is any signal blocked, which ones are ignored.
+class Inherited:
+    """What a child inherits: whether any signal is blocked, which ones are ignored."""
+
+    __slots__ = ("blocked", "ignored")
+
+    def __init__(self, blocked: bool, ignored: tuple[int, ...]) -> None:
+        self.blocked = blocked
+        self.ignored = ignored
+
+
+def inherited() -> Inherited:
+    """The signal state a child would inherit now.
 
     Asked in the launcher before the fork (the child inherits exactly this),
     so the daemon touches its signal state only when there is something to
@@ -62,52 +104,33 @@ def inherited() -> tuple[bool, tuple[int, ...]]:
         signum = getattr(signal, name, None)
         if signum is not None and signal.getsignal(signum) == signal.SIG_IGN:
             ignored.append(signum)
-    return blocked, tuple(ignored)
+    return Inherited(blocked, tuple(ignored))
 
 
-def reset_inherited(state: tuple[bool, tuple[int, ...]] | None = None) -> None:
+def reset_inherited(state: Inherited | None = None) -> None:
     """Empty the signal mask and undo inherited ``SIG_IGN`` dispositions.
 
     Args:
         state: what ``inherited()`` found before the fork; None: look now.
 
     """
-    blocked, ignored = inherited() if state is None else state
-    if blocked:
+    state = inherited() if state is None else state
+    if state.blocked:
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
-    for signum in ignored:
+    for signum in state.ignored:
         signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
 
 
-def begin_stop() -> bool:
-    """Record that a stop began; False if one already had (ignore repeats)."""
-    global _stopping
-    if _stopping:
-        return False
-    _stopping = True
-    runtime = Runtime.current
-    if runtime is not None:
-        runtime.notify("STOPPING=1")
-    return True
-
-
-def on_sigterm(signum: int, frame: object) -> None:
-    """SIGTERM: raise SystemExit(0) in the main thread, once, so cleanup runs."""
-    if begin_stop():
-        raise SystemExit(0)
-
-
-def on_sighup(signum: int, frame: object) -> None:
-    """SIGHUP: reload (reopen logs, ``on_reload``), telling systemd around it."""
-    runtime = Runtime.current
-    if runtime is not None:
-        runtime.reload()
-
-
-def install(options: Options) -> dict[int, Handler]:
+def install(options: Options, runtime: Stoppable) -> dict[int, Handler]:
     """Install the daemon's handlers; return the previous ones (for ``restore``)."""
-    global _stopping
-    _stopping = False
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        if runtime.begin_stop():
+            raise SystemExit(0)
+
+    def on_sighup(signum: int, frame: object) -> None:
+        runtime.request_reload()
+
     wanted: dict[int, Handler] = {signal.SIGTERM: on_sigterm, signal.SIGHUP: on_sighup}
     for signum, handler in options.signals:
         # SIG_IGN/SIG_DFL arrive as signal.Handlers enums; _signal wants plain ints.
@@ -119,6 +142,16 @@ def restore(previous: dict[int, Handler]) -> None:
     """Put back the handlers ``install`` replaced."""
     for signum, handler in previous.items():
         signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+def block_interrupts() -> Callable[[], None]:
+    """Block SIGINT (a second Ctrl-C) in this thread; return the function that unblocks it."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGINT,))
+
+    def unblock() -> None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+    return unblock
 
 
 def in_main_thread() -> bool:

@@ -44,8 +44,8 @@ import sys
 import time
 from pathlib import Path
 
-from ._control import DaemonProcess
-from ._decorators import DaemonFunction, WorkerFunction, _spawn
+from ._decorators import options_of
+from ._engine import run_foreground, spawn
 from ._errors import DaemonError, StartupError
 from ._options import Options
 
@@ -54,6 +54,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable
     from types import TracebackType
     from typing import Any
+
+    from ._control import DaemonProcess
 
 __all__ = ["DaemonRunner", "RunningDaemon"]
 
@@ -71,10 +73,8 @@ def _resolve_target(target: object) -> tuple[Options, Callable[..., Any]]:
             "DaemonRunner() needs a function decorated with @daemon or @process_daemonize "
             f"(or a plain function), not {type(target).__name__} {target!r}"
         )
-    # A method's bound wrapper keeps the options on its parent, the decorated function.
-    owner = getattr(target, "_self_parent", None) or target
-    if isinstance(owner, (DaemonFunction, WorkerFunction)):
-        options: Options = owner._self_daemon_options
+    options = options_of(target)
+    if options is not None:
         function: Callable[..., Any] = getattr(target, "__wrapped__")  # noqa: B009 - a wrapt attribute
         return options, function
     plain: Callable[..., Any] = target
@@ -240,7 +240,7 @@ class DaemonRunner:
             assert options.pidfile is not None
             assert options.stdout is not None
             log_path = Path(options.stdout)
-            process = _spawn(options, _in_daemon(self._function), args, kwargs)
+            process = spawn(options, _in_daemon(self._function), args, kwargs)
         except BaseException as exc:
             if os.getpid() == launcher:  # never clean up from a forked child
                 if isinstance(exc, StartupError) and not exc.daemon_traceback:
@@ -274,8 +274,6 @@ class DaemonRunner:
         .. versionadded:: 0.2
 
         """
-        from ._engine import run_foreground
-
         directory, owned = self._make_directory()
         try:
             return run_foreground(self._options_in(directory), self._function, args, kwargs)

@@ -1,0 +1,83 @@
+"""An sd_notify(3) client without libsystemd: datagrams to ``$NOTIFY_SOCKET``.
+
+The wire format: one ``AF_UNIX``/``SOCK_DGRAM`` datagram of newline-separated
+``KEY=VALUE`` lines to the path in ``$NOTIFY_SOCKET`` (``@name`` for the
+abstract namespace). A missing or broken socket is never fatal.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+__all__ = ["MANAGER_VARIABLES", "SystemdNotifier", "monotonic_usec"]
+
+# Variables the service manager hands to the main process only; the daemon
+# reads them once and removes them, so its own children do not inherit them.
+MANAGER_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+
+
+class SystemdNotifier:
+    """Datagrams to the service manager's notification socket.
+
+    The socket is connected once, at start, so it keeps working after a
+    ``chroot``; a missing or broken socket is never fatal (``send`` says False).
+    """
+
+    def __init__(self, address: str, watchdog_usec: int | None) -> None:
+        import socket
+
+        self.watchdog_usec = watchdog_usec
+        self._socket: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            self._socket.connect("\0" + address[1:] if address.startswith("@") else address)
+        except OSError:
+            self._socket.close()
+            self._socket = None
+
+    @classmethod
+    def from_environ(cls, *, main_process: bool = True) -> SystemdNotifier | None:
+        """Read and remove the service manager's variables; a notifier if there is a socket.
+
+        With *main_process* False (a worker started by ``process_daemonize``)
+        the variables are only removed: a worker must not speak for the service.
+        """
+        found = {name: os.environ.pop(name) for name in MANAGER_VARIABLES if name in os.environ}
+        address = found.get("NOTIFY_SOCKET", "")
+        if not main_process or not address or address[0] not in "/@":
+            return None
+        watchdog_usec = None
+        watchdog_pid = found.get("WATCHDOG_PID", "")
+        if found.get("WATCHDOG_USEC", "").isdigit() and watchdog_pid in ("", str(os.getpid())):
+            watchdog_usec = int(found["WATCHDOG_USEC"]) or None
+        return cls(address, watchdog_usec)
+
+    def send(self, *fields: str) -> bool:
+        """Send one datagram of ``KEY=VALUE`` lines; True if it went out."""
+        if self._socket is None:
+            return False
+        try:
+            self._socket.send("\n".join(fields).encode())
+        except OSError:
+            return False
+        return True
+
+    def start_watchdog(self) -> None:
+        """Send ``WATCHDOG=1`` every half ``WATCHDOG_USEC`` from a daemon thread."""
+        if self.watchdog_usec is None:
+            return
+        import threading
+
+        interval = min(self.watchdog_usec / 2e6, threading.TIMEOUT_MAX)
+        stop = threading.Event()
+
+        def ping() -> None:
+            while not stop.wait(interval):
+                self.send("WATCHDOG=1")
+
+        threading.Thread(target=ping, name="daemondeco-watchdog", daemon=True).start()
+
+
+def monotonic_usec() -> int:
+    """CLOCK_MONOTONIC in microseconds, as systemd wants in ``MONOTONIC_USEC``."""
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
