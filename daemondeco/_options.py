@@ -59,13 +59,28 @@ def _path(caller: str, name: str, value: object, *, optional: bool) -> str | Non
     raise TypeError(f"{caller}(): {name} must be {expected}, not {type(value).__name__} {value!r}")
 
 
+def _show(value: object, limit: int = 80) -> str:
+    """``repr(value)`` for a message: never raises, never floods (an int of 10**5000 has no repr)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        sign = "a negative" if value < 0 else "an"
+        return f"{sign} int of {value.bit_length()} bits"
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _seconds(caller: str, name: str, value: object, *, positive: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{caller}(): {name} must be a number of seconds, not {type(value).__name__} {value!r}")
-    number = float(value)
+        raise TypeError(f"{caller}(): {name} must be a number of seconds, not {type(value).__name__} {_show(value)}")
+    bound = "> 0" if positive else ">= 0"
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float, such as 10**400
+        number = _INF
     if not -_INF < number < _INF or number < 0 or (positive and number == 0):
-        bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"{caller}(): {name} must be a finite number of seconds {bound}, not {value!r}")
+        raise ValueError(f"{caller}(): {name} must be a finite number of seconds {bound}, not {_show(value)}")
     return number
 
 

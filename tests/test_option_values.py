@@ -1,0 +1,107 @@
+"""Every option value that could fail after the fork is refused when the options are given, naming the option.
+
+Values that the value alone condemns (an int beyond any float, a uid that
+``setuid`` would refuse, an fd number above any possible fd, a path that
+cannot be encoded) raise ``TypeError``/``ValueError`` at decoration time, in
+the caller's own process, for all three forms. Values only known when the
+daemon starts (what a ``keep_fds`` object's ``fileno()`` says) are refused in
+the launcher before any fork: those cases run a real launcher script that
+records every fork attempt.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import Result, Sandbox
+
+import daemondeco
+
+FORMS = ["daemon", "process_daemonize", "daemonize"]
+
+
+def _work() -> None:  # pragma: no cover - never runs: validation refuses first
+    raise AssertionError("the decorated function ran")
+
+
+def apply_form(form: str, options: dict[str, object], tmp_path: Path) -> None:
+    """Give *options* to *form* in this process, as a program would.
+
+    ``daemonize()`` forks once its options validate; a pidfile in a missing
+    directory makes the launcher fail (OSError) right after validation,
+    before any fork, should a value slip through. (The option under test
+    wins when it is ``pidfile`` itself.)
+    """
+    if form == "daemon":
+        daemondeco.daemon(**options)
+    elif form == "process_daemonize":
+        daemondeco.process_daemonize(**options)(_work)
+    else:
+        guarded = {"pidfile": str(tmp_path / "missing" / "guard.pid"), **options}
+        daemondeco.daemonize(**guarded)
+
+
+def check_refused(
+    form: str, options: dict[str, object], tmp_path: Path, exc_class: type[Exception], texts: list[str]
+) -> None:
+    """*options* raise *exc_class* (not a subclass of it such as OverflowError) naming *texts*."""
+    with pytest.raises(exc_class) as info:
+        apply_form(form, options, tmp_path)
+    assert type(info.value) is exc_class, f"{type(info.value).__name__}: {info.value}"
+    message = str(info.value)
+    assert message.startswith(f"{form}(): "), message
+    for text in texts:
+        assert text in message, f"{text!r} not in the message: {message!r}"
+
+
+# -- defect 2: timeouts beyond any float ---------------------------------------
+
+TIMEOUT_CASES = [
+    pytest.param({"ready_timeout": 10**400}, ["ready_timeout", "an int of 1329 bits"], id="ready_timeout-10**400"),
+    pytest.param({"startup_grace": 10**400}, ["startup_grace"], id="startup_grace-10**400"),
+    pytest.param({"stop_timeout": 10**400}, ["stop_timeout"], id="stop_timeout-10**400"),
+    pytest.param({"stop_timeout": -(10**400)}, ["stop_timeout", "negative"], id="stop_timeout--10**400"),
+    # No decimal repr exists for this one (int_max_str_digits): the message must not fail to build.
+    pytest.param({"ready_timeout": 10**5000}, ["ready_timeout", "bits"], id="ready_timeout-10**5000"),
+]
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize(("options", "texts"), TIMEOUT_CASES)
+def test_timeout_beyond_any_float_is_a_value_error(
+    tmp_path: Path, form: str, options: dict[str, object], texts: list[str]
+) -> None:
+    check_refused(form, options, tmp_path, ValueError, texts)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"ready_timeout": 1e9}, id="ready_timeout-1e9"),
+        pytest.param({"startup_grace": 1e9, "stop_timeout": 10**9}, id="grace-and-stop-1e9"),
+        pytest.param({"ready_timeout": 2**1000}, id="ready_timeout-2**1000"),
+    ],
+)
+def test_huge_finite_timeouts_stay_valid(tmp_path: Path, options: dict[str, object]) -> None:
+    decorated = daemondeco.daemon(**options)(_work)
+    assert callable(decorated.start)
+    daemondeco.process_daemonize(**options)(_work)
+    # daemonize() validated and went on to the launcher's checks: the guard pidfile's missing directory.
+    with pytest.raises(OSError, match=r"guard\.pid"):
+        apply_form("daemonize", options, tmp_path)
+
+
+def test_stop_timeout_beyond_any_float_is_a_value_error(tmp_path: Path) -> None:
+    decorated = daemondeco.daemon(pidfile=str(tmp_path / "d.pid"))(_work)
+    with pytest.raises(ValueError, match="timeout") as info:
+        decorated.stop(timeout=10**400)
+    assert type(info.value) is ValueError
+    assert not (tmp_path / "d.pid").exists()
+
+
+def test_cli_timeout_beyond_any_float_is_a_usage_error(sandbox: Sandbox) -> None:
+    result: Result = sandbox.run_module("stop", str(sandbox.path / "d.pid"), "--timeout", "1" + "0" * 400)
+    assert result.returncode == 2, result
+    assert "--timeout" in result.stderr, result
+    assert "Traceback" not in result.stderr, result
