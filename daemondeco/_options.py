@@ -23,6 +23,8 @@ __all__ = ["Options"]
 
 READY_MODES = ("start", "notify")
 
+MAX_ID = 2**32 - 2  # the largest uid/gid setuid()/setgid() accept: uid_t is 32-bit and (uid_t)-1 is reserved
+
 _DEFAULTS: dict[str, object] = {
     "pidfile": None,
     "stdin": os.devnull,
@@ -61,7 +63,7 @@ def _path(caller: str, name: str, value: object, *, optional: bool) -> str | Non
 
 def _show(value: object, limit: int = 80) -> str:
     """``repr(value)`` for a message: never raises, never floods (an int of 10**5000 has no repr)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
         sign = "a negative" if value < 0 else "an"
         return f"{sign} int of {value.bit_length()} bits"
     try:
@@ -198,12 +200,29 @@ def _account(caller: str, name: str, value: object) -> str | int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise TypeError(f"{caller}(): {name} must be a name or a numeric id, not {type(value).__name__} {value!r}")
-    if isinstance(value, int) and value < 0:
-        raise ValueError(f"{caller}(): {name} id must be >= 0, not {value}")
-    if isinstance(value, str) and not value:
+        raise TypeError(f"{caller}(): {name} must be a name or a numeric id, not {type(value).__name__} {_show(value)}")
+    if isinstance(value, int):
+        # uid_t/gid_t are 32-bit unsigned and (uid_t)-1 means "unchanged": setuid/setgid refuse the rest.
+        if not 0 <= value <= MAX_ID:
+            raise ValueError(f"{caller}(): {name} id must be between 0 and {MAX_ID}, not {_show(value)}")
+        return int(value)
+    if not value:
         raise ValueError(f"{caller}(): {name} must not be empty")
+    if "\0" in value:
+        raise ValueError(f"{caller}(): {name} contains a NUL byte: {_show(value)}")
+    _check_encodable(caller, name, value)
     return value
+
+
+def _check_encodable(caller: str, name: str, text: str) -> None:
+    """Names and paths reach the OS as bytes: a lone surrogate (not from surrogateescape) cannot."""
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{caller}(): {name} cannot be encoded for the operating system "
+            f"({exc.reason} at position {exc.start}): {_show(text)}"
+        ) from None
 
 
 def _signals(caller: str, value: object) -> tuple[tuple[int, Callable[[int, Any], object]], ...]:

@@ -105,3 +105,38 @@ def test_cli_timeout_beyond_any_float_is_a_usage_error(sandbox: Sandbox) -> None
     assert result.returncode == 2, result
     assert "--timeout" in result.stderr, result
     assert "Traceback" not in result.stderr, result
+
+
+# -- defect 3: user and group ids setuid/setgid would refuse, names with NUL --------
+
+ACCOUNT_CASES = [
+    pytest.param({"group": 2**32}, ["group", "4294967296", "4294967294"], id="group-2**32"),
+    pytest.param({"group": 2**32 - 1}, ["group", "4294967295"], id="group-(gid_t)-1"),
+    pytest.param({"group": 2**64}, ["group", str(2**64)], id="group-2**64"),
+    pytest.param({"user": 2**32}, ["user", "4294967296"], id="user-2**32"),
+    pytest.param({"user": 2**32 - 1}, ["user", "4294967295"], id="user-(uid_t)-1"),
+    pytest.param({"user": 10**400, "group": 0}, ["user", "bits"], id="user-10**400"),
+    pytest.param({"user": "root\0x"}, ["user", "NUL", "'root\\x00x'"], id="user-nul"),
+    pytest.param({"group": "\0"}, ["group", "NUL"], id="group-nul"),
+    pytest.param({"user": "root", "group": "wheel\0"}, ["group", "NUL"], id="group-nul-with-user"),
+]
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize(("options", "texts"), ACCOUNT_CASES)
+def test_account_setuid_would_refuse_is_a_value_error(
+    tmp_path: Path, form: str, options: dict[str, object], texts: list[str]
+) -> None:
+    check_refused(form, options, tmp_path, ValueError, texts)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"user": 2**32 - 2, "group": 2**32 - 2}, id="largest-ids"),
+        pytest.param({"user": 0, "group": 0}, id="root-ids"),
+    ],
+)
+def test_account_ids_in_range_stay_valid(options: dict[str, object]) -> None:
+    daemondeco.daemon(**options)(_work)
+    daemondeco.process_daemonize(**options)(_work)
