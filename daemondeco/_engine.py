@@ -22,7 +22,7 @@ import time
 
 from . import _privileges, _proc, _signals
 from ._errors import DaemonError, DaemonWarning, StartupError, path_error
-from ._options import iter_fds
+from ._options import resolve_fds
 from ._pidfile import Pidfile
 from ._ready import (
     EOF,
@@ -217,7 +217,7 @@ def _check_workdir(workdir: str, root: str | None = None) -> None:
 
 def _resolve_keep_fds(options: Options) -> set[int]:
     keep = set()
-    for item, fd in zip(options.keep_fds, iter_fds(options.keep_fds), strict=True):
+    for item, fd in zip(options.keep_fds, resolve_fds(options.caller, options.keep_fds), strict=True):
         try:
             os.fstat(fd)
         except OSError:

@@ -15,15 +15,17 @@ _INF = float("inf")  # NaN fails every comparison, so -inf < x < inf also reject
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from collections.abc import Callable, Iterable, Mapping
-    from typing import Any
+    from typing import Any, TypeGuard
 
     from ._types import FdLike
 
-__all__ = ["Options"]
+__all__ = ["Options", "resolve_fds"]
 
 READY_MODES = ("start", "notify")
 
 MAX_ID = 2**32 - 2  # the largest uid/gid setuid()/setgid() accept: uid_t is 32-bit and (uid_t)-1 is reserved
+
+MAX_FD = 2**31 - 1  # fds are C ints: no fd can be larger
 
 _DEFAULTS: dict[str, object] = {
     "pidfile": None,
@@ -51,7 +53,13 @@ def _path(caller: str, name: str, value: object, *, optional: bool) -> str | Non
     if value is None and optional:
         return None
     if isinstance(value, (str, os.PathLike)):
-        text = os.fsdecode(os.fspath(value))
+        try:
+            raw = os.fspath(value)  # a TypeError when __fspath__ returns neither str nor bytes
+        except Exception as exc:
+            raise TypeError(
+                f"{caller}(): {name}: os.fspath({_show(value)}) failed: {_describe_exception(exc)}"
+            ) from exc
+        text = os.fsdecode(raw)
         if not text:
             raise ValueError(f"{caller}(): {name} must not be an empty path")
         if "\0" in text:
@@ -61,7 +69,7 @@ def _path(caller: str, name: str, value: object, *, optional: bool) -> str | Non
     raise TypeError(f"{caller}(): {name} must be {expected}, not {type(value).__name__} {value!r}")
 
 
-def _show(value: object, limit: int = 80) -> str:
+def _show(value: object, limit: int = 200) -> str:
     """``repr(value)`` for a message: never raises, never floods (an int of 10**5000 has no repr)."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
         sign = "a negative" if value < 0 else "an"
@@ -90,24 +98,90 @@ def _keep_fds(caller: str, value: object) -> tuple[FdLike, ...]:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise TypeError(
             f"{caller}(): keep_fds must be an iterable of file descriptors "
-            f"(ints or objects with fileno()), not {type(value).__name__} {value!r}"
+            f"(ints or objects with fileno()), not {type(value).__name__} {_show(value)}"
         )
-    items = tuple(value)
+    try:
+        items = tuple(value)
+    except Exception as exc:
+        raise TypeError(f"{caller}(): keep_fds could not be iterated: {_describe_exception(exc)}") from exc
     for item in items:
-        if isinstance(item, bool) or not (isinstance(item, int) or callable(getattr(item, "fileno", None))):
+        if not (_is_fd_number(item) or _has_fileno(item)):
             raise TypeError(
                 f"{caller}(): keep_fds items must be ints or objects with fileno(), "
-                f"not {type(item).__name__} {item!r}"
+                f"not {type(item).__name__} {_show(item)}"
             )
-        if isinstance(item, int) and item < 0:
-            raise ValueError(f"{caller}(): keep_fds contains a negative file descriptor: {item}")
+        if _is_fd_number(item):
+            _check_fd_range(caller, item, item)
     return items
+
+
+def _is_fd_number(item: object) -> TypeGuard[int]:
+    return isinstance(item, int) and not isinstance(item, bool)
+
+
+def _has_fileno(item: object) -> bool:
+    try:
+        return callable(getattr(item, "fileno", None))
+    except Exception:  # a property that raises: not an fd we could use
+        return False
+
+
+def _check_fd_range(caller: str, item: object, fd: int) -> None:
+    if 0 <= fd <= MAX_FD:
+        return
+    got = "" if item is fd else f"fileno() returned {_show(fd)}, "
+    what = "a negative file descriptor" if fd < 0 else f"above any possible file descriptor ({MAX_FD})"
+    raise ValueError(f"{caller}(): keep_fds item {_show(item)}: {got}{what}")
+
+
+def _describe_exception(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def resolve_fds(caller: str, items: Iterable[FdLike]) -> list[int]:
+    """The fd numbers of *items* (ints or objects with ``fileno()``), resolved now, in the launcher.
+
+    An object's ``fileno()`` is asked only when the daemon starts: one that
+    raises (a closed file), returns a non-int or a number no fd can have is
+    a ``TypeError``/``ValueError`` ``"<caller>(): keep_fds item <item>: ..."``.
+    Whether the fd is open is the caller's check.
+    """
+    fds = []
+    for item in items:
+        if _is_fd_number(item):
+            fd = item
+        elif _has_fileno(item):
+            try:
+                fd = item.fileno()  # type: ignore[union-attr]
+            except Exception as exc:
+                raise ValueError(
+                    f"{caller}(): keep_fds item {_show(item)}: fileno() raised {_describe_exception(exc)}"
+                ) from exc
+            if not _is_fd_number(fd):
+                raise TypeError(
+                    f"{caller}(): keep_fds item {_show(item)}: fileno() returned "
+                    f"{type(fd).__name__} {_show(fd)}, not an int"
+                )
+        else:
+            raise TypeError(
+                f"{caller}(): keep_fds item {_show(item)}: not an int or an object with fileno(), "
+                f"but {type(item).__name__}"
+            )
+        _check_fd_range(caller, item, fd)
+        fds.append(int(fd))
+    return fds
 
 
 class Options:
     """The validated keyword options of ``@daemon``, ``@process_daemonize`` and ``daemonize()``."""
 
-    __slots__ = tuple(_DEFAULTS)
+    __slots__ = (*_DEFAULTS, "caller")
+
+    caller: str  # who validated these options: messages of checks made later name it
 
     pidfile: str | None
     stdin: str
@@ -142,6 +216,7 @@ class Options:
         values = {**_DEFAULTS, **given}
         self = object.__new__(cls)
         setattr_ = object.__setattr__
+        setattr_(self, "caller", caller)
         setattr_(self, "pidfile", _path(caller, "pidfile", values["pidfile"], optional=True))
         setattr_(self, "stdin", _path(caller, "stdin", values["stdin"], optional=False))
         setattr_(self, "stdout", _path(caller, "stdout", values["stdout"], optional=True))
@@ -184,7 +259,7 @@ class Options:
 
     def replace(self, caller: str, **changes: object) -> Options:
         """A copy with *changes* applied, validated like ``build()``."""
-        current: dict[str, object] = {name: getattr(self, name) for name in self.__slots__}
+        current: dict[str, object] = {name: getattr(self, name) for name in _DEFAULTS}
         current["signals"] = dict(self.signals)
         return Options.build(caller, {**current, **changes})
 
@@ -192,7 +267,7 @@ class Options:
         raise AttributeError(f"Options are frozen; cannot set {name!r}")
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _DEFAULTS)
         return f"Options({fields})"
 
 
@@ -253,10 +328,9 @@ def _signals(caller: str, value: object) -> tuple[tuple[int, Callable[[int, Any]
     return tuple(items)
 
 
-def iter_fds(items: Iterable[FdLike]) -> Iterable[int]:
-    """Resolve ints and objects with ``fileno()`` to fd numbers."""
-    for item in items:
-        yield item if isinstance(item, int) else int(item.fileno())
+def iter_fds(items: Iterable[FdLike], caller: str = "daemondeco") -> Iterable[int]:
+    """Resolve ints and objects with ``fileno()`` to fd numbers (see ``resolve_fds``)."""
+    return resolve_fds(caller, items)
 
 
 def stop_timeout_or(options: Options | None, timeout: float | None) -> float:

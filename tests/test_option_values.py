@@ -11,10 +11,11 @@ records every fork attempt.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
-from conftest import Result, Sandbox
+from conftest import Result, Sandbox, forms_dispatch
 
 import daemondeco
 
@@ -140,3 +141,142 @@ def test_account_setuid_would_refuse_is_a_value_error(
 def test_account_ids_in_range_stay_valid(options: dict[str, object]) -> None:
     daemondeco.daemon(**options)(_work)
     daemondeco.process_daemonize(**options)(_work)
+
+
+# -- defect 4: keep_fds numbers no fd can have; paths whose __fspath__ fails ---------
+
+
+class FsPath:
+    """An os.PathLike whose ``__fspath__`` returns *value*, or raises it when it is an exception."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __fspath__(self) -> object:
+        if isinstance(self.value, Exception):
+            raise self.value
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"FsPath({self.value!r})"
+
+
+KEEP_FDS_CASES = [
+    pytest.param([2**31], ["keep_fds item 2147483648", "2147483647"], id="2**31"),
+    pytest.param([0, 1, 2**63], ["keep_fds item 9223372036854775808"], id="2**63-after-good-items"),
+    pytest.param([10**400], ["keep_fds item an int of 1329 bits"], id="10**400"),
+    pytest.param([-(2**40)], ["keep_fds item -1099511627776", "negative"], id="-2**40"),
+]
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize(("keep_fds", "texts"), KEEP_FDS_CASES)
+def test_keep_fds_number_no_fd_can_have_is_a_value_error(
+    tmp_path: Path, form: str, keep_fds: list[int], texts: list[str]
+) -> None:
+    check_refused(form, {"keep_fds": keep_fds}, tmp_path, ValueError, texts)
+
+
+PATH_OPTIONS = ["pidfile", "stdin", "stdout", "stderr", "workdir", "chroot"]
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("name", PATH_OPTIONS)
+@pytest.mark.parametrize(
+    ("value", "texts"),
+    [
+        pytest.param(FsPath(3), ["FsPath(3)", "return str or bytes, not int"], id="fspath-returns-int"),
+        pytest.param(FsPath(None), ["FsPath(None)", "not NoneType"], id="fspath-returns-None"),
+        pytest.param(FsPath(RuntimeError("no path yet")), ["RuntimeError: no path yet"], id="fspath-raises"),
+    ],
+)
+def test_path_whose_fspath_fails_is_a_type_error(
+    tmp_path: Path, form: str, name: str, value: FsPath, texts: list[str]
+) -> None:
+    check_refused(form, {name: value}, tmp_path, TypeError, [f"{name}: ", *texts])
+
+
+@pytest.mark.parametrize("name", PATH_OPTIONS)
+def test_path_whose_fspath_returns_bytes_stays_valid(tmp_path: Path, name: str) -> None:
+    daemondeco.daemon(**{name: FsPath(os.fsencode(tmp_path / "x"))})(_work)
+    daemondeco.process_daemonize(**{name: FsPath(str(tmp_path / "x"))})(_work)
+
+
+# What fileno() says is known only when the daemon starts: refused in a real launcher, before any fork.
+CALL_TIME_LAUNCHER = """
+import os, sys
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+def P(name):
+    return os.path.join(HERE, name)
+
+os.register_at_fork(before=lambda: print("FORK ATTEMPTED", file=sys.stderr, flush=True))
+
+from daemondeco import daemon, daemonize, process_daemonize
+
+class Fd:
+    def __init__(self, value):
+        self.value = value
+    def fileno(self):
+        if isinstance(self.value, Exception):
+            raise self.value
+        return self.value
+    def __repr__(self):
+        return f"Fd({self.value!r})"
+
+CLOSED_FILE = open(P("afile"))
+CLOSED_FILE.close()
+print("CLOSED_FILE", repr(CLOSED_FILE), flush=True)
+
+def ran():
+    open(P("ran"), "w").close()
+
+""" + forms_dispatch('dict(pidfile=P("d.pid"), stdout=P("out.log"), keep_fds=[0, KEEP])')
+
+# (the item's expression, its repr in the message or None for CLOSED_FILE's, exception class, what is wrong)
+CALL_TIME_CASES = [
+    pytest.param("Fd(2**31)", "Fd(2147483648)", "ValueError", "fileno() returned 2147483648, above", id="fileno-2**31"),
+    pytest.param(
+        "Fd(10**400)", "Fd(1000", "ValueError", "fileno() returned an int of 1329 bits, above", id="fileno-10**400"
+    ),
+    pytest.param("Fd(-1)", "Fd(-1)", "ValueError", "fileno() returned -1, a negative", id="fileno-negative"),
+    pytest.param('Fd("3")', "Fd('3')", "TypeError", "fileno() returned str '3', not an int", id="fileno-str"),
+    pytest.param("Fd(3.0)", "Fd(3.0)", "TypeError", "fileno() returned float 3.0, not an int", id="fileno-float"),
+    pytest.param("Fd(True)", "Fd(True)", "TypeError", "fileno() returned bool True, not an int", id="fileno-bool"),
+    pytest.param(
+        'Fd(RuntimeError("not bound yet"))',
+        "Fd(RuntimeError('not bound yet'))",
+        "ValueError",
+        "fileno() raised RuntimeError: not bound yet",
+        id="fileno-raises",
+    ),
+    pytest.param(
+        "CLOSED_FILE",
+        None,
+        "ValueError",
+        "fileno() raised ValueError: I/O operation on closed file",
+        id="closed-file",
+    ),
+]
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize(("item", "shown", "exc_class", "text"), CALL_TIME_CASES)
+def test_keep_fds_object_with_a_bad_fileno_fails_before_the_fork(
+    sandbox: Sandbox, form: str, item: str, shown: str | None, exc_class: str, text: str
+) -> None:
+    (sandbox.path / "afile").touch()
+    result = sandbox.run(CALL_TIME_LAUNCHER.replace("KEEP", item), form)
+    assert result.returncode == 3, result
+    assert "FORK ATTEMPTED" not in result.stderr, result
+    raised = next(line for line in result.stderr.splitlines() if line.startswith("RAISED "))
+    assert raised.split()[1].split(",")[0] == exc_class, result
+    if shown is None:
+        shown = result.stdout.split(" ", 1)[1].strip()
+    message = result.stderr.split("MESSAGE ", 1)[1].strip()
+    assert message.startswith(f"{form}(): keep_fds item {shown[:60]}"), message
+    assert text in message, message
+    assert sandbox.live_pids() == []
+    assert not (sandbox.path / "ran").exists()
+    left = set(os.listdir(sandbox.path)) - {"prog.py", "afile"}
+    assert not left, f"a failed start left files behind: {sorted(left)}"
