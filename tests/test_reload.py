@@ -205,63 +205,6 @@ def test_signals_option_replaces_the_default_reload(sandbox: Sandbox) -> None:
     stop(pid)
 
 
-@pytest.mark.parametrize(
-    ("signals", "error", "needle"),
-    [
-        pytest.param("{signal.SIGTERM: handler}", "ValueError", "SIGTERM", id="SIGTERM-reserved"),
-        pytest.param("{signal.SIGKILL: handler}", "ValueError", "SIGKILL", id="SIGKILL-uncatchable"),
-        pytest.param("{signal.SIGUSR1: 'not callable'}", "TypeError", "SIGUSR1", id="handler-not-callable"),
-        pytest.param("{999: handler}", "ValueError", "999", id="not-a-signal-number"),
-        pytest.param("{'SIGUSR1': handler}", "ValueError", "SIGUSR1", id="signal-name-string"),
-        pytest.param("[(signal.SIGUSR1, handler)]", "TypeError", "signals", id="not-a-dict"),
-    ],
-)
-def test_bad_signals_option_is_rejected_at_decoration(sandbox: Sandbox, signals: str, error: str, needle: str) -> None:
-    code = f"""
-        import signal, sys
-        from pathlib import Path
-        from daemondeco import daemon
-        HERE = Path(__file__).resolve().parent
-
-        def handler(signum, frame):
-            pass
-
-        try:
-            @daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", signals={signals})
-            def main():
-                (HERE / "ran").write_text("yes")
-        except Exception as exc:
-            print(type(exc).__name__, exc)
-            sys.exit(3)
-        main()
-    """
-    result = sandbox.run(code)
-    assert result.returncode == 3, result
-    kind, _, message = result.stdout.strip().partition(" ")
-    assert kind == error, result
-    assert needle in message, result
-    assert sandbox.live_pids() == [], "nothing started"
-    assert not any((sandbox.path / name).exists() for name in ("d.pid", "d.log", "ran"))
-
-
-def test_non_callable_on_reload_is_rejected(sandbox: Sandbox) -> None:
-    code = """
-        import sys
-        from daemondeco import daemon
-        try:
-            @daemon(on_reload="reload.sh")
-            def main():
-                pass
-        except TypeError as exc:
-            print(exc)
-            sys.exit(3)
-    """
-    result = sandbox.run(code)
-    assert result.returncode == 3, result
-    assert "on_reload" in result.stdout
-    assert sandbox.live_pids() == []
-
-
 # -- inherited signal state ---------------------------------------------------------
 
 NOHUP_LAUNCHER = """
