@@ -63,10 +63,11 @@ def _path(caller: str, name: str, value: object, *, optional: bool) -> str | Non
         if not text:
             raise ValueError(f"{caller}(): {name} must not be an empty path")
         if "\0" in text:
-            raise ValueError(f"{caller}(): {name} contains a NUL byte: {text!r}")
+            raise ValueError(f"{caller}(): {name} contains a NUL byte: {_show(text)}")
+        _check_encodable(caller, name, text)
         return text
     expected = "a path (str or os.PathLike) or None" if optional else "a path (str or os.PathLike)"
-    raise TypeError(f"{caller}(): {name} must be {expected}, not {type(value).__name__} {value!r}")
+    raise TypeError(f"{caller}(): {name} must be {expected}, not {type(value).__name__} {_show(value)}")
 
 
 def _show(value: object, limit: int = 200) -> str:
@@ -224,14 +225,16 @@ class Options:
         setattr_(self, "workdir", _path(caller, "workdir", values["workdir"], optional=False))
         umask = values["umask"]
         if isinstance(umask, bool) or not isinstance(umask, int):
-            raise TypeError(f"{caller}(): umask must be an int such as 0o022, not {type(umask).__name__} {umask!r}")
+            raise TypeError(
+                f"{caller}(): umask must be an int such as 0o022, not {type(umask).__name__} {_show(umask)}"
+            )
         if not 0 <= umask <= 0o777:
             raise ValueError(f"{caller}(): umask must be between 0 and 0o777, not {umask:#o}")
         setattr_(self, "umask", umask)
         setattr_(self, "keep_fds", _keep_fds(caller, values["keep_fds"]))
         ready = values["ready"]
-        if ready not in READY_MODES:
-            raise ValueError(f"{caller}(): ready must be 'start' or 'notify', not {ready!r}")
+        if not isinstance(ready, str) or ready not in READY_MODES:
+            raise ValueError(f"{caller}(): ready must be 'start' or 'notify', not {_show(ready)}")
         setattr_(self, "ready", ready)
         setattr_(self, "startup_grace", _seconds(caller, "startup_grace", values["startup_grace"], positive=False))
         setattr_(self, "ready_timeout", _seconds(caller, "ready_timeout", values["ready_timeout"], positive=True))
@@ -240,7 +243,7 @@ class Options:
             value = values[name]
             if not (isinstance(value, bool) or (value is None and name == "detach")):
                 expected = "True, False or None" if name == "detach" else "True or False"
-                raise TypeError(f"{caller}(): {name} must be {expected}, not {type(value).__name__} {value!r}")
+                raise TypeError(f"{caller}(): {name} must be {expected}, not {type(value).__name__} {_show(value)}")
             setattr_(self, name, value)
         if caller == "process_daemonize" and values["detach"] is False:
             raise ValueError(
@@ -252,7 +255,7 @@ class Options:
         setattr_(self, "chroot", _path(caller, "chroot", values["chroot"], optional=True))
         on_reload = values["on_reload"]
         if on_reload is not None and not callable(on_reload):
-            raise TypeError(f"{caller}(): on_reload must be a callable taking no arguments, not {on_reload!r}")
+            raise TypeError(f"{caller}(): on_reload must be a callable taking no arguments, not {_show(on_reload)}")
         setattr_(self, "on_reload", on_reload)
         setattr_(self, "signals", _signals(caller, values["signals"]))
         return self
@@ -305,7 +308,7 @@ def _signals(caller: str, value: object) -> tuple[tuple[int, Callable[[int, Any]
         return ()
     if not isinstance(value, dict):
         raise TypeError(
-            f"{caller}(): signals must be a dict {{signal number: handler}}, not {type(value).__name__} {value!r}"
+            f"{caller}(): signals must be a dict {{signal number: handler}}, not {type(value).__name__} {_show(value)}"
         )
     import signal
 
@@ -314,7 +317,7 @@ def _signals(caller: str, value: object) -> tuple[tuple[int, Callable[[int, Any]
         try:
             number = signal.Signals(signum)
         except (ValueError, TypeError):
-            raise ValueError(f"{caller}(): signals: {signum!r} is not a signal number") from None
+            raise ValueError(f"{caller}(): signals: {_show(signum)} is not a signal number") from None
         if number in (signal.SIGKILL, signal.SIGSTOP):
             raise ValueError(f"{caller}(): signals: {number.name} cannot be caught")
         if number == signal.SIGTERM:
@@ -322,10 +325,31 @@ def _signals(caller: str, value: object) -> tuple[tuple[int, Callable[[int, Any]
                 f"{caller}(): signals: SIGTERM keeps its meaning (SystemExit, exit 0); "
                 "put cleanup in finally blocks or atexit handlers instead"
             )
-        if not (callable(handler) or handler in (signal.SIG_IGN, signal.SIG_DFL)):
-            raise TypeError(f"{caller}(): signals: the handler for {number.name} must be callable, not {handler!r}")
+        if not callable(handler):
+            # Keep only the real SIG_IGN/SIG_DFL: the daemon installs int(handler), which a
+            # look-alike that merely compares equal to 0 or 1 (1.0, a wrapper) could fail.
+            disposition = _signal_disposition(handler)
+            if disposition is None:
+                raise TypeError(
+                    f"{caller}(): signals: the handler for {number.name} must be callable, "
+                    f"signal.SIG_IGN or signal.SIG_DFL, not {_show(handler)}"
+                )
+            handler = disposition  # noqa: PLW2901 - the real enum member in place of its look-alike
         items.append((int(number), handler))
     return tuple(items)
+
+
+def _signal_disposition(handler: object) -> Any:
+    """signal.SIG_IGN or signal.SIG_DFL when *handler* stands for one of them, else None."""
+    import signal
+
+    for disposition in (signal.SIG_IGN, signal.SIG_DFL):
+        try:
+            if handler == disposition:
+                return disposition
+        except Exception:  # an __eq__ that raises (or returns something without a truth value)
+            return None
+    return None
 
 
 def iter_fds(items: Iterable[FdLike], caller: str = "daemondeco") -> Iterable[int]:

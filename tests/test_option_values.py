@@ -12,10 +12,11 @@ records every fork attempt.
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
-from conftest import Result, Sandbox, forms_dispatch
+from conftest import Result, Sandbox, forbid_fork, forms_dispatch, proc_status, read_pid
 
 import daemondeco
 
@@ -47,7 +48,7 @@ def check_refused(
     form: str, options: dict[str, object], tmp_path: Path, exc_class: type[Exception], texts: list[str]
 ) -> None:
     """*options* raise *exc_class* (not a subclass of it such as OverflowError) naming *texts*."""
-    with pytest.raises(exc_class) as info:
+    with forbid_fork(), pytest.raises(exc_class) as info:
         apply_form(form, options, tmp_path)
     assert type(info.value) is exc_class, f"{type(info.value).__name__}: {info.value}"
     message = str(info.value)
@@ -280,3 +281,84 @@ def test_keep_fds_object_with_a_bad_fileno_fails_before_the_fork(
     assert not (sandbox.path / "ran").exists()
     left = set(os.listdir(sandbox.path)) - {"prog.py", "afile"}
     assert not left, f"a failed start left files behind: {sorted(left)}"
+
+
+# -- found while checking every option: values that validated, then failed later ---------
+
+LONE_SURROGATE = "\ud800"  # not from surrogateescape: no bytes encode it
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("name", PATH_OPTIONS)
+def test_path_that_cannot_be_encoded_is_a_value_error(tmp_path: Path, form: str, name: str) -> None:
+    check_refused(form, {name: f"{tmp_path}/x{LONE_SURROGATE}"}, tmp_path, ValueError, [name, "cannot be encoded"])
+
+
+@pytest.mark.parametrize("name", PATH_OPTIONS)
+def test_path_from_undecodable_bytes_stays_valid(tmp_path: Path, name: str) -> None:
+    path = os.fsdecode(os.fsencode(tmp_path) + b"/\xff")  # surrogateescape: encodes back to the same bytes
+    daemondeco.daemon(**{name: path})(_work)
+    daemondeco.process_daemonize(**{name: path})(_work)
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize(
+    ("options", "texts"),
+    [
+        pytest.param({"user": "r" + LONE_SURROGATE}, ["user", "cannot be encoded"], id="user"),
+        pytest.param({"group": LONE_SURROGATE}, ["group", "cannot be encoded"], id="group"),
+    ],
+)
+def test_account_name_that_cannot_be_encoded_is_a_value_error(
+    tmp_path: Path, form: str, options: dict[str, object], texts: list[str]
+) -> None:
+    check_refused(form, options, tmp_path, ValueError, texts)
+
+
+class EqualsRaises:
+    """A non-callable signal handler whose comparison raises."""
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("cannot compare")
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return "EqualsRaises()"
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_signal_handler_whose_comparison_raises_is_a_type_error(tmp_path: Path, form: str) -> None:
+    options = {"signals": {signal.SIGUSR1: EqualsRaises()}}
+    check_refused(form, options, tmp_path, TypeError, ["signals", "SIGUSR1", "EqualsRaises()"])
+
+
+def test_signal_handler_equal_to_sig_ign_is_installed_as_sig_ign(sandbox: Sandbox) -> None:
+    """A value equal to SIG_IGN but not int() convertible validated, then failed after the fork."""
+    result = sandbox.run(
+        """
+        import os, signal, time
+        from daemondeco import daemon
+        HERE = os.path.dirname(os.path.abspath(__file__))
+
+        class Same:
+            # A configuration wrapper that compares equal to what it wraps (no __int__).
+            def __init__(self, value):
+                self.value = value
+            def __eq__(self, other):
+                return other == self.value
+            __hash__ = object.__hash__
+
+        @daemon(pidfile=os.path.join(HERE, "d.pid"), stdout=os.path.join(HERE, "d.log"),
+                signals={signal.SIGUSR1: Same(signal.SIG_IGN)})
+        def main():
+            time.sleep(60)
+
+        main()
+        """
+    )
+    assert result.returncode == 0, result
+    pid = read_pid(sandbox.path / "d.pid")
+    ignored = int(proc_status(pid)["SigIgn"], 16)
+    assert ignored & (1 << (signal.SIGUSR1 - 1)), f"SIGUSR1 is not ignored: SigIgn={ignored:#x}"
+    assert sandbox.live_pids() == [pid]
