@@ -21,7 +21,7 @@ import sys
 from ._control import pidfile_path, status_pidfile, stop_pidfile
 from ._engine import Foreground, launch
 from ._errors import AlreadyRunningError, DaemonError
-from ._options import _seconds
+from ._options import STOP_TIMEOUT, seconds
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -94,7 +94,7 @@ def _seconds_arg(text: str) -> float:
     import argparse
 
     try:
-        return _seconds("stop", "--timeout", float(text), positive=False)
+        return seconds("stop", "--timeout", float(text), positive=False)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -173,7 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("action", choices=("status", "stop"), help="status: 0 running, 1 stale pidfile, 3 stopped")
     parser.add_argument("pidfile", help="the daemon's pidfile")
     parser.add_argument(
-        "--timeout", type=_seconds_arg, default=10.0, help="seconds before stop escalates to SIGKILL (default 10)"
+        "--timeout",
+        type=_seconds_arg,
+        default=STOP_TIMEOUT,
+        help=f"seconds before stop escalates to SIGKILL (default {STOP_TIMEOUT:g})",
     )
     args = parser.parse_args(argv)
     path = os.path.abspath(args.pidfile)

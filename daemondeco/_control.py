@@ -16,6 +16,7 @@ import time
 
 from . import _proc
 from ._errors import DaemonError
+from ._options import STOP_TIMEOUT, stop_timeout
 from ._pidfile import Watcher
 
 TYPE_CHECKING = False
@@ -113,7 +114,7 @@ class DaemonProcess:
 
     """
 
-    def __init__(self, pid: int, pidfile: str | None = None, *, stop_timeout: float = 10.0) -> None:
+    def __init__(self, pid: int, pidfile: str | None = None, *, stop_timeout: float = STOP_TIMEOUT) -> None:
         self.pid = pid
         self.pidfile = pidfile
         self._stop_timeout = stop_timeout
@@ -153,9 +154,7 @@ class DaemonProcess:
         Returns True when the daemon is no longer running, also when it had
         already exited.
         """
-        from ._options import stop_timeout_or
-
-        wait = stop_timeout_or(None, timeout) if timeout is not None else self._stop_timeout
+        wait = stop_timeout(timeout, self._stop_timeout)
         if not self.is_running():
             return True
         if self.pidfile is not None and status_pidfile(self.pidfile) == self.pid:

@@ -20,7 +20,7 @@ from . import _engine
 from ._cli import run_decorated_cli
 from ._control import DaemonProcess, pidfile_path, status_pidfile, stop_pidfile
 from ._errors import DaemonError
-from ._options import Options, stop_timeout_or
+from ._options import Options, stop_timeout
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,7 +88,7 @@ class _DaemonControl(Generic[P, R]):
 
         """
         options = self._options()
-        return stop_pidfile(pidfile_path(options, "stop"), stop_timeout_or(options, timeout))
+        return stop_pidfile(pidfile_path(options, "stop"), stop_timeout(timeout, options.stop_timeout))
 
     def restart(self, *args: P.args, **kwargs: P.kwargs) -> NoReturn:
         """Stop the running daemon (if any), then start a new one."""

@@ -25,7 +25,7 @@ import sys
 from . import _privileges, _signals
 from ._control import DaemonProcess
 from ._errors import DaemonWarning, StartInterrupted, StartupError, check_directory
-from ._options import iter_fds
+from ._options import resolve_fds
 from ._pidfile import Holder, Watcher, require_posix
 from ._ready import ERROR, PID, await_ready, describe_exception, send
 from ._runtime import Runtime, active, call_main, run_in_daemon, watch_unready_exit
@@ -167,7 +167,7 @@ def _check_workdir(workdir: str, root: str | None = None) -> None:
 
 def _resolve_keep_fds(options: Options) -> set[int]:
     keep = set()
-    for item, fd in zip(options.keep_fds, iter_fds(options.keep_fds), strict=True):
+    for item, fd in zip(options.keep_fds, resolve_fds(options.caller, options.keep_fds), strict=True):
         try:
             os.fstat(fd)
         except OSError:

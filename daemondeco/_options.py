@@ -15,13 +15,19 @@ _INF = float("inf")  # NaN fails every comparison, so -inf < x < inf also reject
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from collections.abc import Callable, Iterable, Mapping
-    from typing import Any
+    from typing import Any, TypeGuard
 
     from ._types import FdLike
 
-__all__ = ["Options"]
+__all__ = ["STOP_TIMEOUT", "Options", "resolve_fds", "seconds", "stop_timeout"]
+
+STOP_TIMEOUT = 10.0  # seconds from SIGTERM to SIGKILL, unless stop_timeout says otherwise
 
 READY_MODES = ("start", "notify")
+
+MAX_ID = 2**32 - 2  # the largest uid/gid setuid()/setgid() accept: uid_t is 32-bit and (uid_t)-1 is reserved
+
+MAX_FD = 2**31 - 1  # fds are C ints: no fd can be larger
 
 _DEFAULTS: dict[str, object] = {
     "pidfile": None,
@@ -34,7 +40,7 @@ _DEFAULTS: dict[str, object] = {
     "ready": "start",
     "startup_grace": 0.0,
     "ready_timeout": 30.0,
-    "stop_timeout": 10.0,
+    "stop_timeout": STOP_TIMEOUT,
     "detach": None,
     "user": None,
     "group": None,
@@ -49,23 +55,46 @@ def _path(caller: str, name: str, value: object, *, optional: bool) -> str | Non
     if value is None and optional:
         return None
     if isinstance(value, (str, os.PathLike)):
-        text = os.fsdecode(os.fspath(value))
+        try:
+            raw = os.fspath(value)  # a TypeError when __fspath__ returns neither str nor bytes
+        except Exception as exc:
+            raise TypeError(
+                f"{caller}(): {name}: os.fspath({_show(value)}) failed: {_describe_exception(exc)}"
+            ) from exc
+        text = os.fsdecode(raw)
         if not text:
             raise ValueError(f"{caller}(): {name} must not be an empty path")
         if "\0" in text:
-            raise ValueError(f"{caller}(): {name} contains a NUL byte: {text!r}")
+            raise ValueError(f"{caller}(): {name} contains a NUL byte: {_show(text)}")
+        _check_encodable(caller, name, text)
         return text
     expected = "a path (str or os.PathLike) or None" if optional else "a path (str or os.PathLike)"
-    raise TypeError(f"{caller}(): {name} must be {expected}, not {type(value).__name__} {value!r}")
+    raise TypeError(f"{caller}(): {name} must be {expected}, not {type(value).__name__} {_show(value)}")
 
 
-def _seconds(caller: str, name: str, value: object, *, positive: bool) -> float:
+def _show(value: object, limit: int = 200) -> str:
+    """``repr(value)`` for a message: never raises, never floods (an int of 10**5000 has no repr)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        sign = "a negative" if value < 0 else "an"
+        return f"{sign} int of {value.bit_length()} bits"
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def seconds(caller: str, name: str, value: object, *, positive: bool) -> float:
+    """*value* as a finite number of seconds (> 0 with *positive*, else >= 0), or an error naming *name*."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{caller}(): {name} must be a number of seconds, not {type(value).__name__} {value!r}")
-    number = float(value)
+        raise TypeError(f"{caller}(): {name} must be a number of seconds, not {type(value).__name__} {_show(value)}")
+    bound = "> 0" if positive else ">= 0"
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float, such as 10**400
+        number = _INF
     if not -_INF < number < _INF or number < 0 or (positive and number == 0):
-        bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"{caller}(): {name} must be a finite number of seconds {bound}, not {value!r}")
+        raise ValueError(f"{caller}(): {name} must be a finite number of seconds {bound}, not {_show(value)}")
     return number
 
 
@@ -73,24 +102,90 @@ def _keep_fds(caller: str, value: object) -> tuple[FdLike, ...]:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise TypeError(
             f"{caller}(): keep_fds must be an iterable of file descriptors "
-            f"(ints or objects with fileno()), not {type(value).__name__} {value!r}"
+            f"(ints or objects with fileno()), not {type(value).__name__} {_show(value)}"
         )
-    items = tuple(value)
+    try:
+        items = tuple(value)
+    except Exception as exc:
+        raise TypeError(f"{caller}(): keep_fds could not be iterated: {_describe_exception(exc)}") from exc
     for item in items:
-        if isinstance(item, bool) or not (isinstance(item, int) or callable(getattr(item, "fileno", None))):
+        if not (_is_fd_number(item) or _has_fileno(item)):
             raise TypeError(
                 f"{caller}(): keep_fds items must be ints or objects with fileno(), "
-                f"not {type(item).__name__} {item!r}"
+                f"not {type(item).__name__} {_show(item)}"
             )
-        if isinstance(item, int) and item < 0:
-            raise ValueError(f"{caller}(): keep_fds contains a negative file descriptor: {item}")
+        if _is_fd_number(item):
+            _check_fd_range(caller, item, item)
     return items
+
+
+def _is_fd_number(item: object) -> TypeGuard[int]:
+    return isinstance(item, int) and not isinstance(item, bool)
+
+
+def _has_fileno(item: object) -> bool:
+    try:
+        return callable(getattr(item, "fileno", None))
+    except Exception:  # a property that raises: not an fd we could use
+        return False
+
+
+def _check_fd_range(caller: str, item: object, fd: int) -> None:
+    if 0 <= fd <= MAX_FD:
+        return
+    got = "" if item is fd else f"fileno() returned {_show(fd)}, "
+    what = "a negative file descriptor" if fd < 0 else f"above any possible file descriptor ({MAX_FD})"
+    raise ValueError(f"{caller}(): keep_fds item {_show(item)}: {got}{what}")
+
+
+def _describe_exception(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def resolve_fds(caller: str, items: Iterable[FdLike]) -> list[int]:
+    """The fd numbers of *items* (ints or objects with ``fileno()``), resolved now, in the launcher.
+
+    An object's ``fileno()`` is asked only when the daemon starts: one that
+    raises (a closed file), returns a non-int or a number no fd can have is
+    a ``TypeError``/``ValueError`` ``"<caller>(): keep_fds item <item>: ..."``.
+    Whether the fd is open is the caller's check.
+    """
+    fds = []
+    for item in items:
+        if _is_fd_number(item):
+            fd = item
+        elif _has_fileno(item):
+            try:
+                fd = item.fileno()  # type: ignore[union-attr]
+            except Exception as exc:
+                raise ValueError(
+                    f"{caller}(): keep_fds item {_show(item)}: fileno() raised {_describe_exception(exc)}"
+                ) from exc
+            if not _is_fd_number(fd):
+                raise TypeError(
+                    f"{caller}(): keep_fds item {_show(item)}: fileno() returned "
+                    f"{type(fd).__name__} {_show(fd)}, not an int"
+                )
+        else:
+            raise TypeError(
+                f"{caller}(): keep_fds item {_show(item)}: not an int or an object with fileno(), "
+                f"but {type(item).__name__}"
+            )
+        _check_fd_range(caller, item, fd)
+        fds.append(int(fd))
+    return fds
 
 
 class Options:
     """The validated keyword options of ``@daemon``, ``@process_daemonize`` and ``daemonize()``."""
 
-    __slots__ = tuple(_DEFAULTS)
+    __slots__ = (*_DEFAULTS, "caller")
+
+    caller: str  # who validated these options: messages of checks made later name it
 
     pidfile: str | None
     stdin: str
@@ -125,6 +220,7 @@ class Options:
         values = {**_DEFAULTS, **given}
         self = object.__new__(cls)
         setattr_ = object.__setattr__
+        setattr_(self, "caller", caller)
         setattr_(self, "pidfile", _path(caller, "pidfile", values["pidfile"], optional=True))
         setattr_(self, "stdin", _path(caller, "stdin", values["stdin"], optional=False))
         setattr_(self, "stdout", _path(caller, "stdout", values["stdout"], optional=True))
@@ -132,42 +228,39 @@ class Options:
         setattr_(self, "workdir", _path(caller, "workdir", values["workdir"], optional=False))
         umask = values["umask"]
         if isinstance(umask, bool) or not isinstance(umask, int):
-            raise TypeError(f"{caller}(): umask must be an int such as 0o022, not {type(umask).__name__} {umask!r}")
+            raise TypeError(
+                f"{caller}(): umask must be an int such as 0o022, not {type(umask).__name__} {_show(umask)}"
+            )
         if not 0 <= umask <= 0o777:
             raise ValueError(f"{caller}(): umask must be between 0 and 0o777, not {umask:#o}")
         setattr_(self, "umask", umask)
         setattr_(self, "keep_fds", _keep_fds(caller, values["keep_fds"]))
         ready = values["ready"]
-        if ready not in READY_MODES:
-            raise ValueError(f"{caller}(): ready must be 'start' or 'notify', not {ready!r}")
+        if not isinstance(ready, str) or ready not in READY_MODES:
+            raise ValueError(f"{caller}(): ready must be 'start' or 'notify', not {_show(ready)}")
         setattr_(self, "ready", ready)
-        setattr_(self, "startup_grace", _seconds(caller, "startup_grace", values["startup_grace"], positive=False))
-        setattr_(self, "ready_timeout", _seconds(caller, "ready_timeout", values["ready_timeout"], positive=True))
-        setattr_(self, "stop_timeout", _seconds(caller, "stop_timeout", values["stop_timeout"], positive=False))
+        setattr_(self, "startup_grace", seconds(caller, "startup_grace", values["startup_grace"], positive=False))
+        setattr_(self, "ready_timeout", seconds(caller, "ready_timeout", values["ready_timeout"], positive=True))
+        setattr_(self, "stop_timeout", seconds(caller, "stop_timeout", values["stop_timeout"], positive=False))
         for name in ("detach", "prevent_core"):
             value = values[name]
             if not (isinstance(value, bool) or (value is None and name == "detach")):
                 expected = "True, False or None" if name == "detach" else "True or False"
-                raise TypeError(f"{caller}(): {name} must be {expected}, not {type(value).__name__} {value!r}")
+                raise TypeError(f"{caller}(): {name} must be {expected}, not {type(value).__name__} {_show(value)}")
             setattr_(self, name, value)
-        if caller == "process_daemonize" and values["detach"] is False:
-            raise ValueError(
-                "process_daemonize(): detach=False would run the worker in the caller; "
-                "call the undecorated function (its __wrapped__) instead"
-            )
         for name in ("user", "group"):
             setattr_(self, name, _account(caller, name, values[name]))
         setattr_(self, "chroot", _path(caller, "chroot", values["chroot"], optional=True))
         on_reload = values["on_reload"]
         if on_reload is not None and not callable(on_reload):
-            raise TypeError(f"{caller}(): on_reload must be a callable taking no arguments, not {on_reload!r}")
+            raise TypeError(f"{caller}(): on_reload must be a callable taking no arguments, not {_show(on_reload)}")
         setattr_(self, "on_reload", on_reload)
         setattr_(self, "signals", _signals(caller, values["signals"]))
         return self
 
     def replace(self, caller: str, **changes: object) -> Options:
         """A copy with *changes* applied, validated like ``build()``."""
-        current: dict[str, object] = {name: getattr(self, name) for name in self.__slots__}
+        current: dict[str, object] = {name: getattr(self, name) for name in _DEFAULTS}
         current["signals"] = dict(self.signals)
         return Options.build(caller, {**current, **changes})
 
@@ -175,7 +268,7 @@ class Options:
         raise AttributeError(f"Options are frozen; cannot set {name!r}")
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _DEFAULTS)
         return f"Options({fields})"
 
 
@@ -183,12 +276,29 @@ def _account(caller: str, name: str, value: object) -> str | int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise TypeError(f"{caller}(): {name} must be a name or a numeric id, not {type(value).__name__} {value!r}")
-    if isinstance(value, int) and value < 0:
-        raise ValueError(f"{caller}(): {name} id must be >= 0, not {value}")
-    if isinstance(value, str) and not value:
+        raise TypeError(f"{caller}(): {name} must be a name or a numeric id, not {type(value).__name__} {_show(value)}")
+    if isinstance(value, int):
+        # uid_t/gid_t are 32-bit unsigned and (uid_t)-1 means "unchanged": setuid/setgid refuse the rest.
+        if not 0 <= value <= MAX_ID:
+            raise ValueError(f"{caller}(): {name} id must be between 0 and {MAX_ID}, not {_show(value)}")
+        return int(value)
+    if not value:
         raise ValueError(f"{caller}(): {name} must not be empty")
+    if "\0" in value:
+        raise ValueError(f"{caller}(): {name} contains a NUL byte: {_show(value)}")
+    _check_encodable(caller, name, value)
     return value
+
+
+def _check_encodable(caller: str, name: str, text: str) -> None:
+    """Names and paths reach the OS as bytes: a lone surrogate (not from surrogateescape) cannot."""
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{caller}(): {name} cannot be encoded for the operating system "
+            f"({exc.reason} at position {exc.start}): {_show(text)}"
+        ) from None
 
 
 def _signals(caller: str, value: object) -> tuple[tuple[int, Callable[[int, Any], object]], ...]:
@@ -196,7 +306,7 @@ def _signals(caller: str, value: object) -> tuple[tuple[int, Callable[[int, Any]
         return ()
     if not isinstance(value, dict):
         raise TypeError(
-            f"{caller}(): signals must be a dict {{signal number: handler}}, not {type(value).__name__} {value!r}"
+            f"{caller}(): signals must be a dict {{signal number: handler}}, not {type(value).__name__} {_show(value)}"
         )
     import signal
 
@@ -205,7 +315,7 @@ def _signals(caller: str, value: object) -> tuple[tuple[int, Callable[[int, Any]
         try:
             number = signal.Signals(signum)
         except (ValueError, TypeError):
-            raise ValueError(f"{caller}(): signals: {signum!r} is not a signal number") from None
+            raise ValueError(f"{caller}(): signals: {_show(signum)} is not a signal number") from None
         if number in (signal.SIGKILL, signal.SIGSTOP):
             raise ValueError(f"{caller}(): signals: {number.name} cannot be caught")
         if number == signal.SIGTERM:
@@ -213,21 +323,35 @@ def _signals(caller: str, value: object) -> tuple[tuple[int, Callable[[int, Any]
                 f"{caller}(): signals: SIGTERM keeps its meaning (SystemExit, exit 0); "
                 "put cleanup in finally blocks or atexit handlers instead"
             )
-        if not (callable(handler) or handler in (signal.SIG_IGN, signal.SIG_DFL)):
-            raise TypeError(f"{caller}(): signals: the handler for {number.name} must be callable, not {handler!r}")
+        if not callable(handler):
+            # Keep only the real SIG_IGN/SIG_DFL: the daemon installs int(handler), which a
+            # look-alike that merely compares equal to 0 or 1 (1.0, a wrapper) could fail.
+            disposition = _signal_disposition(handler)
+            if disposition is None:
+                raise TypeError(
+                    f"{caller}(): signals: the handler for {number.name} must be callable, "
+                    f"signal.SIG_IGN or signal.SIG_DFL, not {_show(handler)}"
+                )
+            handler = disposition  # noqa: PLW2901 - the real enum member in place of its look-alike
         items.append((int(number), handler))
     return tuple(items)
 
 
-def iter_fds(items: Iterable[FdLike]) -> Iterable[int]:
-    """Resolve ints and objects with ``fileno()`` to fd numbers."""
-    for item in items:
-        yield item if isinstance(item, int) else int(item.fileno())
+def _signal_disposition(handler: object) -> Any:
+    """signal.SIG_IGN or signal.SIG_DFL when *handler* stands for one of them, else None."""
+    import signal
+
+    for disposition in (signal.SIG_IGN, signal.SIG_DFL):
+        try:
+            if handler == disposition:
+                return disposition
+        except Exception:  # an __eq__ that raises (or returns something without a truth value)
+            return None
+    return None
 
 
-def stop_timeout_or(options: Options | None, timeout: float | None) -> float:
-    """The stop timeout to use: *timeout* when given and valid, else the option's."""
+def stop_timeout(timeout: object, default: float) -> float:
+    """The wait before SIGKILL of a stop: *timeout* when given (validated), else *default*."""
     if timeout is None:
-        return options.stop_timeout if options is not None else 10.0
-    return _seconds("stop", "timeout", timeout, positive=False)
-
+        return default
+    return seconds("stop", "timeout", timeout, positive=False)

@@ -13,14 +13,7 @@ import os
 import signal
 import textwrap
 
-from conftest import Sandbox, alive, proc_stat, read_pid, wait_exit, wait_for_text, zombie_exit_code
-
-
-def start(box: Sandbox, code: str) -> int:
-    result = box.run(textwrap.dedent(code))
-    assert result.returncode == 0, result
-    assert "launcher continued" not in result.stdout, "the launcher leaves once the daemon is ready"
-    return read_pid(box.path / "d.pid")
+from conftest import Sandbox, alive, proc_stat, wait_exit, wait_for_text, zombie_exit_code
 
 
 def test_ready_start_reported_from_the_running_loop(sandbox: Sandbox) -> None:
@@ -39,7 +32,7 @@ def test_ready_start_reported_from_the_running_loop(sandbox: Sandbox) -> None:
         main("hello")
         print("launcher continued after main()")
     """
-    pid = start(sandbox, code)
+    pid = sandbox.start_daemon(code)
     assert wait_for_text(sandbox.path / "out", "hello") == f"hello from {pid}"
     stat = proc_stat(pid)
     assert stat is not None and alive(pid)
@@ -77,7 +70,7 @@ def test_sigterm_cancels_the_task_and_cleanup_runs(sandbox: Sandbox) -> None:
         main()
         print("launcher continued after main()")
     """
-    pid = start(sandbox, code)
+    pid = sandbox.start_daemon(code)
     log = sandbox.path / "d.log"
     wait_for_text(log, "resource opened")
     os.kill(pid, signal.SIGTERM)
@@ -124,7 +117,7 @@ def test_sigterm_cancels_only_the_main_task(sandbox: Sandbox) -> None:
 
         main()
     """
-    pid = start(sandbox, code)
+    pid = sandbox.start_daemon(code)
     log = sandbox.path / "d.log"
     wait_for_text(log, "serving")
     os.kill(pid, signal.SIGTERM)

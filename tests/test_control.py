@@ -56,24 +56,6 @@ if __name__ == "__main__":
     sys.exit(target.cli())
 """
 
-# A launcher that pauses right before its fork (the pidfile is locked by then)
-# until a line arrives on stdin; it says "locked" when it gets there.
-PAUSED_LAUNCHER = """
-import os, sys
-import svc
-
-LAUNCHER = os.getpid()
-
-def pause():
-    if os.getpid() == LAUNCHER:
-        print("locked", flush=True)
-        sys.stdin.readline()
-
-os.register_at_fork(before=pause)
-svc.main()
-"""
-
-
 @pytest.fixture
 def svc(sandbox: Sandbox) -> Path:
     """The service script, written into the sandbox (importable as ``svc``)."""
@@ -96,12 +78,7 @@ def module(sandbox: Sandbox, *argv: str) -> Result:
 
 def start(sandbox: Sandbox, *words: str) -> int:
     """``svc.py start WORDS``; the daemon's pid (up and ready when this returns)."""
-    result = ctl(sandbox, "start", *words)
-    assert result.returncode == 0, result
-    pid = read_pid(sandbox.path / "d.pid")
-    assert alive(pid)
-    assert f"started (pid {pid})" in result.stdout, result
-    return pid
+    return sandbox.start_daemon(sandbox.path / "svc.py", "start", *words, says="started (pid {pid})")
 
 
 def log(sandbox: Sandbox) -> str:
@@ -400,19 +377,10 @@ def test_stop_during_a_start_never_signals_the_stale_pid(sandbox: Sandbox) -> No
     other = sleeper(sandbox)
     path = sandbox.path / "d.pid"
     path.write_text(f"{other.pid}\n")
-    launcher = sandbox.popen(PAUSED_LAUNCHER, name="paused.py", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert launcher.stdin is not None
-    assert launcher.stdout is not None
-    assert launcher.stdout.readline() == "locked\n"
-    try:
+    with sandbox.paused_launcher("import svc\nsvc.main()\n"):
         status = py(sandbox, "import svc; print(svc.main.status())").stdout.strip()
         py(sandbox, "import svc; print(svc.main.stop(timeout=0.1))")
         signalled = not alive(other.pid)
-    finally:
-        launcher.stdin.write("go\n")
-        launcher.stdin.close()
-        launcher.wait(timeout=10)
-        launcher.stdout.close()
     assert not signalled, "stop() signalled the unrelated process named by the stale pidfile"
     assert status != str(other.pid), "status() reports an unrelated process as the daemon"
     other.kill()

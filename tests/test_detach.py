@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from pathlib import Path
 
 import pytest
 from conftest import (
@@ -62,15 +61,8 @@ def ping(box: Sandbox) -> str:
         return conn.recv(64).decode()
 
 
-def start(box: Sandbox, code: str) -> int:
-    result = box.run(code)
-    assert result.returncode == 0, result
-    assert "launcher continued" not in result.stdout, "the launcher must leave once the daemon is ready"
-    return read_pid(box.path / "d.pid")
-
-
 def test_daemon_is_detached_from_session_and_terminal(sandbox: Sandbox) -> None:
-    pid = start(sandbox, pinger())
+    pid = sandbox.start_daemon(pinger())
     stat = proc_stat(pid)
     assert stat is not None
     assert stat.tty_nr == 0, "a daemon has no controlling terminal"
@@ -94,7 +86,7 @@ os.set_inheritable(stray.fileno(), True)
 os.dup2(stray.fileno(), hard - 10)
 sock = socket.socket()
 """
-    pid = start(sandbox, pinger(before=before))
+    pid = sandbox.start_daemon(pinger(before=before))
     # The daemon closes its end of the readiness pipe right after saying "ready".
     wait_until(lambda: not any(t.startswith("pipe:") for t in open_fds(pid).values()), what="pipe closed")
     fds = open_fds(pid)
@@ -149,7 +141,7 @@ import signal
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGUSR1})
 signal.signal(signal.SIGHUP, signal.SIG_IGN)
 """
-    pid = start(sandbox, pinger(before=before))
+    pid = sandbox.start_daemon(pinger(before=before))
     status = proc_status(pid)
     assert int(status["SigBlk"], 16) == 0, "the launcher's blocked signals must not stay blocked"
     assert not int(status["SigIgn"], 16) & (1 << (signal.SIGHUP - 1)), "an inherited SIG_IGN for SIGHUP is reset"
@@ -159,7 +151,7 @@ signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def test_sigterm_runs_finally_exits_0_and_removes_pidfile(sandbox: Sandbox) -> None:
-    pid = start(sandbox, pinger())
+    pid = sandbox.start_daemon(pinger())
     os.kill(pid, signal.SIGTERM)
     assert wait_exit(pid)
     assert os.WEXITSTATUS(zombie_wait_status(pid)) == 0
@@ -251,18 +243,7 @@ def test_startup_failure_reaches_the_launcher(sandbox: Sandbox, body: str, optio
         assert text in result.stderr, f"{text!r} missing from launcher stderr:\n{result.stderr}"
     assert "launcher continued" not in result.stdout
     assert sandbox.live_pids() == [], "a daemon that failed to start must not be left running"
-    assert not (sandbox.path / "d.pid").exists() or not _locked(sandbox.path / "d.pid")
-
-
-def _locked(path: Path) -> bool:
-    import fcntl
-
-    with path.open() as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        return False
+    assert not sandbox.inspect_pidfile(sandbox.path / "d.pid")["flock_held"], "nobody holds the pidfile's lock"
 
 
 def test_startup_exception_is_also_in_the_log(sandbox: Sandbox) -> None:
@@ -435,7 +416,7 @@ def test_daemon_survives_the_hangup_of_its_launchers_terminal(sandbox: Sandbox) 
 
 
 def test_second_start_while_running_raises_already_running(sandbox: Sandbox) -> None:
-    pid = start(sandbox, pinger())
+    pid = sandbox.start_daemon(pinger())
     result = sandbox.run(pinger(), name="again.py")
     assert result.returncode == 1
     assert "AlreadyRunningError" in result.stderr and f"pid {pid}" in result.stderr

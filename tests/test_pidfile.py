@@ -7,11 +7,9 @@ real one started by a launcher script.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -40,14 +38,6 @@ if __name__ == "__main__":
     main()
 """
 
-# Looks at a pidfile from a separate process and prints what Pidfile says.
-INSPECT = """
-import json, sys
-from daemondeco import Pidfile
-pf = Pidfile(sys.argv[1])
-print(json.dumps({"read_pid": pf.read_pid(), "locked_by": pf.locked_by(), "is_locked": pf.is_locked()}))
-"""
-
 # Holds a Pidfile until told (one line on stdin) to release it.
 HOLDER = """
 import sys
@@ -58,14 +48,6 @@ sys.stdin.readline()
 pf.release()
 print("released", flush=True)
 """
-
-
-def inspect(sandbox: Sandbox, path: Path) -> dict[str, object]:
-    """What ``Pidfile(path)`` reports when asked from another process."""
-    result = sandbox.run(INSPECT, str(path), name="peek.py")
-    assert result.returncode == 0, result
-    info: dict[str, object] = json.loads(result.stdout)
-    return info
 
 
 @pytest.fixture
@@ -89,6 +71,11 @@ def holder(sandbox: Sandbox) -> Iterator[Callable[[Path], subprocess.Popen[str]]
         proc.wait()
 
 
+def seen_from_outside(read_pid: int | None, locked_by: int | None, *, locked: bool) -> dict[str, object]:
+    """What ``sandbox.inspect_pidfile`` must show: the raw flock and ``Pidfile.is_locked`` agree on *locked*."""
+    return {"flock_held": locked, "read_pid": read_pid, "locked_by": locked_by, "is_locked": locked}
+
+
 def release_holder(proc: subprocess.Popen[str]) -> None:
     assert proc.stdin is not None
     assert proc.stdout is not None
@@ -100,11 +87,7 @@ def release_holder(proc: subprocess.Popen[str]) -> None:
 
 def start_service(sandbox: Sandbox) -> int:
     """Start SERVICE; return the daemon's pid (the launcher exits once it is ready)."""
-    result = sandbox.run(SERVICE, name="svc.py")
-    assert result.returncode == 0, result
-    pid = read_pid(sandbox.path / "d.pid")
-    assert alive(pid)
-    return pid
+    return sandbox.start_daemon(SERVICE, name="svc.py")
 
 
 # -- Pidfile on its own --------------------------------------------------------
@@ -117,7 +100,7 @@ def test_acquire_writes_our_pid_and_locks_it_for_everyone(
     proc = holder(path)
 
     assert path.read_text() == f"{proc.pid}\n"
-    assert inspect(sandbox, path) == {"read_pid": proc.pid, "locked_by": proc.pid, "is_locked": True}
+    assert sandbox.inspect_pidfile(path) == seen_from_outside(proc.pid, proc.pid, locked=True)
     here = Pidfile(path)
     assert here.locked_by() == proc.pid
     assert here.is_locked()
@@ -131,7 +114,7 @@ def test_acquire_writes_our_pid_and_locks_it_for_everyone(
 
     release_holder(proc)
     assert not path.exists()
-    assert inspect(sandbox, path) == {"read_pid": None, "locked_by": None, "is_locked": False}
+    assert sandbox.inspect_pidfile(path) == seen_from_outside(None, None, locked=False)
 
 
 def test_acquire_and_release_in_this_process(sandbox: Sandbox) -> None:
@@ -142,7 +125,7 @@ def test_acquire_and_release_in_this_process(sandbox: Sandbox) -> None:
         assert pidfile.is_held
         assert path.read_text() == f"{os.getpid()}\n"
         assert pidfile.locked_by() == os.getpid()
-        assert inspect(sandbox, path)["locked_by"] == os.getpid()
+        assert sandbox.inspect_pidfile(path)["locked_by"] == os.getpid()
         with pytest.raises(DaemonError, match="already held"):
             pidfile.acquire()
     finally:
@@ -150,7 +133,7 @@ def test_acquire_and_release_in_this_process(sandbox: Sandbox) -> None:
     assert not pidfile.is_held
     assert not path.exists()
     pidfile.release()  # a second release is a no-op
-    assert inspect(sandbox, path)["is_locked"] is False
+    assert sandbox.inspect_pidfile(path)["is_locked"] is False
 
 
 def test_context_manager_holds_the_lock_and_cleans_up_on_error(sandbox: Sandbox) -> None:
@@ -160,14 +143,14 @@ def test_context_manager_holds_the_lock_and_cleans_up_on_error(sandbox: Sandbox)
     def job() -> None:
         with Pidfile(path) as pidfile:
             assert pidfile.is_held
-            seen.append(inspect(sandbox, path))
+            seen.append(sandbox.inspect_pidfile(path))
             raise KeyError("boom")
 
     with pytest.raises(KeyError):
         job()
-    assert seen == [{"read_pid": os.getpid(), "locked_by": os.getpid(), "is_locked": True}]
+    assert seen == [seen_from_outside(os.getpid(), os.getpid(), locked=True)]
     assert not path.exists()
-    assert inspect(sandbox, path)["is_locked"] is False
+    assert sandbox.inspect_pidfile(path)["is_locked"] is False
 
 
 def test_relative_path_is_made_absolute(sandbox: Sandbox) -> None:
@@ -357,7 +340,7 @@ def test_unlocked_pidfile_is_stale_and_taken_over(
     path = sandbox.path / "d.pid"
     path.write_text(content)
 
-    assert inspect(sandbox, path) == {"read_pid": named, "locked_by": None, "is_locked": False}
+    assert sandbox.inspect_pidfile(path) == seen_from_outside(named, None, locked=False)
     sandbox.write("svc.py", SERVICE)
     status = sandbox.run("import svc; print(svc.main.status())", name="status.py")
     assert status.returncode == 0, status
@@ -366,7 +349,7 @@ def test_unlocked_pidfile_is_stale_and_taken_over(
     pid = start_service(sandbox)
     assert pid != named
     assert path.read_text() == f"{pid}\n", "the stale content must be replaced entirely"
-    assert inspect(sandbox, path) == {"read_pid": pid, "locked_by": pid, "is_locked": True}
+    assert sandbox.inspect_pidfile(path) == seen_from_outside(pid, pid, locked=True)
     assert sandbox.live_pids() == [pid]
     if named_is_live:
         assert named is not None
@@ -480,7 +463,7 @@ def test_start_again_after_kill_9(sandbox: Sandbox) -> None:
     assert stat is None or stat.state == "Z"  # PID 1 here does not reap
     path = sandbox.path / "d.pid"
     assert path.read_text() == f"{first}\n"
-    assert inspect(sandbox, path) == {"read_pid": first, "locked_by": None, "is_locked": False}
+    assert sandbox.inspect_pidfile(path) == seen_from_outside(first, None, locked=False)
 
     second = start_service(sandbox)
     assert second != first
@@ -489,19 +472,11 @@ def test_start_again_after_kill_9(sandbox: Sandbox) -> None:
 
 
 def _launch_many(sandbox: Sandbox, script: Path, count: int, *args: str) -> list[tuple[int, str, str]]:
+    """Start *count* copies of *script* at once; their exit codes, stdout and stderr."""
     procs = [
-        subprocess.Popen(
-            [sys.executable, str(script), *args],
-            cwd=sandbox.path,
-            env=sandbox.env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        sandbox.popen_file(script, *args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for _ in range(count)
     ]
-    sandbox.extra_pids.extend(proc.pid for proc in procs)
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=30)
@@ -555,21 +530,12 @@ def test_pidfile_is_complete_when_the_launcher_exits(sandbox: Sandbox) -> None:
         assert not path.exists()
 
 
-# A launcher that pauses right before its fork (the pidfile is locked by then)
-# until a line arrives on stdin; it says "locked" when it gets there.
+# Started with sandbox.paused_launcher: it pauses right before its fork.
 PAUSED_LAUNCHER = """
-import os, sys, time
+import os, time
 from daemondeco import daemon
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-LAUNCHER = os.getpid()
-
-def pause():
-    if os.getpid() == LAUNCHER:
-        print("locked", flush=True)
-        sys.stdin.readline()
-
-os.register_at_fork(before=pause)
 
 @daemon(pidfile=os.path.join(HERE, "d.pid"), stdout=os.path.join(HERE, "d.log"))
 def main():
@@ -585,21 +551,14 @@ def test_locked_by_never_reports_the_stale_pid_while_a_start_holds_the_lock(sand
     path = sandbox.path / "d.pid"
     path.write_text(f"{sleeper.pid}\n")
 
-    launcher = sandbox.popen(PAUSED_LAUNCHER, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert launcher.stdin is not None
-    assert launcher.stdout is not None
-    assert launcher.stdout.readline() == "locked\n"
-    try:
+    with sandbox.paused_launcher(PAUSED_LAUNCHER) as launcher:
         # The lock is now held by a start whose daemon has no pid yet: the
         # old pid in the file is not the holder and must not be reported.
-        seen = inspect(sandbox, path)
+        seen = sandbox.inspect_pidfile(path)
         assert seen["is_locked"] is True
+        assert seen["flock_held"] is True
         assert seen["locked_by"] != sleeper.pid, "locked_by() reports the stale pid of an unrelated process"
-    finally:
-        launcher.stdin.write("go\n")
-        launcher.stdin.close()
-        assert launcher.wait(timeout=10) == 0
-        launcher.stdout.close()
+    assert launcher.returncode == 0
     pid = read_pid(path)
     assert pid != sleeper.pid
     assert alive(pid)
@@ -610,28 +569,20 @@ def test_locked_by_never_reports_the_stale_pid_while_a_start_holds_the_lock(sand
 
 def test_start_refused_during_another_start_names_the_daemon_pid(sandbox: Sandbox) -> None:
     """A start that loses the race while the winner's daemon has no pid yet still names that daemon."""
-    first = sandbox.popen(PAUSED_LAUNCHER, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert first.stdin is not None
-    assert first.stdout is not None
-    assert first.stdout.readline() == "locked\n"
-    sandbox.write("svc.py", SERVICE)
-    second = sandbox.popen(
-        'import svc\nprint("trying", flush=True)\nsvc.main()\n',
-        name="second.py",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert second.stdout is not None
-    try:
+    with sandbox.paused_launcher(PAUSED_LAUNCHER) as first:
+        sandbox.write("svc.py", SERVICE)
+        second = sandbox.popen(
+            'import svc\nprint("trying", flush=True)\nsvc.main()\n',
+            name="second.py",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert second.stdout is not None
         assert second.stdout.readline() == "trying\n"
         # The loser waits (at most 1 s) for the winner's pid; the winner goes
         # on well within that window.
         assert not wait_exit(second.pid, timeout=0.2), "the loser gave up before the winner wrote its pid"
-    finally:
-        first.stdin.write("go\n")
-        first.stdin.close()
-        assert first.wait(timeout=10) == 0
-        first.stdout.close()
+    assert first.returncode == 0
     pid = read_pid(sandbox.path / "d.pid")
     _, err = second.communicate(timeout=30)
     assert second.returncode != 0

@@ -17,7 +17,6 @@ removed at teardown, because pytest's own ``tmp_path`` is private to root.
 
 from __future__ import annotations
 
-import fcntl
 import grp
 import os
 import pwd
@@ -85,20 +84,6 @@ def groups(status: dict[str, str]) -> set[int]:
     return {int(value) for value in status["Groups"].split()}
 
 
-def unlocked(path: Path) -> bool:
-    """True if nobody holds the flock on *path* (we take and drop it at once)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return True
-    finally:
-        os.close(fd)
-
-
 @pytest.fixture
 def public_dir(sandbox: Sandbox) -> Iterator[Path]:
     """A root-owned 0755 directory under /tmp that nobody can traverse and read."""
@@ -151,9 +136,7 @@ except AlreadyRunningError as exc:
 
 def start_dropper(sandbox: Sandbox, options: str, pidfile: Path, log: Path) -> int:
     """Start a DROPPER daemon with *options*; return its pid once its function runs."""
-    result = sandbox.run(DROPPER.format(options=options), str(pidfile), str(log))
-    assert result.returncode == 0, result
-    pid = read_pid(pidfile)
+    pid = sandbox.start_daemon(DROPPER.format(options=options), str(pidfile), str(log), pidfile=pidfile)
     wait_for_text(log, "regain root:")
     return pid
 
@@ -272,7 +255,7 @@ def test_pidfile_after_the_drop(sandbox: Sandbox, public_dir: Path, kind: str, r
     assert pidfile.stat().st_uid == 0
 
     # The lock still protects: the daemon holds it although it is nobody now.
-    assert not unlocked(pidfile)
+    assert sandbox.inspect_pidfile(pidfile)["flock_held"] is True
     second = sandbox.run(DROPPER.format(options=options), str(pidfile), str(log), name="second.py")
     assert second.returncode == 3, second
     assert f"REFUSED {pid} " in second.stderr and f"locked by pid {pid}" in second.stderr, second
@@ -295,7 +278,7 @@ def test_pidfile_after_the_drop(sandbox: Sandbox, public_dir: Path, kind: str, r
     else:
         assert pidfile.exists(), "nobody may not unlink in this directory: the pidfile stays"
         assert read_pid(pidfile) == pid, "the stale file still names the stopped daemon"
-        assert unlocked(pidfile), "the stale file is not locked by anyone"
+        assert sandbox.inspect_pidfile(pidfile)["flock_held"] is False, "the stale file is not locked by anyone"
         assert status.returncode == 1, status
         assert "stale" in status.stdout
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Sandbox, alive, proc_stat, read_pid, wait_exit, zombie_status_or_none
+from conftest import REPORT, Sandbox, alive, proc_stat, read_pid, reports, wait_exit, zombie_status_or_none
 
 APP = """
 import asyncio, os, signal, sys
@@ -148,17 +148,10 @@ import app
 from daemondeco import AlreadyRunningError, StartupError
 from daemondeco.testing import DaemonRunner
 HERE = Path(__file__).resolve().parent
-
-def report(**values):
-    print(json.dumps(values), flush=True)
 """
 
 DONE = "script done in pid"
 FOOTER = f'\nprint("{DONE}", os.getpid(), flush=True)\n'
-
-
-def reports(stdout: str) -> list[dict[str, object]]:
-    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
 def check_done(stdout: str) -> int:
@@ -170,10 +163,9 @@ def check_done(stdout: str) -> int:
 
 def run_script(box: Sandbox, body: str, **env: str) -> list[dict[str, object]]:
     box.write("app.py", APP)
-    result = box.run(HEADER + body + FOOTER, **env)
-    assert result.returncode == 0, result
+    result = box.run_reporting(HEADER + body + FOOTER, **env)
     check_done(result.stdout)
-    return reports(result.stdout)
+    return result.reports()
 
 
 def run_user_suite(box: Sandbox, test_code: str) -> subprocess.CompletedProcess[str]:
@@ -221,7 +213,7 @@ with runner.start("hi") as d:
     sys.stdin.readline()  # the outer test looks at the daemon meanwhile
 report(running=d.is_running(), log=d.log())
 """
-    proc = sandbox.popen(HEADER + script + FOOTER, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc = sandbox.popen(REPORT + HEADER + script + FOOTER, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert proc.stdin is not None and proc.stdout is not None
     data = json.loads(proc.stdout.readline())
     pid, me = data["pid"], data["me"]

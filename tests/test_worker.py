@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 
@@ -14,18 +13,12 @@ import atexit, json, os, signal, sys, time, warnings
 from pathlib import Path
 from daemondeco import process_daemonize, notify_ready, StartupError, AlreadyRunningError, DaemonWarning
 HERE = Path(__file__).resolve().parent
-
-def report(**values):
-    print(json.dumps(values), flush=True)
 """
 
 
 def run_json(box: Sandbox, body: str) -> dict[str, object]:
-    result = box.run(HEADER + body)
-    assert result.returncode == 0, result
-    line = [text for text in result.stdout.splitlines() if text.startswith("{")][-1]
-    data: dict[str, object] = json.loads(line)
-    return data
+    """Run HEADER + *body* (exit 0); the last values it reported."""
+    return box.run_reporting(HEADER + body).reports()[-1]
 
 
 def test_caller_keeps_running_with_its_state_untouched(sandbox: Sandbox) -> None:
