@@ -19,6 +19,8 @@ from conftest import (
     zombie_wait_status,
 )
 
+import daemondeco
+
 # A daemon that answers "pong <pid>" on a unix socket: proof of life that does
 # not depend on timing (a signal queued before we connect is handled first).
 PINGER = """
@@ -447,3 +449,5 @@ def test_launcher_with_closed_stdio_still_detaches(sandbox: Sandbox) -> None:
     fds = open_fds(pid)
     assert fds[1] == fds[2] == str(sandbox.path / "d.log")
     assert fds[0] == "/dev/null"
+    assert daemondeco.Pidfile(sandbox.path / "d.pid").locked_by() == pid, "the daemon runs with its pidfile locked"
+
