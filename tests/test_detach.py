@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 
@@ -246,6 +247,18 @@ def test_startup_failure_reaches_the_launcher(sandbox: Sandbox, body: str, optio
     assert "launcher continued" not in result.stdout
     assert sandbox.live_pids() == [], "a daemon that failed to start must not be left running"
     assert not sandbox.inspect_pidfile(sandbox.path / "d.pid")["flock_held"], "nobody holds the pidfile's lock"
+
+
+def test_startup_error_says_the_daemon_was_killed_by_sigkill(sandbox: Sandbox) -> None:
+    """A daemon SIGKILLed before readiness: StartupError says which signal it was, read from /proc."""
+    result = sandbox.run(FAILING.format(body="os.kill(os.getpid(), signal.SIGKILL)", options=""))
+    assert result.returncode == 1, result
+    found = re.search(r"daemon \(pid (\d+)\) died before it was ready", result.stderr)
+    assert found is not None, result
+    pid = int(found.group(1))
+    status = zombie_wait_status(pid)  # the note needs the zombie: skipped where PID 1 reaps orphans
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert f"daemon (pid {pid}) died before it was ready (killed by SIGKILL)" in result.stderr, result
 
 
 def test_startup_exception_is_also_in_the_log(sandbox: Sandbox) -> None:
