@@ -17,6 +17,7 @@ from conftest import (
     read_pid,
     wait_exit,
     wait_until,
+    zombie_exit_code,
     zombie_wait_status,
 )
 
@@ -159,6 +160,51 @@ def test_sigterm_runs_finally_exits_0_and_removes_pidfile(sandbox: Sandbox) -> N
     assert wait_exit(pid)
     assert os.WEXITSTATUS(zombie_wait_status(pid)) == 0
     assert "cleanup ran" in (sandbox.path / "d.log").read_text()
+    assert not (sandbox.path / "d.pid").exists()
+
+
+def sigterm_pending(pid: int) -> bool:
+    """SIGTERM is pending for *pid* (sent, not yet delivered to its handler)."""
+    status = proc_status(pid)
+    bit = 1 << (signal.SIGTERM - 1)
+    return bool((int(status["SigPnd"], 16) | int(status["ShdPnd"], 16)) & bit)
+
+
+def test_second_sigterm_during_cleanup_is_ignored(sandbox: Sandbox) -> None:
+    """An impatient operator sends SIGTERM twice: the cleanup that the first one started still runs to its end."""
+    code = """
+        import os, time
+        from pathlib import Path
+        from daemondeco import daemon, notify_ready
+        HERE = Path(__file__).resolve().parent
+
+        @daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", ready="notify")
+        def main():
+            try:
+                notify_ready()
+                while True:
+                    time.sleep(3600)
+            finally:
+                (HERE / "cleanup-started").write_text(str(os.getpid()))
+                deadline = time.monotonic() + 5  # bounded: the test releases it long before
+                while not (HERE / "release").exists() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                (HERE / "done").write_text("released" if (HERE / "release").exists() else "timed out")
+
+        main()
+    """
+    pid = sandbox.start_daemon(code)
+    os.kill(pid, signal.SIGTERM)
+    wait_until((sandbox.path / "cleanup-started").exists, timeout=5, what="the cleanup to begin")
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not sigterm_pending(pid), timeout=5, what="the second SIGTERM to be delivered")
+    assert alive(pid), "the second SIGTERM ended the daemon"
+    (sandbox.path / "release").touch()
+    assert wait_exit(pid, 10)
+    done = sandbox.path / "done"
+    assert done.exists(), "the second SIGTERM interrupted the finally block"
+    assert done.read_text() == "released"
+    assert zombie_exit_code(pid) == 0
     assert not (sandbox.path / "d.pid").exists()
 
 
