@@ -510,3 +510,41 @@ def test_launcher_with_closed_stdio_still_detaches(sandbox: Sandbox) -> None:
     assert fds[0] == "/dev/null"
     assert daemondeco.Pidfile(sandbox.path / "d.pid").locked_by() == pid, "the daemon runs with its pidfile locked"
 
+
+def test_faulthandler_follows_stderr_into_the_daemon(sandbox: Sandbox) -> None:
+    """faulthandler enabled on a swapped sys.stderr (as under pytest) reports a fatal error into the daemon's log.
+
+    ``faulthandler.dump_traceback()`` writes to the current ``sys.stderr``,
+    whatever faulthandler was enabled with; a fatal signal uses the enabled
+    file, so the daemon aborts (no core file: ``prevent_core``).
+    """
+    code = """
+        import faulthandler, os, sys, time
+        from pathlib import Path
+        from daemondeco import daemon, notify_ready
+        HERE = Path(__file__).resolve().parent
+
+        sys.stderr = open(os.dup(2), "w")  # a test runner's capture: sys.stderr is not fd 2
+        faulthandler.enable()  # on that fd, which the daemon closes
+
+        @daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", stderr=HERE / "err.log", ready="notify",
+                prevent_core=True)
+        def main():
+            notify_ready()
+            deadline = time.monotonic() + 10
+            while not (HERE / "abort").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            crash_here()
+
+        def crash_here():
+            os.abort()
+
+        main()
+    """
+    pid = sandbox.start_daemon(code)
+    (sandbox.path / "abort").touch()
+    assert wait_exit(pid, 15)
+    assert zombie_exit_code(pid) == -signal.SIGABRT
+    err = (sandbox.path / "err.log").read_text()
+    assert "Fatal Python error: Aborted" in err, err
+    assert "in crash_here" in err and "in main" in err, err
