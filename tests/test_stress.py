@@ -9,7 +9,6 @@ behaviour that already holds.
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 from conftest import Sandbox, alive, read_pid, wait_exit
@@ -87,21 +86,10 @@ except AlreadyRunningError as exc:
 
 @pytest.mark.timeout(300)
 def test_30_launchers_racing_for_one_pidfile(sandbox: Sandbox) -> None:
-    sandbox.write("prog.py", RACER)
+    script = sandbox.write("prog.py", RACER)
     forms = ["cli" if n % 2 else "call" for n in range(30)]
-    launchers = [
-        subprocess.Popen(
-            [sys.executable, str(sandbox.path / "prog.py"), form],
-            cwd=sandbox.path,
-            env=sandbox.env(),
-            text=True,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for form in forms
-    ]
-    sandbox.extra_pids.extend(launcher.pid for launcher in launchers)
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    launchers = [sandbox.popen_file(script, form, **pipes) for form in forms]
     outputs: list[tuple[int | None, str, str]] = []
     try:
         for launcher in launchers:
