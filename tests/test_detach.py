@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 
@@ -16,8 +17,11 @@ from conftest import (
     read_pid,
     wait_exit,
     wait_until,
+    zombie_exit_code,
     zombie_wait_status,
 )
+
+import daemondeco
 
 # A daemon that answers "pong <pid>" on a unix socket: proof of life that does
 # not depend on timing (a signal queued before we connect is handled first).
@@ -159,6 +163,51 @@ def test_sigterm_runs_finally_exits_0_and_removes_pidfile(sandbox: Sandbox) -> N
     assert not (sandbox.path / "d.pid").exists()
 
 
+def sigterm_pending(pid: int) -> bool:
+    """SIGTERM is pending for *pid* (sent, not yet delivered to its handler)."""
+    status = proc_status(pid)
+    bit = 1 << (signal.SIGTERM - 1)
+    return bool((int(status["SigPnd"], 16) | int(status["ShdPnd"], 16)) & bit)
+
+
+def test_second_sigterm_during_cleanup_is_ignored(sandbox: Sandbox) -> None:
+    """An impatient operator sends SIGTERM twice: the cleanup that the first one started still runs to its end."""
+    code = """
+        import os, time
+        from pathlib import Path
+        from daemondeco import daemon, notify_ready
+        HERE = Path(__file__).resolve().parent
+
+        @daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", ready="notify")
+        def main():
+            try:
+                notify_ready()
+                while True:
+                    time.sleep(3600)
+            finally:
+                (HERE / "cleanup-started").write_text(str(os.getpid()))
+                deadline = time.monotonic() + 5  # bounded: the test releases it long before
+                while not (HERE / "release").exists() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                (HERE / "done").write_text("released" if (HERE / "release").exists() else "timed out")
+
+        main()
+    """
+    pid = sandbox.start_daemon(code)
+    os.kill(pid, signal.SIGTERM)
+    wait_until((sandbox.path / "cleanup-started").exists, timeout=5, what="the cleanup to begin")
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not sigterm_pending(pid), timeout=5, what="the second SIGTERM to be delivered")
+    assert alive(pid), "the second SIGTERM ended the daemon"
+    (sandbox.path / "release").touch()
+    assert wait_exit(pid, 10)
+    done = sandbox.path / "done"
+    assert done.exists(), "the second SIGTERM interrupted the finally block"
+    assert done.read_text() == "released"
+    assert zombie_exit_code(pid) == 0
+    assert not (sandbox.path / "d.pid").exists()
+
+
 def test_launcher_exits_only_once_ready(sandbox: Sandbox) -> None:
     code = """
         import time
@@ -244,6 +293,18 @@ def test_startup_failure_reaches_the_launcher(sandbox: Sandbox, body: str, optio
     assert "launcher continued" not in result.stdout
     assert sandbox.live_pids() == [], "a daemon that failed to start must not be left running"
     assert not sandbox.inspect_pidfile(sandbox.path / "d.pid")["flock_held"], "nobody holds the pidfile's lock"
+
+
+def test_startup_error_says_the_daemon_was_killed_by_sigkill(sandbox: Sandbox) -> None:
+    """A daemon SIGKILLed before readiness: StartupError says which signal it was, read from /proc."""
+    result = sandbox.run(FAILING.format(body="os.kill(os.getpid(), signal.SIGKILL)", options=""))
+    assert result.returncode == 1, result
+    found = re.search(r"daemon \(pid (\d+)\) died before it was ready", result.stderr)
+    assert found is not None, result
+    pid = int(found.group(1))
+    status = zombie_wait_status(pid)  # the note needs the zombie: skipped where PID 1 reaps orphans
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert f"daemon (pid {pid}) died before it was ready (killed by SIGKILL)" in result.stderr, result
 
 
 def test_startup_exception_is_also_in_the_log(sandbox: Sandbox) -> None:
@@ -447,3 +508,43 @@ def test_launcher_with_closed_stdio_still_detaches(sandbox: Sandbox) -> None:
     fds = open_fds(pid)
     assert fds[1] == fds[2] == str(sandbox.path / "d.log")
     assert fds[0] == "/dev/null"
+    assert daemondeco.Pidfile(sandbox.path / "d.pid").locked_by() == pid, "the daemon runs with its pidfile locked"
+
+
+def test_faulthandler_follows_stderr_into_the_daemon(sandbox: Sandbox) -> None:
+    """faulthandler enabled on a swapped sys.stderr (as under pytest) reports a fatal error into the daemon's log.
+
+    ``faulthandler.dump_traceback()`` writes to the current ``sys.stderr``,
+    whatever faulthandler was enabled with; a fatal signal uses the enabled
+    file, so the daemon aborts (no core file: ``prevent_core``).
+    """
+    code = """
+        import faulthandler, os, sys, time
+        from pathlib import Path
+        from daemondeco import daemon, notify_ready
+        HERE = Path(__file__).resolve().parent
+
+        sys.stderr = open(os.dup(2), "w")  # a test runner's capture: sys.stderr is not fd 2
+        faulthandler.enable()  # on that fd, which the daemon closes
+
+        @daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", stderr=HERE / "err.log", ready="notify",
+                prevent_core=True)
+        def main():
+            notify_ready()
+            deadline = time.monotonic() + 10
+            while not (HERE / "abort").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            crash_here()
+
+        def crash_here():
+            os.abort()
+
+        main()
+    """
+    pid = sandbox.start_daemon(code)
+    (sandbox.path / "abort").touch()
+    assert wait_exit(pid, 15)
+    assert zombie_exit_code(pid) == -signal.SIGABRT
+    err = (sandbox.path / "err.log").read_text()
+    assert "Fatal Python error: Aborted" in err, err
+    assert "in crash_here" in err and "in main" in err, err

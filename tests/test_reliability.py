@@ -177,7 +177,7 @@ def test_status_is_3_after_a_stop_that_had_to_sigkill(sandbox: Sandbox, stopper:
     else:
         stopped = sandbox.run_module("stop", "--timeout", "0.5", str(pidfile))
     assert stopped.returncode == 0, stopped
-    assert (sandbox.path / "cleaning").exists(), "SIGTERM did reach the blocking finally block"
+    assert (sandbox.path / "cleaning").exists(), "SIGTERM never reached the blocking finally block"
     assert not alive(pid)
 
     if stopper == "cli":
