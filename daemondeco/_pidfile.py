@@ -122,7 +122,7 @@ def _open(path: str, flags: int, what: str) -> int | None:
                 f"pidfile {path!r} is a symbolic link; refusing to follow it "
                 "(its target would be overwritten). Remove the link or name the real file."
             ) from None
-        if exc.errno == errno.ENXIO:  # a socket file
+        if exc.errno in (errno.ENXIO, errno.EISDIR):  # a socket file; a directory opened for writing
             raise _not_regular(path) from None
         raise path_error(exc, what, path) from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):

@@ -271,7 +271,9 @@ def test_positional_misuse_is_a_clear_type_error(tmp_path: Path, apply: Callable
 REFUSED_BY_THE_MACHINE = [
     # pidfile
     pytest.param('dict(pidfile=P("missing/d.pid"))', "OSError", ["{dir}/missing/d.pid"], id="pidfile-missing-dir"),
-    pytest.param('dict(pidfile=P("adir"))', "OSError", ["{dir}/adir"], id="pidfile-is-directory"),
+    pytest.param(
+        'dict(pidfile=P("adir"))', "DaemonError", ["{dir}/adir", "not a regular file"], id="pidfile-is-directory"
+    ),
     # stdin, stdout, stderr
     pytest.param('dict(stdout=P("missing/out.log"))', "OSError", ["{dir}/missing/out.log"], id="stdout-missing-dir"),
     pytest.param('dict(stdout=P("adir"))', "OSError", ["{dir}/adir"], id="stdout-not-writable"),

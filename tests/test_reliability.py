@@ -137,7 +137,6 @@ def rotate_under_load(sandbox: Sandbox, rotations: int) -> None:
     assert_no_reload_trouble(log, err, old_log, old_err)
 
 
-@pytest.mark.xfail(reason="issue 6 #1: reload inside the signal handler: reentrant write, lost reopen", strict=True)
 def test_sighup_under_a_busy_writer_never_kills_nor_loses_a_reopen(sandbox: Sandbox) -> None:
     rotate_under_load(sandbox, 100)
 
@@ -164,7 +163,6 @@ sys.exit(main.cli())
 """
 
 
-@pytest.mark.xfail(reason="issue 6 #6: the pidfile of a SIGKILLed daemon stays: status 1", strict=True)
 @pytest.mark.parametrize("stopper", [pytest.param("cli", id="prog-stop"), pytest.param("module", id="python-m-stop")])
 def test_status_is_3_after_a_stop_that_had_to_sigkill(sandbox: Sandbox, stopper: str) -> None:
     pidfile = sandbox.path / "d.pid"
@@ -189,7 +187,6 @@ def test_status_is_3_after_a_stop_that_had_to_sigkill(sandbox: Sandbox, stopper:
 
 
 @ROOT_ONLY
-@pytest.mark.xfail(reason="issue 6 #6: a start that cannot write its pid leaves its empty pidfile", strict=True)
 def test_status_is_3_after_a_start_that_could_not_write_its_pid(sandbox: Sandbox) -> None:
     with tmpfs(sandbox.path / "full", full=True) as full:
         pidfile = full / "d.pid"
@@ -230,7 +227,6 @@ finally:
 """
 
 
-@pytest.mark.xfail(reason="issue 6 #7: the daemon unwinds into the launching script, exits 120", strict=True)
 @pytest.mark.parametrize(
     "how", [pytest.param("print", id="print-fails"), pytest.param("raise", id="exception-traceback-fails")]
 )
@@ -296,7 +292,6 @@ def assert_refused_in_launcher(sandbox: Sandbox, form: str, option: str, log: Pa
 
 
 @ROOT_ONLY
-@pytest.mark.xfail(reason="issue 6 #8: ready='start' reports success while the log's disk is full", strict=True)
 @pytest.mark.parametrize("option", LOG_OPTIONS)
 @pytest.mark.parametrize("form", FORMS)
 def test_log_on_a_full_disk_fails_in_the_launcher(sandbox: Sandbox, form: str, option: str) -> None:
@@ -340,7 +335,6 @@ main()
 """
 
 
-@pytest.mark.xfail(reason="issue 6 #12: Ctrl-C during start: traceback, and the daemon comes up anyway", strict=True)
 @pytest.mark.parametrize("form", FORMS)
 def test_ctrl_c_while_start_waits_stops_the_daemon_and_says_so(sandbox: Sandbox, form: str) -> None:
     launcher = sandbox.popen(SLOW_READY, form, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -116,7 +116,6 @@ def options(**values: float) -> str:
 # -- #2: huge finite timeouts work -------------------------------------------------
 
 
-@pytest.mark.xfail(reason="issue 6 #2: ready_timeout=1e9 overflows poll() in the launcher", strict=True)
 def test_huge_ready_timeout_starts_a_daemon_that_is_ready_at_once(sandbox: Sandbox) -> None:
     service(sandbox)
     result = svc(sandbox, "start", H2B_OPTIONS=options(ready_timeout=1e9))
@@ -127,7 +126,6 @@ def test_huge_ready_timeout_starts_a_daemon_that_is_ready_at_once(sandbox: Sandb
     assert Pidfile(sandbox.path / "d.pid").locked_by() == pid
 
 
-@pytest.mark.xfail(reason="issue 6 #2: ready_timeout=1e9 gives OverflowError, not the StartupError", strict=True)
 def test_huge_ready_timeout_reports_the_daemons_own_failure(sandbox: Sandbox) -> None:
     service(sandbox)
     result = svc(sandbox, "api-start", H2B_OPTIONS=options(ready_timeout=1e9), H2B_MODE="raise")
@@ -140,7 +138,6 @@ def test_huge_ready_timeout_reports_the_daemons_own_failure(sandbox: Sandbox) ->
     assert not (sandbox.path / "d.pid").exists(), "a failed start leaves no pidfile"
 
 
-@pytest.mark.xfail(reason="issue 6 #2: startup_grace=1e9 overflows poll() in the launcher", strict=True)
 def test_huge_startup_grace_reports_an_exit_right_after_readiness(sandbox: Sandbox) -> None:
     service(sandbox)
     result = svc(sandbox, "api-start", H2B_OPTIONS=options(startup_grace=1e9), H2B_MODE="exit3")
@@ -170,7 +167,6 @@ def _stop_by_module(sandbox: Sandbox) -> None:
     assert "Traceback" not in result.stderr, result
 
 
-@pytest.mark.xfail(reason="issue 6 #2: a stop timeout of 1e9 overflows poll() in the stopper", strict=True)
 @pytest.mark.parametrize(
     "stop",
     [
@@ -223,42 +219,21 @@ CLI_ACTIONS = {
     "python-m-stop": ("module", "stop", 1),
 }
 
-# The cases that already hold on today's code (no xfail).
-CLI_HOLDS_TODAY = {
-    ("socket", "prog.py-status"),
-    ("socket", "prog.py-stop"),
-    ("socket", "python-m-status"),
-    ("socket", "python-m-stop"),
-    ("chardev", "prog.py-start"),
-}
-METHODS_HOLD_TODAY = {("fifo", "acquire"), ("chardev", "acquire")}
-
 needs_root_for_mknod = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a device node")
 
 
-# What today's code does with each kind of file (the xfail reasons).
-TODAY = {
-    "fifo": "the blocking open() of the FIFO hangs",
-    "directory": "read as a stale pidfile (status 1, stop 0) or IsADirectoryError, not refused",
-    "socket": "OSError ENXIO, not DaemonError / 'not a regular file'",
-    "chardev": "read as an empty stale pidfile (status 1, stop 0), not refused",
-}
-
-
-def _special_params(actions: list[str], holds: set[tuple[str, str]]) -> list[object]:
+def _special_params(actions: list[str]) -> list[object]:
     params: list[object] = []
     for kind in MAKERS:
         for action in actions:
             marks: list[pytest.MarkDecorator] = [needs_root_for_mknod] if kind == "chardev" else []
-            if (kind, action) not in holds:
-                marks.append(pytest.mark.xfail(reason=f"issue 6 #5: {kind}: {TODAY[kind]}", strict=True))
             params.append(pytest.param(kind, action, marks=marks, id=f"{kind}-{action}"))
     return params
 
 
 @pytest.mark.parametrize(
     ("kind", "action"),
-    _special_params(list(CLI_ACTIONS), CLI_HOLDS_TODAY),
+    _special_params(list(CLI_ACTIONS)),
 )
 def test_special_file_at_the_pidfile_path_is_refused_by_the_command_lines(
     sandbox: Sandbox, kind: str, action: str
@@ -298,7 +273,7 @@ else:
 
 @pytest.mark.parametrize(
     ("kind", "method"),
-    _special_params(["read_pid", "locked_by", "is_locked", "acquire"], METHODS_HOLD_TODAY),
+    _special_params(["read_pid", "locked_by", "is_locked", "acquire"]),
 )
 def test_special_file_at_the_pidfile_path_makes_pidfile_methods_raise(sandbox: Sandbox, kind: str, method: str) -> None:
     pidfile = sandbox.path / "d.pid"
@@ -444,7 +419,6 @@ def _my_zombie_workers(data: dict[str, object]) -> str:
     return f"zombie children of the caller: {data['zombies']} (workers {data['workers']})"
 
 
-@pytest.mark.xfail(reason="issue 6 #10: a subreaper caller keeps one zombie per waited worker", strict=True)
 def test_a_subreaper_caller_that_waits_its_workers_has_no_zombies(sandbox: Sandbox) -> None:
     result = sandbox.run(SUBREAPER, "waited", timeout=60)
     assert result.returncode == 0, result
@@ -453,7 +427,6 @@ def test_a_subreaper_caller_that_waits_its_workers_has_no_zombies(sandbox: Sandb
     assert data["zombies"] == [], _my_zombie_workers(data)
 
 
-@pytest.mark.xfail(reason="issue 6 #10: dropped workers of a subreaper caller stay its zombies", strict=True)
 def test_a_subreaper_caller_that_drops_its_handles_has_no_zombies_after_the_next_call(sandbox: Sandbox) -> None:
     result = sandbox.run(SUBREAPER, "dropped", timeout=60)
     assert result.returncode == 0, result
@@ -523,15 +496,10 @@ def _script_argv(action: str) -> Callable[[Sandbox], list[str | bytes]]:
     return lambda box: [str(box.path / "prog.py"), action]
 
 
-ENCODE_XFAIL = pytest.mark.xfail(
-    reason="issue 6 #11: the name is printed raw: UnicodeEncodeError under a strict UTF-8 stdout", strict=True
-)
-
-
 @pytest.mark.parametrize(
     ("argv", "names_file"),
     [
-        pytest.param(_module_argv("status"), True, marks=ENCODE_XFAIL, id="python-m-daemondeco-status"),
+        pytest.param(_module_argv("status"), True, id="python-m-daemondeco-status"),
         pytest.param(_script_argv("status"), False, id="prog.py-status"),
     ],
 )
@@ -548,7 +516,7 @@ def test_status_of_a_running_daemon_with_a_non_utf8_pidfile_name(
 @pytest.mark.parametrize(
     ("argv", "names_file"),
     [
-        pytest.param(_module_argv("stop"), True, marks=ENCODE_XFAIL, id="python-m-daemondeco-stop"),
+        pytest.param(_module_argv("stop"), True, id="python-m-daemondeco-stop"),
         pytest.param(_script_argv("stop"), False, id="prog.py-stop"),
     ],
 )
@@ -563,7 +531,6 @@ def test_stop_of_a_daemon_with_a_non_utf8_pidfile_name(
     assert_printable(code, out, err, names_file=names_file)
 
 
-@pytest.mark.xfail(reason="issue 6 #11: the stale-pidfile message prints the raw name", strict=True)
 @pytest.mark.parametrize(
     "argv",
     [
