@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ._options import Options
 
-__all__ = ["main", "report_status", "report_stop", "run_decorated_cli"]
+__all__ = ["main", "run_decorated_cli"]
 
 ACTIONS = ("start", "stop", "restart", "status", "run")
 

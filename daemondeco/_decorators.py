@@ -29,9 +29,17 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ._types import FdLike, PathLike
 
-# wrapt 1.x has no type hints and 2.x has: typed as Any, so both check alike.
-_FunctionWrapper: Any = wrapt.FunctionWrapper
-_BoundFunctionWrapper: Any = wrapt.BoundFunctionWrapper
+if TYPE_CHECKING:  # pragma: no cover
+    # wrapt 1.x has no type hints and 2.x has: both check alike against this
+    # much of wrapt's wrappers, and a misspelt attribute is an error for users.
+    class _FunctionWrapper:
+        def __init__(self, wrapped: Any, wrapper: Callable[..., Any]) -> None: ...
+        def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    _BoundFunctionWrapper = _FunctionWrapper
+else:
+    _FunctionWrapper = wrapt.FunctionWrapper
+    _BoundFunctionWrapper = wrapt.BoundFunctionWrapper
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -118,11 +126,11 @@ def _daemon_wrapper(options: Options) -> Callable[..., Any]:
     return wrapper
 
 
-class BoundDaemonFunction(_DaemonControl[P, R], _BoundFunctionWrapper):  # type: ignore[misc]
+class BoundDaemonFunction(_DaemonControl[P, R], _BoundFunctionWrapper):
     """A ``@daemon`` method bound to its instance or class."""
 
 
-class DaemonFunction(_DaemonControl[P, R], _FunctionWrapper):  # type: ignore[misc]
+class DaemonFunction(_DaemonControl[P, R], _FunctionWrapper):
     """What ``@daemon`` returns: the function, plus ``start``, ``run``, ``status``, ``stop``, ``restart``, ``cli``.
 
     Calling it (or ``.start()``) in the launching process detaches a daemon
@@ -154,7 +162,7 @@ def _worker_wrapper(options: Options) -> Callable[..., Any]:
     return wrapper
 
 
-class WorkerFunction(Generic[P, R], _FunctionWrapper):  # type: ignore[misc]
+class WorkerFunction(Generic[P, R], _FunctionWrapper):
     """What ``@process_daemonize`` returns: calling it starts a daemon and returns a :class:`DaemonProcess`.
 
     .. versionadded:: 0.2

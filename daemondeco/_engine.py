@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, NoReturn
 
     from ._options import Options
+    from ._types import Handler
 
 __all__ = ["Foreground", "daemonize_here", "launch", "run_foreground", "spawn"]
 
@@ -420,7 +421,7 @@ class Foreground:
             self.pidfile = Holder(os.path.abspath(options.pidfile))
             self.pidfile.lock()
         self._previous_runtime: Runtime | None = None
-        self._previous_handlers: dict[int, _signals.Handler] = {}
+        self._previous_handlers: dict[int, Handler] = {}
         try:
             if self.pidfile is not None:
                 self.pidfile.write_pid(os.getpid())

@@ -23,7 +23,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from ._options import Options
 
-__all__ = ["Identity", "enter", "resolve"]
+__all__ = ["Identity", "check_chroot", "enter", "resolve"]
 
 
 class Identity:

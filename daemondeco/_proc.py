@@ -25,7 +25,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable
 
 __all__ = [
-    "deadline_in",
     "escalate",
     "identity",
     "is_alive",

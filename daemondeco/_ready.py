@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ._options import Options
 
-__all__ = ["ERROR", "EXIT", "PID", "READY", "FrameReader", "await_ready", "describe_exception", "send"]
+__all__ = ["ERROR", "EXIT", "PID", "READY", "await_ready", "describe_exception", "send"]
 
 PID, READY, ERROR, EXIT, EOF = b"P", b"R", b"E", b"X", b""
 

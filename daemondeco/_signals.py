@@ -27,11 +27,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     import signal
     from collections.abc import Callable
-    from typing import Any, Protocol
+    from typing import Protocol
 
     from ._options import Options
-
-    Handler = Callable[[int, Any], object] | int | None
+    from ._types import Handler
 
     class Stoppable(Protocol):
         """What the handlers need of the daemon's runtime."""
@@ -50,10 +49,8 @@ else:
 
 __all__ = [
     "SIGHUP",
-    "SIGINT",
     "SIGKILL",
     "SIGTERM",
-    "Inherited",
     "block_interrupts",
     "in_main_thread",
     "inherited",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
-from typing import Protocol, TypeAlias
+from collections.abc import Callable
+from typing import Any, Protocol, TypeAlias
+
+__all__ = ["FdLike", "Handler", "PathLike"]
 
 
 class HasFileno(Protocol):
@@ -16,3 +19,4 @@ class HasFileno(Protocol):
 
 FdLike: TypeAlias = "int | HasFileno"
 PathLike: TypeAlias = "str | os.PathLike[str]"
+Handler: TypeAlias = "Callable[[int, Any], object] | int | None"

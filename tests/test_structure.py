@@ -1,0 +1,239 @@
+"""The package's structure is its contract: checked from the source, as a reader would see it.
+
+* The modules import one another in one straight stack: no circle, so no
+  import runs back up (type-only and lazy imports count as arrows too).
+* Every private module's ``__all__`` lists exactly what its neighbours
+  import from it, and nothing else; no module imports a sibling's
+  underscore name or reaches into another module's private attributes.
+* Every module's docstring names its concern.
+* Public classes report ``__module__ == "daemondeco"``.
+* Where ``fork``/``flock`` are missing, every public entry point raises
+  ``DaemonError``, never ``AttributeError``.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+
+import pytest
+from conftest import ROOT, Sandbox
+
+import daemondeco
+
+PACKAGE = ROOT / "daemondeco"
+MODULES = sorted(path.stem for path in PACKAGE.glob("*.py"))
+
+
+def _tree(module: str) -> ast.Module:
+    return ast.parse((PACKAGE / f"{module}.py").read_text(), filename=f"daemondeco/{module}.py")
+
+
+def _sibling_imports(module: str) -> Iterator[tuple[str, list[str], int]]:
+    """(sibling, names imported from it, line) for every relative import, wherever it stands."""
+    for node in ast.walk(_tree(module)):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            names = [alias.name for alias in node.names]
+            if node.module is None:  # from . import _proc, _signals
+                for name in names:
+                    yield name, [], node.lineno
+            else:
+                yield node.module, names, node.lineno
+
+
+def _graph() -> dict[str, set[str]]:
+    return {module: {sibling for sibling, _, _ in _sibling_imports(module)} for module in MODULES}
+
+
+def test_the_imports_form_no_circle() -> None:
+    graph = _graph()
+    order: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        if state.get(module) == "done":
+            return
+        assert state.get(module) != "open", "import circle: " + " -> ".join([*path, module])
+        state[module] = "open"
+        for sibling in sorted(graph[module]):
+            visit(sibling, [*path, module])
+        state[module] = "done"
+        order.append(module)
+
+    for module in MODULES:
+        visit(module, [])
+    # A topological order exists: reading bottom-up, every arrow points down.
+    position = {module: index for index, module in enumerate(order)}
+    for module, siblings in graph.items():
+        for sibling in siblings:
+            assert position[sibling] < position[module], f"{module} imports {sibling}, which imports it back"
+
+
+def test_the_cli_never_climbs_up_into_the_decorators() -> None:
+    assert "_decorators" not in _graph()["_cli"], "the CLI takes options and a function, never the wrapper"
+
+
+def _imported_from(module: str) -> dict[str, set[str]]:
+    """What every other module takes from *module*: names it imports, or attributes of the module it imports."""
+    taken: dict[str, set[str]] = {}
+    for other in MODULES:
+        for sibling, names, _ in _sibling_imports(other):
+            if sibling != module:
+                continue
+            if names:
+                taken.setdefault(other, set()).update(names)
+            else:  # from . import _proc, then _proc.terminate(...)
+                attributes = {
+                    node.attr
+                    for node in ast.walk(_tree(other))
+                    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == module
+                }
+                taken.setdefault(other, set()).update(attributes)
+    return taken
+
+
+def _declared_all(module: str) -> list[str]:
+    for node in _tree(module).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            value = ast.literal_eval(node.value)
+            assert isinstance(value, list)
+            return value
+    return []
+
+
+def _isort_key(name: str) -> tuple[int, str]:
+    return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
+
+
+PRIVATE = [module for module in MODULES if module.startswith("_") and module not in ("__init__", "__main__")]
+
+
+@pytest.mark.parametrize("module", PRIVATE)
+def test_all_of_a_private_module_is_exactly_what_its_neighbours_import(module: str) -> None:
+    declared = _declared_all(module)
+    order = sorted(declared, key=_isort_key)
+    assert declared == order, f"{module}.__all__ is not sorted (CONSTANTS, Classes, functions)"
+    used = set().union(*_imported_from(module).values()) if _imported_from(module) else set()
+    assert set(declared) == used, (
+        f"{module}.__all__ must list what its neighbours import: "
+        f"listed but unused {sorted(set(declared) - used)}, imported but unlisted {sorted(used - set(declared))}"
+    )
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_no_module_imports_a_private_name_of_a_sibling(module: str) -> None:
+    for sibling, names, line in _sibling_imports(module):
+        private = [name for name in names if name.startswith("_") and not name.startswith("__")]
+        assert not private, f"daemondeco/{module}.py:{line} imports {private} from {sibling}"
+
+
+# Attribute reaches into private names that are allowed, each for a reason.
+ALLOWED_PRIVATE_ATTRIBUTES = {
+    "os._exit",  # leaving a forked process without running the parent's atexit handlers
+    "sys._getframe",  # the warnings stacklevel of the user's line
+    "atexit._clear",  # a worker does not run its caller's exit handlers
+    "atexit._run_exitfuncs",  # the daemon's own exit sequence, without the interpreter's teardown
+    "logging._handlerList",  # the fds of every configured logging handler are kept
+    "owner._self_daemon_options",  # wrapt's attribute prefix for the wrapper's own state, in _decorators
+    "process._start_time",  # a DaemonProcess classmethod on its own instance
+}
+_REACH = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\.(_[a-z][A-Za-z0-9_]*)")
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_no_module_reaches_into_another_ones_private_attributes(module: str) -> None:
+    source = (PACKAGE / f"{module}.py").read_text()
+    reaches = {f"{owner}.{name}" for owner, name in _REACH.findall(source) if owner not in ("self", "cls")}
+    unexpected = reaches - ALLOWED_PRIVATE_ATTRIBUTES
+    assert not unexpected, f"daemondeco/{module}.py reaches into private attributes: {sorted(unexpected)}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_module_says_its_concern(module: str) -> None:
+    docstring = ast.get_docstring(_tree(module))
+    assert docstring, f"daemondeco/{module}.py has no docstring"
+    assert len(docstring.splitlines()[0]) > 15, f"daemondeco/{module}.py: the first line should name its concern"
+
+
+@pytest.mark.parametrize(
+    "name", [name for name in daemondeco.__all__ if isinstance(getattr(daemondeco, name), type)]
+)
+def test_public_classes_report_the_public_module(name: str) -> None:
+    assert getattr(daemondeco, name).__module__ == "daemondeco"
+
+
+def test_a_startup_error_traceback_names_the_public_module(sandbox: Sandbox) -> None:
+    result = sandbox.run(
+        """
+        from daemondeco import daemon
+
+        @daemon(ready="notify", ready_timeout=5)
+        def main():
+            raise ValueError("bad config")
+
+        main()
+        """
+    )
+    assert result.returncode == 1, result
+    assert "daemondeco.StartupError: daemon (pid" in result.stderr, result
+    assert "daemondeco._errors" not in result.stderr, result
+
+
+# -- a platform without fork() and flock() -----------------------------------------
+
+NO_POSIX = """
+import os, sys
+sys.modules["fcntl"] = None  # import fcntl -> ImportError, as on Windows
+del os.fork
+import daemondeco
+from daemondeco import DaemonError, Pidfile, daemon, daemonize, process_daemonize
+from daemondeco.testing import DaemonRunner
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PIDFILE = os.path.join(HERE, "d.pid")
+
+@daemon(pidfile=PIDFILE)
+def main():
+    pass
+
+@process_daemonize
+def work():
+    pass
+
+calls = {
+    "daemon()": main,
+    "daemon.start()": main.start,
+    "daemon.run()": main.run,
+    "daemon.status()": main.status,
+    "daemon.stop()": main.stop,
+    "daemon.restart()": main.restart,
+    "process_daemonize()": work,
+    "daemonize()": lambda: daemonize(pidfile=PIDFILE),
+    "Pidfile.acquire()": lambda: Pidfile(PIDFILE).acquire(),
+    "Pidfile.read_pid()": lambda: Pidfile(PIDFILE).read_pid(),
+    "Pidfile.locked_by()": lambda: Pidfile(PIDFILE).locked_by(),
+    "Pidfile.is_locked()": lambda: Pidfile(PIDFILE).is_locked(),
+    "DaemonRunner.start()": lambda: DaemonRunner(main, directory=HERE).start(),
+}
+open(PIDFILE, "w").write("1\\n")  # so that readers get as far as the lock
+for name, call in calls.items():
+    try:
+        call()
+    except DaemonError as exc:
+        print("DaemonError", name, exc)
+    except BaseException as exc:
+        print("WRONG", name, type(exc).__name__, exc)
+    else:
+        print("WRONG", name, "no error")
+print("cli status ->", main.cli(["status"]))
+"""
+
+
+def test_without_fork_and_flock_every_entry_point_raises_daemon_error(sandbox: Sandbox) -> None:
+    result = sandbox.run(NO_POSIX)
+    assert result.returncode == 0, result
+    assert "WRONG" not in result.stdout, result
+    assert result.stdout.count("DaemonError") == 13, result
+    assert "needs a POSIX system with fork() and flock()" in result.stdout, result
+    assert "cli status -> 4" in result.stdout, result

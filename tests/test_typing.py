@@ -1,0 +1,55 @@
+"""Users' type checkers see daemondeco's real types: snippets in tests/typing/ under mypy --strict.
+
+``pass_*.py`` must check clean; in ``fail_*.py`` every line marked
+``# E: <text>`` must give an error containing that text, and no other line
+any error: a misspelt method or a wrong argument is caught before it runs.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+TYPING = Path(__file__).parent / "typing"
+
+pytest.importorskip("mypy", reason="mypy is in the test extra")
+
+
+def _mypy(*files: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--show-error-codes", *map(str, files)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_correct_use_checks_clean() -> None:
+    result = _mypy(*sorted(TYPING.glob("pass_*.py")))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mistakes_are_errors_on_exactly_the_marked_lines() -> None:
+    (snippet,) = sorted(TYPING.glob("fail_*.py"))
+    expected = {
+        number: match.group(1).strip()
+        for number, line in enumerate(snippet.read_text().splitlines(), start=1)
+        if (match := re.search(r"^    \S.*  # E: (.*)$", line))
+    }
+    result = _mypy(snippet)
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors: dict[int, list[str]] = {}
+    for line in result.stdout.splitlines():
+        found = re.match(rf".*{re.escape(snippet.name)}:(\d+): error: (.*)", line)
+        if found:
+            errors.setdefault(int(found.group(1)), []).append(found.group(2))
+    where = f"errors on lines {sorted(errors)}, expected on {sorted(expected)}:\n{result.stdout}"
+    assert set(errors) == set(expected), where
+    for number, text in expected.items():
+        assert any(text in error for error in errors[number]), f"line {number}: {errors[number]} lacks {text!r}"

@@ -1,0 +1,62 @@
+"""Correct use of daemondeco, as a user writes it: mypy --strict must accept every line."""
+
+from __future__ import annotations
+
+import sys
+
+from daemondeco import (
+    DaemonFunction,
+    DaemonProcess,
+    Pidfile,
+    StartupError,
+    WorkerFunction,
+    daemon,
+    daemonize,
+    notify_ready,
+    notify_status,
+    process_daemonize,
+)
+
+
+@daemon(pidfile="/tmp/typing-example.pid", stdout="/tmp/typing-example.log", ready="notify", stop_timeout=5)
+def serve(port: int, *, verbose: bool = False) -> int:
+    notify_ready()
+    notify_status(f"listening on {port}")
+    return 0
+
+
+@daemon
+def bare() -> None:
+    pass
+
+
+@process_daemonize(stop_timeout=2.5)
+def sync_account(account: str) -> None:
+    pass
+
+
+@process_daemonize
+def bare_worker(n: int) -> str:
+    return str(n)
+
+
+def control() -> None:
+    wrapper: DaemonFunction[[int], int] = serve
+    result: int = serve.run(8080, verbose=True)
+    pid: int | None = serve.status()
+    stopped: bool = serve.stop(timeout=3.0)
+    code: int = serve.cli(["status"])
+    handle: DaemonProcess = sync_account("alice")
+    running: bool = handle.is_running()
+    exited: bool = handle.wait(1.0)
+    worker: WorkerFunction[[int], str] = bare_worker
+    other: DaemonProcess = worker(3)
+    with Pidfile("/tmp/typing-example-2.pid") as lock:
+        holder: int | None = lock.read_pid()
+    print(wrapper, result, pid, stopped, code, running, exited, other, holder)
+    bare.run()
+    try:
+        serve.start(8080)
+    except StartupError as exc:
+        print(exc.daemon_traceback, file=sys.stderr)
+    daemonize(pidfile="/tmp/typing-example-3.pid")
