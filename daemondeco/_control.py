@@ -135,18 +135,24 @@ class DaemonProcess:
         where = f", pidfile={self.pidfile!r}" if self.pidfile else ""
         return f"<DaemonProcess pid={self.pid}{where} {state}>"
 
-    def _gone(self) -> bool:
+    def _reap(self) -> None:
+        """Once the worker has exited: reap it if it became our child (PID 1, subreaper)."""
         if self.pid in _our_children and _proc.reap_if_child(self.pid):
             del _our_children[self.pid]
-        return True
 
     def is_running(self) -> bool:
         """True while the daemon runs (a zombie or a reused pid does not count)."""
-        return _proc.is_alive(self.pid, self._start_time) or not self._gone()
+        if _proc.is_alive(self.pid, self._start_time):
+            return True
+        self._reap()
+        return False
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the daemon to exit; True once it has (False at *timeout*)."""
-        return _proc.wait_exit(self.pid, timeout, self._start_time) and self._gone()
+        if not _proc.wait_exit(self.pid, timeout, self._start_time):
+            return False
+        self._reap()
+        return True
 
     def stop(self, timeout: float | None = None) -> bool:
         """SIGTERM, wait up to *timeout* s (default ``stop_timeout``), then SIGKILL.
@@ -161,4 +167,6 @@ class DaemonProcess:
             stopped = stop_pidfile(self.pidfile, wait)
         else:
             stopped = _proc.terminate(self.pid, wait, self._start_time)
-        return stopped and self._gone()
+        if stopped:
+            self._reap()
+        return stopped

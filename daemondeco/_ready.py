@@ -22,7 +22,7 @@ import time
 
 from . import _proc
 from ._errors import StartInterrupted, StartupError
-from ._signals import block_interrupts, signal_name
+from ._signals import ignore_interrupts, signal_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -117,13 +117,13 @@ def await_ready(read_end: int, child: int, options: Options) -> int:
     try:
         return _read_frames(reader, waiting, options)
     except KeyboardInterrupt:
-        unblock = block_interrupts()  # a second Ctrl-C must not cut the stop short
+        restore = ignore_interrupts()  # a second Ctrl-C must not cut the stop short
         try:
             pid = waiting.pid if waiting.pid is not None else _pid_after_interrupt(reader)
             if pid is not None:
                 _proc.terminate(pid, options.stop_timeout)
         finally:
-            unblock()
+            restore()
         raise StartInterrupted(pid) from None
     finally:
         # The first child has exited by now (it forked the daemon, which sent

@@ -81,6 +81,7 @@ class Runtime:
         self.ready = False
         self.stopping = False
         self._reload_wake: int | None = None  # write end of the reload thread's pipe
+        self._reload_owner = 0  # the process whose reload thread reads it
 
     def activate(self) -> Runtime | None:
         """Make this the process's runtime; return the one it replaces."""
@@ -160,7 +161,8 @@ class Runtime:
         stream the reload flushes. Requests that arrive during a reload are
         coalesced into one more reload.
         """
-        if self._reload_wake is None:
+        if self._reload_wake is None or self._reload_owner != os.getpid():
+            # (A child the daemon forked has the handler, not the thread: its own.)
             import _thread
 
             read_end, write_end = os.pipe()
@@ -168,7 +170,7 @@ class Runtime:
             # _thread, not threading: starting a threading.Thread takes locks
             # the interrupted main thread may be holding.
             _thread.start_new_thread(self._reload_loop, (read_end,))
-            self._reload_wake = write_end
+            self._reload_wake, self._reload_owner = write_end, os.getpid()
         try:
             os.write(self._reload_wake, b"\0")
         except BlockingIOError:  # pragma: no cover - hundreds of requests already wait

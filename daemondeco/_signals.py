@@ -51,7 +51,7 @@ __all__ = [
     "SIGHUP",
     "SIGKILL",
     "SIGTERM",
-    "block_interrupts",
+    "ignore_interrupts",
     "in_main_thread",
     "inherited",
     "install",
@@ -141,14 +141,21 @@ def restore(previous: dict[int, Handler]) -> None:
         signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
-def block_interrupts() -> Callable[[], None]:
-    """Block SIGINT (a second Ctrl-C) in this thread; return the function that unblocks it."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGINT,))
+def ignore_interrupts() -> Callable[[], None]:
+    """Ignore SIGINT (a second Ctrl-C) for a while; return the function that restores it.
 
-    def unblock() -> None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    Ignored rather than blocked, so that no Ctrl-C stays pending to interrupt
+    what follows. Only the main thread may change a disposition: elsewhere
+    this does nothing.
+    """
+    if not in_main_thread():
+        return lambda: None
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    return unblock
+    def restore() -> None:
+        signal.signal(signal.SIGINT, previous)
+
+    return restore
 
 
 def in_main_thread() -> bool:

@@ -141,6 +141,87 @@ def test_sighup_under_a_busy_writer_never_kills_nor_loses_a_reopen(sandbox: Sand
     rotate_under_load(sandbox, 100)
 
 
+# on_reload records which process and which thread reloaded; it raises when told to.
+RELOADER = """
+import os, sys, threading, time
+from pathlib import Path
+from daemondeco import daemon
+HERE = Path(__file__).resolve().parent
+
+def on_reload():
+    with open(HERE / "reloads", "a") as out:
+        out.write(f"{os.getpid()} {threading.current_thread() is threading.main_thread()}\\n")
+    if (HERE / "raise").exists():
+        raise {exception}
+
+@daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", on_reload=on_reload)
+def main():
+    forked = False
+    while True:
+        print("tick", flush=True)
+        time.sleep(0.01)
+        if not forked and (HERE / "fork").exists() and (HERE / "reloads").exists():
+            forked = True  # after a reload: the daemon's reload thread runs now
+            if os.fork() == 0:  # a child of the daemon, which inherits the SIGHUP handler
+                (HERE / "child.tmp").write_text(str(os.getpid()))
+                os.rename(HERE / "child.tmp", HERE / "child")
+                while True:
+                    time.sleep(1)
+
+main()
+"""
+
+
+def reload_lines(sandbox: Sandbox) -> list[str]:
+    path = sandbox.path / "reloads"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.mark.parametrize(
+    "exception",
+    [
+        pytest.param("ValueError('bad config')", id="ValueError"),
+        pytest.param("SystemExit(3)", id="SystemExit"),
+        pytest.param("KeyboardInterrupt()", id="KeyboardInterrupt"),
+    ],
+)
+def test_on_reload_runs_outside_the_handler_and_nothing_escapes(sandbox: Sandbox, exception: str) -> None:
+    result = sandbox.run(RELOADER.replace("{exception}", exception))
+    assert result.returncode == 0, result
+    pid = read_pid(sandbox.path / "d.pid")
+    (sandbox.path / "raise").touch()
+    os.kill(pid, signal.SIGHUP)
+    wait_until(lambda: len(reload_lines(sandbox)) == 1, 10, what="the reload")
+    assert reload_lines(sandbox) == [f"{pid} False"], "on_reload runs in the daemon, not in its main thread"
+    log = sandbox.path / "d.log"
+    wait_until(lambda: "reload failed" in log.read_text(), 10, what="the failed reload reported in the log")
+    # The exception did not escape into the daemon's own code: it keeps running and printing.
+    size = log.stat().st_size
+    wait_until(lambda: log.stat().st_size > size, 10, what="the daemon printing after the failed reload")
+    assert alive(pid)
+    (sandbox.path / "raise").unlink()
+    os.kill(pid, signal.SIGHUP)
+    wait_until(lambda: len(reload_lines(sandbox)) == 2, 10, what="a second reload after the failed one")
+    assert alive(pid)
+
+
+def test_a_sighup_to_a_child_of_the_daemon_never_reloads_the_daemon(sandbox: Sandbox) -> None:
+    result = sandbox.run(RELOADER.replace("{exception}", "ValueError()"))
+    assert result.returncode == 0, result
+    pid = read_pid(sandbox.path / "d.pid")
+    (sandbox.path / "fork").touch()
+    os.kill(pid, signal.SIGHUP)
+    wait_until(lambda: len(reload_lines(sandbox)) == 1, 10, what="the daemon's first reload")
+    wait_until((sandbox.path / "child").exists, 10, what="the daemon's child, forked after that reload")
+    child = int((sandbox.path / "child").read_text())
+    os.kill(child, signal.SIGHUP)
+    wait_until(lambda: len(reload_lines(sandbox)) == 2, 10, what="the child's reload")
+    os.kill(pid, signal.SIGHUP)
+    wait_until(lambda: len(reload_lines(sandbox)) == 3, 10, what="the daemon's second reload")
+    reloaders = [line.split()[0] for line in reload_lines(sandbox)]
+    assert reloaders == [str(pid), str(child), str(pid)], "each process reloads itself, only on its own SIGHUP"
+
+
 # -- #6: status after a stop that had to SIGKILL ---------------------------------
 
 # A daemon whose cleanup blocks: SIGTERM cannot end it, stop must SIGKILL.
