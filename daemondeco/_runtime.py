@@ -177,6 +177,11 @@ class Runtime:
             pass
 
     def _reload_loop(self, read_end: int) -> None:
+        import threading
+
+        # Registered under a name of ours, so that a worker started later does
+        # not warn about it (see _engine._warn_threads).
+        threading.current_thread().name = "daemondeco-reload"
         while os.read(read_end, 4096):  # all pending requests at once
             self.reload()
 

@@ -435,3 +435,44 @@ def test_ctrl_c_while_start_waits_stops_the_daemon_and_says_so(sandbox: Sandbox,
     assert names_pid(said[0], pid), err
     assert wait_exit(pid, 10), f"the daemon {pid} still runs"
     assert not daemondeco.Pidfile(sandbox.path / "d.pid").is_locked()
+
+
+RELOAD_THEN_WORKER = """
+import logging, os, signal, sys, threading, warnings
+from pathlib import Path
+from daemondeco import daemon, process_daemonize
+HERE = Path(__file__).resolve().parent
+reloaded = threading.Event()
+
+def on_reload():
+    logging.getLogger("app").info("reloaded")  # asks threading for the current thread
+    reloaded.set()
+
+@process_daemonize
+def worker():
+    pass
+
+@daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", on_reload=on_reload, ready="notify")
+def main():
+    from daemondeco import notify_ready
+    notify_ready()
+    os.kill(os.getpid(), signal.SIGHUP)
+    assert reloaded.wait(10)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        worker().wait(10)
+    names = sorted(t.name for t in threading.enumerate())
+    print("THREADS", names, "WARNINGS", [str(w.message) for w in caught], flush=True)
+
+main()
+"""
+
+
+def test_the_reload_thread_is_named_and_never_warned_about(sandbox: Sandbox) -> None:
+    result = sandbox.run(RELOAD_THEN_WORKER)
+    assert result.returncode == 0, result
+    pid = read_pid(sandbox.path / "d.pid")
+    wait_exit(pid)
+    line = next(line for line in (sandbox.path / "d.log").read_text().splitlines() if line.startswith("THREADS"))
+    assert "'daemondeco-reload'" in line, line
+    assert line.endswith("WARNINGS []"), line
