@@ -1,0 +1,385 @@
+"""Stress and fault scenarios of issue 6, in cheap variants that run in every suite.
+
+* many ``@process_daemonize`` workers from one long-lived subreaper caller:
+  no fd, thread or zombie left behind;
+* ``kill -9`` and Ctrl-C of a launcher at random (seeded) moments of a start:
+  one daemon holding its lock, or none and a clean next start;
+* signal storms: 500 SIGHUPs coalesce into reloads, 200 SIGTERMs run the
+  cleanup once;
+* fuzzed command lines of ``main.cli()`` and ``python -m daemondeco``.
+
+The expensive variants (500 workers, 200 kill rounds) are in tests/test_stress.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import Sandbox, alive, read_pid, wait_exit, wait_until, zombie_exit_code
+from test_reliability import names_pid
+
+import daemondeco
+
+# -- 1: many workers from one long-lived caller ----------------------------------
+
+# A caller that is a child subreaper, so that every worker (double-forked) is
+# re-parented to it when its first child exits and must be reaped by the
+# library. It starts N workers (each returns at once or after a few ms), waits
+# on each handle and reports what it holds afterwards.
+MANY_WORKERS = """
+import ctypes, json, os, sys, threading, time
+
+PR_SET_CHILD_SUBREAPER = 36
+assert ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0, ctypes.get_errno()
+
+from daemondeco import process_daemonize
+
+ME = os.getpid()
+
+@process_daemonize
+def worker(index):
+    if index % 3:
+        time.sleep(0.001 * (index % 20))  # a short, bounded life
+
+def children():
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        fields = data[data.rindex(b")") + 2 :].split()
+        if int(fields[1]) == ME:
+            found[int(entry)] = fields[0].decode()
+    return found
+
+def fd_count():
+    return len(os.listdir("/proc/self/fd"))
+
+def task_count():
+    return len(os.listdir("/proc/self/task"))
+
+count = int(sys.argv[1])
+before = {"fds": fd_count(), "threads": threading.active_count(), "tasks": task_count(), "children": children()}
+started = time.monotonic()
+handles = [worker(index) for index in range(count)]
+waited = [handle.wait(10) for handle in handles]
+elapsed = time.monotonic() - started
+pids = [handle.pid for handle in handles]
+left = children()
+after = {"fds": fd_count(), "threads": threading.active_count(), "tasks": task_count(), "children": left}
+running = [handle.pid for handle in handles if handle.is_running()]
+print(json.dumps({"before": before, "after": after, "pids": pids, "waited": waited, "running": running,
+                  "zombies": sorted(pid for pid, state in left.items() if state == "Z"),
+                  "elapsed": elapsed}), flush=True)
+"""
+
+
+def run_many_workers(sandbox: Sandbox, count: int, timeout: float) -> dict[str, object]:
+    """Run MANY_WORKERS with *count* workers and check every fact it reports."""
+    result = sandbox.run(MANY_WORKERS, str(count), timeout=timeout)
+    assert result.returncode == 0, result
+    assert "Traceback" not in result.stderr, result
+    data: dict[str, object] = json.loads(result.stdout.splitlines()[-1])
+    pids = data["pids"]
+    assert isinstance(pids, list) and len(pids) == count and len(set(pids)) == count, "every worker started"
+    assert data["waited"] == [True] * count, "every worker exited within its wait"
+    assert data["running"] == [], data["running"]
+    assert data["zombies"] == [], f"zombie workers of the subreaper caller: {data['zombies']}"
+    before, after = data["before"], data["after"]
+    assert isinstance(before, dict) and isinstance(after, dict)
+    assert after["children"] == {}, f"children left to the caller: {after['children']}"
+    assert after["fds"] == before["fds"], f"fds before {before['fds']}, after {after['fds']}"
+    assert after["threads"] == before["threads"] == 1, data
+    assert after["tasks"] == before["tasks"] == 1, data
+    assert sandbox.live_pids() == [], "a worker outlived its caller's wait"
+    return data
+
+
+def test_50_workers_from_one_subreaper_caller_leave_nothing_behind(sandbox: Sandbox) -> None:
+    run_many_workers(sandbox, 50, timeout=60)
+
+
+# -- 2: kill -9 and Ctrl-C at random moments of a start ---------------------------
+
+# A CLI daemon with a short set-up (20 ms). ``prog.py launch ACTIONS`` first runs
+# the comma-separated ACTIONS (checks of the previous round: one interpreter
+# instead of several keeps the suite short) and prints their exit codes as one
+# JSON list, then says "GO" and calls main.cli(["start"]); ``prog.py check
+# ACTIONS`` only runs the actions. The test's random delay counts from "GO",
+# so that it falls in the start, not in the interpreter's start-up. With
+# SLOW=1 the launcher works 5 ms before the start (no pidfile yet) and 10 ms
+# right before its fork (pidfile locked, no daemon yet), so that a kill finds
+# every stage. The daemon touches "serving/<pid>" once it is ready.
+KILLED_START = """
+import json, os, sys, time
+from pathlib import Path
+from daemondeco import daemon, notify_ready
+HERE = Path(__file__).resolve().parent
+LAUNCHER = os.getpid()
+SLOW = os.environ.get("SLOW") == "1"
+
+def before_fork():
+    if SLOW and os.getpid() == LAUNCHER:
+        time.sleep(0.01)
+
+os.register_at_fork(before=before_fork)
+
+@daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", ready="notify", stop_timeout=5)
+def main():
+    time.sleep(0.02)  # the set-up
+    notify_ready()
+    (HERE / "serving" / str(os.getpid())).touch()
+    while True:
+        time.sleep(1)
+
+mode, actions = sys.argv[1], [action for action in sys.argv[2].split(",") if action]
+if actions:
+    print(json.dumps([main.cli([action]) for action in actions]), flush=True)
+if mode == "launch":
+    print("GO", flush=True)
+    if SLOW:
+        time.sleep(0.005)
+    sys.exit(main.cli(["start"]))
+"""
+
+# The checks of a daemon found running after a cut start: status, stop, status.
+CHECK_RUNNING = ("status,stop,status", [0, 0, 3])
+
+
+def exit_codes(stdout: str) -> list[int]:
+    """The exit codes of the actions a KILLED_START run was given (its one JSON list)."""
+    (line,) = [line for line in stdout.splitlines() if line.startswith("[")]
+    codes: list[int] = json.loads(line)
+    return codes
+
+
+def settled(sandbox: Sandbox) -> bool:
+    """Every live process of the test is a daemon that finished its start."""
+    serving = {int(name) for name in os.listdir(sandbox.path / "serving")}
+    return all(pid in serving for pid in sandbox.live_pids())
+
+
+def launch_and_signal(
+    sandbox: Sandbox, script: Path, actions: str, signum: int, delay: float, **env: str
+) -> tuple[int, list[int], str]:
+    """``prog.py launch ACTIONS``, *signum* *delay* s after its "GO": exit code, ACTIONS' codes, stderr."""
+    launcher = subprocess.Popen(
+        [sys.executable, str(script), "launch", actions],
+        cwd=sandbox.path,
+        env=sandbox.env(**env),
+        text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    sandbox.extra_pids.append(launcher.pid)
+    codes: list[int] = []
+    try:
+        assert launcher.stdout is not None
+        said = []
+        while (line := launcher.stdout.readline()) not in ("GO\n", ""):
+            said.append(line)
+        assert line == "GO\n", f"the launcher never got to its start: {said}"
+        if actions:
+            codes = exit_codes("".join(said))
+        time.sleep(delay)  # the random moment itself, not a wait for a condition
+        launcher.send_signal(signum)
+        _, err = launcher.communicate(timeout=30)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.communicate()
+    return launcher.returncode, codes, err
+
+
+def inspect_cut_start(sandbox: Sandbox, where: str) -> int | None:
+    """After a start was cut short: the one daemon, holding its lock and named by the pidfile, or None."""
+    pidfile = sandbox.path / "d.pid"
+    wait_until(lambda: settled(sandbox), 10, what=f"{where}: the start to settle")
+    live = sandbox.live_pids()
+    assert len(live) <= 1, f"{where}: two daemons: {live}"
+    holder = daemondeco.Pidfile(pidfile).locked_by()
+    if not live:
+        assert holder is None, f"{where}: no daemon runs but the lock is held by {holder}"
+        return None
+    (pid,) = live
+    assert holder == pid, f"{where}: daemon {pid} runs, the pidfile lock is held by {holder}"
+    assert read_pid(pidfile) == pid, where
+    return pid
+
+
+def start_after_none(sandbox: Sandbox, script: Path, where: str) -> int:
+    """No daemon survived a cut start: ``status`` says so and a new ``start`` succeeds. Its daemon."""
+    pidfile = sandbox.path / "d.pid"
+    # report_status decides by the file alone once nothing holds its lock: a pidfile the
+    # killed launcher had created (empty, unlocked) is stale, "dead but pidfile exists" (1):
+    # nothing survived that could remove it. Without a file: "not running" (3).
+    expected = 1 if os.path.lexists(pidfile) else 3
+    checked = sandbox.run_file(script, "launch", "status")
+    assert checked.returncode == 0, f"{where}: the start after the cut one failed: {checked}"
+    assert exit_codes(checked.stdout) == [expected], f"{where}: {checked}"
+    pid = read_pid(pidfile)
+    assert daemondeco.Pidfile(pidfile).locked_by() == pid and alive(pid), f"{where}: {checked}"
+    return pid
+
+
+def cut_start_rounds(sandbox: Sandbox, signum: int, rounds: int, seed: int, **env: str) -> dict[str, int]:
+    """Send *signum* to a launcher at a random moment of its start, *rounds* times.
+
+    Each round checks what the previous one left (in the next launcher, before
+    its "GO"): a daemon found running answers ``status`` 0, ``stop`` 0, then
+    ``status`` 3. Counts the outcomes by the launcher's exit code and whether a
+    daemon ran afterwards.
+    """
+    script = sandbox.write("prog.py", KILLED_START)
+    (sandbox.path / "serving").mkdir()
+    rng = random.Random(seed)
+    outcomes: dict[str, int] = {}
+    actions, expected, previous = "", [], None
+    for round_ in range(rounds):
+        delay = rng.uniform(0, 0.05)
+        where = f"round {round_} (seed {seed}, {signal.Signals(signum).name} {delay * 1000:.1f} ms after GO)"
+        code, codes, err = launch_and_signal(sandbox, script, actions, signum, delay, **env)
+        assert codes == expected, f"{where}: checks {actions!r} of the previous round gave {codes}, not {expected}"
+        if previous is not None:
+            assert not alive(previous), f"{where}: the daemon {previous} survived its stop"
+            assert zombie_exit_code(previous) == 0, where
+        if signum == signal.SIGKILL:
+            assert code in (-signal.SIGKILL, 0), f"{where}: exit {code}\n{err}"
+        else:
+            # -SIGINT: the KeyboardInterrupt escaped at an edge of the wait (test_ctrl_c_right_after_readiness...).
+            assert code in (130, 0, -signal.SIGINT), f"{where}: exit {code}\n{err}"
+        if code == 130:
+            said = [line for line in err.splitlines() if line.strip()]
+            assert len(said) == 1 and "Traceback" not in err, f"{where}: exit 130 but stderr says\n{err}"
+        pid = inspect_cut_start(sandbox, where)
+        if code == 130:
+            assert pid is None, f"{where}: Ctrl-C gave 130, but daemon {pid} runs"
+        if pid is None and code == 0:
+            raise AssertionError(f"{where}: start exited 0, but no daemon runs\n{err}")
+        outcome = f"exit {code}, {'daemon' if pid else 'none'}"
+        if pid is None:
+            outcome += ", stale pidfile" if os.path.lexists(sandbox.path / "d.pid") else ", no pidfile"
+            pid = start_after_none(sandbox, script, where)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        actions, expected, previous = *CHECK_RUNNING, pid
+    checked = sandbox.run_file(script, "check", actions)
+    assert exit_codes(checked.stdout) == expected, checked
+    assert previous is not None and wait_exit(previous, 10) and not alive(previous)
+    assert sandbox.live_pids() == []
+    return outcomes
+
+
+def test_kill_9_of_the_launcher_at_random_moments_leaves_one_locked_daemon_or_none(sandbox: Sandbox) -> None:
+    outcomes = cut_start_rounds(sandbox, signal.SIGKILL, 20, seed=6, SLOW="1")
+    assert sum(outcomes.values()) == 20, outcomes
+
+
+def test_ctrl_c_of_the_launcher_at_random_moments_exits_130_with_no_daemon_or_0(sandbox: Sandbox) -> None:
+    outcomes = cut_start_rounds(sandbox, signal.SIGINT, 10, seed=12)
+    assert sum(outcomes.values()) == 10, outcomes
+
+
+# The windows a random Ctrl-C hits rarely, held open on purpose. "ready": the
+# first child lingers 1 s after forking the daemon (a hook after its fork), so
+# the launcher, already told "ready", blocks in reaping it. "stubborn": the
+# daemon's cleanup blocks, so the launcher's stop after Ctrl-C must SIGKILL.
+CTRL_C_WINDOW = """
+import os, sys, time
+from pathlib import Path
+from daemondeco import daemon, notify_ready
+HERE = Path(__file__).resolve().parent
+LAUNCHER = os.getpid()
+CASE = sys.argv[1]
+
+def first_child_lingers():
+    if CASE == "ready" and os.getppid() == LAUNCHER:  # in the first child, after it forked the daemon
+        time.sleep(1)
+
+os.register_at_fork(after_in_parent=first_child_lingers)
+
+@daemon(pidfile=HERE / "d.pid", ready="notify", stop_timeout=0.5)
+def main():
+    try:
+        if CASE == "ready":
+            notify_ready()
+        (HERE / "serving.tmp").write_text(str(os.getpid()))
+        (HERE / "serving.tmp").rename(HERE / "serving")
+        time.sleep(60)
+    finally:
+        if CASE == "stubborn":
+            time.sleep(60)
+
+if CASE == "status":
+    sys.exit(main.cli(["status"]))
+sys.exit(main.cli(["start"]))
+"""
+
+
+def interrupt_in_window(sandbox: Sandbox, case: str) -> tuple[int, str, int]:
+    """Start CTRL_C_WINDOW *case*, SIGINT the launcher once the daemon runs its function.
+
+    The launcher's exit code, its stderr and the daemon's pid.
+    """
+    script = sandbox.write("prog.py", CTRL_C_WINDOW)
+    launcher = sandbox.popen_file(
+        script, case, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        serving = sandbox.path / "serving"
+        wait_until(serving.exists, 10, what="the daemon in its function")
+        pid = int(serving.read_text())
+        if case == "ready":  # told "ready", the launcher now reaps the lingering first child
+            wchan = Path(f"/proc/{launcher.pid}/wchan")
+            wait_until(lambda: wchan.read_text() == "do_wait", 5, what="the launcher in waitpid()")
+        assert launcher.poll() is None, "the launcher left before the Ctrl-C"
+        launcher.send_signal(signal.SIGINT)
+        _, err = launcher.communicate(timeout=20)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.communicate()
+    return launcher.returncode, err, pid
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="found here: a Ctrl-C after readiness, while the launcher reaps its first child, escapes as a "
+    "KeyboardInterrupt traceback (exit -2) and the daemon runs on",
+)
+def test_ctrl_c_right_after_readiness_exits_0_or_130_without_a_traceback(sandbox: Sandbox) -> None:
+    code, err, pid = interrupt_in_window(sandbox, "ready")
+    assert "Traceback" not in err, f"exit {code}\n{err}"
+    assert code in (0, 130), f"exit {code}\n{err}"
+    if code == 0:  # ready came first: the daemon runs, holding its pidfile
+        assert alive(pid) and daemondeco.Pidfile(sandbox.path / "d.pid").locked_by() == pid
+    else:
+        assert wait_exit(pid, 10) and not alive(pid)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="found here: after Ctrl-C the launcher's stop had to SIGKILL the daemon, and leaves the pidfile "
+    "naming it: status says 1, not 3 (as after a stop or a failed start, issue 6 defect 6)",
+)
+def test_status_is_3_after_ctrl_c_had_to_sigkill_the_starting_daemon(sandbox: Sandbox) -> None:
+    code, err, pid = interrupt_in_window(sandbox, "stubborn")
+    assert code == 130, f"exit {code}\n{err}"
+    assert "Traceback" not in err and names_pid(err, pid), err
+    assert not alive(pid) and zombie_exit_code(pid) == -signal.SIGKILL, "the stop had to SIGKILL"
+    assert daemondeco.Pidfile(sandbox.path / "d.pid").locked_by() is None
+    status = sandbox.run_file(sandbox.path / "prog.py", "status")
+    assert status.returncode == 3, status
+    assert not (sandbox.path / "d.pid").exists()
