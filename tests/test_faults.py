@@ -383,3 +383,89 @@ def test_status_is_3_after_ctrl_c_had_to_sigkill_the_starting_daemon(sandbox: Sa
     status = sandbox.run_file(sandbox.path / "prog.py", "status")
     assert status.returncode == 3, status
     assert not (sandbox.path / "d.pid").exists()
+
+
+# -- 3: signal storms -----------------------------------------------------------
+
+# A daemon printing without pause. on_reload appends a line saying whether the
+# test had ended its storm ("over") when the reload ran; the finally block
+# appends "begin" and, 0.1 s later, "end" (a storm of SIGTERMs overlaps it).
+STORMED = """
+import os, sys, time
+from pathlib import Path
+from daemondeco import daemon, notify_ready
+HERE = Path(__file__).resolve().parent
+
+def on_reload():
+    with open(HERE / "reloads", "a") as out:
+        out.write("over\\n" if (HERE / "over").exists() else "during\\n")
+
+def mark(what):
+    with open(HERE / "finally", "a") as out:
+        out.write(f"{what} {os.getpid()}\\n")
+
+@daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", ready="notify", on_reload=on_reload)
+def main():
+    notify_ready()
+    n = 0
+    try:
+        while True:
+            print("line", n)
+            sys.stderr.write(f"err {n}\\n")
+            n += 1
+    finally:
+        mark("begin")
+        time.sleep(0.1)
+        mark("end")
+
+sys.exit(main.cli(["start"]))
+"""
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def start_stormed(sandbox: Sandbox) -> int:
+    pid = sandbox.start_daemon(STORMED)
+    wait_until(lambda: (sandbox.path / "d.log").stat().st_size > 0, 10, what="the daemon printing")
+    return pid
+
+
+def assert_stopped_once(sandbox: Sandbox, pid: int) -> None:
+    """*pid* exited 0 after one run of its finally block, and removed its pidfile."""
+    assert wait_exit(pid, 10), f"the daemon {pid} did not exit"
+    assert zombie_exit_code(pid) == 0
+    assert lines(sandbox.path / "finally") == [f"begin {pid}", f"end {pid}"], "the finally block ran once, whole"
+    assert not (sandbox.path / "d.pid").exists()
+    assert daemondeco.Pidfile(sandbox.path / "d.pid").locked_by() is None
+
+
+def test_500_sighups_at_once_coalesce_into_reloads_and_the_daemon_lives_on(sandbox: Sandbox) -> None:
+    pid = start_stormed(sandbox)
+    for sent in range(500):
+        if sent == 499:
+            (sandbox.path / "over").touch()  # the last request comes after this: a reload must see it
+        os.kill(pid, signal.SIGHUP)
+    reloads = sandbox.path / "reloads"
+    wait_until(lambda: "over" in lines(reloads), 20, what="a reload after the storm's last SIGHUP")
+    assert alive(pid)
+    count = len(lines(reloads))
+    assert 1 <= count <= 500, count
+    log = sandbox.path / "d.log"
+    size = log.stat().st_size
+    wait_until(lambda: log.stat().st_size > size, 10, what="the daemon printing after the storm")
+    text = log.read_text(errors="replace")
+    for word in ("Traceback", "reload failed", "reentrant"):
+        assert word not in text, f"{word!r} in the log: ...{text[max(0, text.find(word) - 300) :][:900]}"
+    os.kill(pid, signal.SIGTERM)
+    assert_stopped_once(sandbox, pid)
+
+
+def test_200_sigterms_at_once_run_the_cleanup_once_and_exit_0(sandbox: Sandbox) -> None:
+    pid = start_stormed(sandbox)
+    for _ in range(200):
+        os.kill(pid, signal.SIGTERM)
+    assert_stopped_once(sandbox, pid)
+    text = (sandbox.path / "d.log").read_text(errors="replace")
+    assert "Traceback" not in text, text[-2000:]
