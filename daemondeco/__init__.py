@@ -11,7 +11,7 @@ Public names are re-exported here; the modules behind them are private.
 
 from ._control import DaemonProcess
 from ._decorators import DaemonFunction, WorkerFunction, daemon, daemonize, process_daemonize
-from ._errors import AlreadyRunningError, DaemonError, DaemonWarning, StartupError
+from ._errors import AlreadyRunningError, DaemonError, DaemonWarning, ReloadError, StartupError
 from ._pidfile import Pidfile
 from ._runtime import notify_ready, notify_status
 
@@ -24,6 +24,7 @@ __all__ = [
     "DaemonProcess",
     "DaemonWarning",
     "Pidfile",
+    "ReloadError",
     "StartupError",
     "WorkerFunction",
     "daemon",
@@ -41,6 +42,7 @@ for _public in (
     DaemonProcess,
     DaemonWarning,
     Pidfile,
+    ReloadError,
     StartupError,
     WorkerFunction,
 ):

@@ -18,9 +18,9 @@ from __future__ import annotations
 import os
 import sys
 
-from ._control import pidfile_path, status_pidfile, stop_pidfile
+from ._control import pidfile_path, reload_pidfile, status_pidfile, status_report, stop_pidfile
 from ._engine import Foreground, launch
-from ._errors import AlreadyRunningError, DaemonError
+from ._errors import AlreadyRunningError, DaemonError, ReloadError
 from ._options import STOP_TIMEOUT, seconds
 
 TYPE_CHECKING = False
@@ -32,10 +32,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["main", "run_decorated_cli"]
 
-ACTIONS = ("start", "stop", "restart", "status", "run")
+ACTIONS = ("start", "stop", "restart", "status", "reload", "run")
 
 STATUS_RUNNING, STATUS_DEAD, STATUS_STOPPED, STATUS_UNKNOWN = 0, 1, 3, 4
 USAGE_ERROR = 2
+NOT_RUNNING = 7  # LSB: "program is not running", for actions other than status
 
 
 def _say(text: str, *, error: bool = False) -> None:
@@ -47,17 +48,51 @@ def _say(text: str, *, error: bool = False) -> None:
         print(text.encode(encoding, "backslashreplace").decode(encoding), file=stream, flush=True)
 
 
-def report_status(path: str, name: str) -> int:
-    """Print *name*'s status from pidfile *path*; return the LSB status code."""
-    pid = status_pidfile(path)
-    if pid is not None:
-        _say(f"{name} is running (pid {pid})")
-        return STATUS_RUNNING
-    if os.path.lexists(path):
+def report_status(path: str, name: str, *, as_json: bool = False) -> int:
+    """Print *name*'s status from pidfile *path* (a line, or one JSON object); return the LSB status code."""
+    code, report = status_report(path)
+    if as_json:
+        import json
+
+        _say(json.dumps(report))
+        return code
+    if code == STATUS_RUNNING:
+        _say(f"{name} is running (pid {report['pid']}){_vitals(report)}")
+    elif code == STATUS_DEAD:
         _say(f"{name} is not running, but its pidfile {_display(path)} exists (stale)")
-        return STATUS_DEAD
-    _say(f"{name} is not running")
-    return STATUS_STOPPED
+    else:
+        _say(f"{name} is not running")
+    return code
+
+
+def _vitals(report: dict[str, object]) -> str:
+    """``, ready, up 3m 12s, 10.2 MiB`` from a status report (what /proc could tell)."""
+    parts = [str(report["state"])]
+    uptime = report.get("uptime_s")
+    if isinstance(uptime, (int, float)):
+        seconds = int(uptime)
+        hours, rest = divmod(seconds, 3600)
+        minutes, seconds = divmod(rest, 60)
+        span = f"{hours}h {minutes}m" if hours else f"{minutes}m {seconds}s" if minutes else f"{seconds}s"
+        parts.append("up " + span)
+    rss = report.get("rss_bytes")
+    if isinstance(rss, int):
+        parts.append(f"{rss / 2**20:.1f} MiB")
+    return ", " + ", ".join(parts)
+
+
+def report_reload(path: str, name: str, timeout: float | None) -> int:
+    """Reload *name*'s daemon by pidfile *path* and wait for it; 0, 1 (failed) or 7 (not running)."""
+    try:
+        pid = reload_pidfile(path, timeout)
+    except ReloadError as exc:
+        if not exc.running:
+            _say(f"{name} is not running", error=True)
+            return NOT_RUNNING
+        _say(f"{name}: {exc}", error=True)
+        return 1
+    _say(f"{name} reloaded (pid {pid})")
+    return 0
 
 
 def report_stop(path: str, name: str, timeout: float) -> int:
@@ -125,10 +160,12 @@ def run_decorated_cli(options: Options, function: Callable[..., Any], argv: Sequ
     if action == "run":
         return _run_foreground(options, function, name, extra)
     try:
+        if action == "reload":
+            return report_reload(pidfile_path(options, action), name, None)
         if action in ("status", "stop", "restart"):
             path = pidfile_path(options, action)
             if action == "status":
-                return report_status(path, name)
+                return report_status(path, name, as_json="--json" in extra)
             if action == "stop":
                 return report_stop(path, name, options.stop_timeout)
             if report_stop(path, name, options.stop_timeout) != 0:
@@ -170,7 +207,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m daemondeco",
         description="Control a daemondeco daemon by its pidfile (LSB exit codes).",
     )
-    parser.add_argument("action", choices=("status", "stop"), help="status: 0 running, 1 stale pidfile, 3 stopped")
+    parser.add_argument(
+        "action",
+        choices=("status", "stop", "reload"),
+        help="status: 0 running, 1 stale pidfile, 3 stopped; reload: 0 done, 1 failed, 7 not running",
+    )
+    parser.add_argument("--json", action="store_true", help="status: print one JSON object")
     parser.add_argument("pidfile", help="the daemon's pidfile")
     parser.add_argument(
         "--timeout",
@@ -183,7 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = _display(os.path.basename(path))
     try:
         if args.action == "status":
-            return report_status(path, name)
+            return report_status(path, name, as_json=args.json)
+        if args.action == "reload":
+            return report_reload(path, name, None)
         return report_stop(path, name, args.timeout)
     except (OSError, DaemonError) as exc:
         _say(f"{name}: {exc}", error=True)

@@ -15,15 +15,17 @@ import os
 import time
 
 from . import _proc
-from ._errors import DaemonError
+from ._errors import DaemonError, ReloadError
 from ._options import STOP_TIMEOUT, stop_timeout
 from ._pidfile import Watcher
+from ._signals import SIGHUP
+from ._state import read_state, state_path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from ._options import Options
 
-__all__ = ["DaemonProcess", "pidfile_path", "status_pidfile", "stop_pidfile"]
+__all__ = ["DaemonProcess", "pidfile_path", "reload_pidfile", "status_pidfile", "status_report", "stop_pidfile"]
 
 
 def pidfile_path(options: Options, action: str) -> str:
@@ -64,7 +66,7 @@ def stop_pidfile(path: str, timeout: float) -> bool:
         start_time = _proc.identity(pid)
         stopped = _proc.escalate(pid, start_time, timeout, lambda wait: _stopped(watcher, pid, start_time, wait))
         if stopped:
-            watcher.remove_if_stale(pid)
+            watcher.remove_if_stale(pid, companions=(state_path(path),))
         return stopped
 
 
@@ -82,6 +84,163 @@ def status_pidfile(path: str) -> int | None:
     if pid is not None and _proc.is_alive(pid):
         return pid
     return None
+
+
+def _holder(path: str) -> int | None:
+    """The pid of the live daemon holding *path*'s lock, else None."""
+    watcher = Watcher.open(path)
+    if watcher is None:
+        return None
+    with watcher:
+        pid = watcher.holder_pid() if watcher.locked() else None
+    return pid if pid is not None and _proc.is_alive(pid) else None
+
+
+def reload_pidfile(path: str, timeout: float | None) -> int:
+    """SIGHUP the daemon holding *path*; return its pid once it has finished the reload.
+
+    Waits for a reload that *started* after the signal was sent (so it saw
+    whatever changed before the call), as recorded in the daemon's state
+    file; wakes on the file's changes (inotify) and on the daemon's death
+    (pidfd), never on a timer where those exist.
+
+    Raises:
+        ReloadError: ``on_reload`` raised (with the daemon's traceback; the
+            daemon keeps running), the daemon exited during the reload, it
+            did not finish within *timeout* s, or no daemon runs
+            (``running=False``).
+
+    """
+    pid = _holder(path)
+    if pid is None:
+        raise ReloadError(f"no daemon is running (pidfile {path!r})", running=False)
+    spath = state_path(path)
+    if read_state(spath) is None:
+        raise ReloadError(f"daemon (pid {pid}) keeps no state file {spath!r}: a reload cannot be acknowledged", pid=pid)
+    start_time = _proc.identity(pid)
+    with _StateWatch(spath, pid) as watch:
+        sent_at = time.monotonic_ns()
+        os.kill(pid, SIGHUP)
+        deadline = _proc.deadline_in(timeout)
+        while True:
+            record = (read_state(spath) or {}).get("reload")
+            if isinstance(record, dict) and record.get("finished_ns") and record.get("started_ns", 0) >= sent_at:
+                if record.get("ok"):
+                    return pid
+                raise ReloadError(
+                    f"daemon (pid {pid}) failed to reload; it keeps running with its previous state",
+                    pid=pid,
+                    daemon_traceback=str(record.get("error") or ""),
+                )
+            if not _proc.is_alive(pid, start_time):
+                raise ReloadError(f"daemon (pid {pid}) exited during reload", pid=pid)
+            if not watch.wait(deadline):
+                raise ReloadError(f"daemon (pid {pid}) did not finish its reload within {timeout:g} s", pid=pid)
+
+
+class _StateWatch:
+    """Wakes when the state file changes or the daemon exits (inotify and pidfd; else a short backoff)."""
+
+    def __init__(self, path: str, pid: int) -> None:
+        import select
+
+        self._poller = select.poll()
+        self._fds: list[int] = []
+        self._interval = 0.001
+        self._events = 0
+        notify = _inotify(path)
+        if notify is not None:
+            self._fds.append(notify)
+            self._events += 1
+        pidfd_open = getattr(os, "pidfd_open", None)
+        if pidfd_open is not None:
+            try:
+                self._fds.append(pidfd_open(pid))
+                self._events += 1
+            except OSError:
+                pass
+        for fd in self._fds:
+            self._poller.register(fd, select.POLLIN)
+
+    def __enter__(self) -> _StateWatch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for fd in self._fds:
+            os.close(fd)
+
+    def wait(self, deadline: float | None) -> bool:
+        """Wait for a change (or a moment without inotify); False once *deadline* passed."""
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        if self._events < 2:  # without inotify: look again after a growing interval
+            left = None if deadline is None else deadline - time.monotonic()
+            wait = self._interval if left is None else max(0.0, min(self._interval, left))
+            self._interval = min(self._interval * 2, 0.05)
+            for fd, _ in self._poller.poll(int(wait * 1000)):
+                _drain(fd)
+            return True
+        for fd, _ in _proc.poll_until(self._poller, deadline):
+            _drain(fd)
+        return True
+
+
+def _drain(fd: int) -> None:
+    try:
+        os.read(fd, 65536)  # inotify events (a pidfd is not readable: harmless)
+    except OSError:
+        pass
+
+
+def _inotify(path: str) -> int | None:
+    """An inotify fd watching *path* for writes (Linux), or None."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd: int = libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
+    except (ImportError, OSError, AttributeError):  # pragma: no cover - not Linux
+        return None
+    if fd < 0:  # pragma: no cover - out of inotify instances
+        return None
+    in_modify, in_delete_self, in_move_self = 0x2, 0x400, 0x800
+    if libc.inotify_add_watch(fd, os.fsencode(path), in_modify | in_delete_self | in_move_self) < 0:
+        os.close(fd)
+        return None
+    return fd
+
+
+def status_report(path: str) -> tuple[int, dict[str, object]]:
+    """The LSB status code of the daemon of *path* and its state, as ``status --json`` prints it.
+
+    Read from the pidfile's lock, the daemon's state file and ``/proc``:
+    ``pid``, ``state`` (``starting``, ``ready``, ``reloading``, ``stopping``,
+    ``stopped``, ``stale``), ``uptime_s``, ``cpu_s``, ``rss_bytes``,
+    ``threads``, ``fds``, ``status`` (the last ``notify_status()`` text) and
+    ``last_reload``; what cannot be read is ``None``.
+    """
+    report: dict[str, object] = dict.fromkeys(
+        ("pid", "state", "uptime_s", "cpu_s", "rss_bytes", "threads", "fds", "status", "last_reload")
+    )
+    pid = status_pidfile(path)
+    if pid is None:
+        stale = os.path.lexists(path)
+        report["state"] = "stale" if stale else "stopped"
+        return (1 if stale else 3), report
+    report["pid"] = pid
+    state = read_state(state_path(path))
+    report["state"] = (state or {}).get("state") or "starting"
+    if state:
+        report["status"] = state.get("status")
+        report["last_reload"] = _reload_summary(state.get("reload"))
+    report.update(_proc.facts(pid))
+    return 0, report
+
+
+def _reload_summary(record: object) -> dict[str, object] | None:
+    if not isinstance(record, dict) or not record.get("finished_ns"):
+        return None
+    return {"generation": record.get("generation"), "ok": record.get("ok"), "error": record.get("error")}
 
 
 # Workers that are this process's children: it is PID 1 or a child subreaper,

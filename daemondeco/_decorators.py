@@ -18,9 +18,9 @@ import wrapt
 
 from . import _engine
 from ._cli import run_decorated_cli
-from ._control import DaemonProcess, pidfile_path, status_pidfile, stop_pidfile
+from ._control import DaemonProcess, pidfile_path, reload_pidfile, status_pidfile, stop_pidfile
 from ._errors import DaemonError
-from ._options import Options, stop_timeout
+from ._options import Options, reload_timeout, stop_timeout
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -97,6 +97,22 @@ class _DaemonControl(Generic[P, R]):
         """
         options = self._options()
         return stop_pidfile(pidfile_path(options, "stop"), stop_timeout(timeout, options.stop_timeout))
+
+    def reload(self, timeout: float | None = None) -> None:
+        """SIGHUP the daemon and return once it has finished the reload (log files reopened, ``on_reload`` run).
+
+        Args:
+            timeout: seconds to wait at most; None: as long as the daemon lives.
+
+        Raises:
+            ReloadError: ``on_reload`` raised (the daemon keeps running with its
+                previous state; the error carries its traceback), the daemon
+                exited during the reload, the timeout passed, or no daemon runs.
+
+        .. versionadded:: 0.2
+
+        """
+        reload_pidfile(pidfile_path(self._options(), "reload"), reload_timeout(timeout))
 
     def restart(self, *args: P.args, **kwargs: P.kwargs) -> NoReturn:
         """Stop the running daemon (if any), then start a new one."""

@@ -29,6 +29,7 @@ from ._options import resolve_fds
 from ._pidfile import Holder, Watcher, require_posix
 from ._ready import ERROR, PID, await_ready, describe_exception, send
 from ._runtime import Runtime, active, call_main, run_in_daemon, watch_unready_exit
+from ._state import StateFile, state_path
 from ._stdio import (
     IN_FLAGS,
     LOG_FLAGS,
@@ -256,7 +257,17 @@ def _remove_stale_pidfile(prepared: Prepared, pid: int | None) -> None:
     watcher = Watcher.open(prepared.pidfile.path)
     if watcher is not None:
         with watcher:
-            watcher.remove_if_stale(pid)
+            watcher.remove_if_stale(pid, companions=(state_path(prepared.pidfile.path),))
+
+
+def _open_state(pidfile: Holder | None) -> StateFile | None:
+    """The daemon's state file next to its pidfile (opened before a chroot or privilege drop), if it can be made."""
+    if pidfile is None:
+        return None
+    try:
+        return StateFile(state_path(pidfile.path))
+    except OSError:  # a directory we may not write: status and reload then know less
+        return None
 
 
 def _in_children(read_end: int, write_end: int, prepared: Prepared, *, worker: bool) -> None:
@@ -295,17 +306,22 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
     if pidfile is not None:
         pidfile.write_pid(pid)  # first: a refused start or a stop can name us at once
     os.umask(options.umask)
+    state = _open_state(pidfile)
     for target, fd in enumerate(prepared.stdio):
         os.dup2(fd, target)
     keep = {0, 1, 2, write_end, *prepared.keep}
     if pidfile is not None:
         keep.add(pidfile.fileno())
+    if state is not None:
+        keep.add(state.fileno())
     close_fds(keep)
     notifier = None
     if prepared.manager_env:  # before a chroot hides the socket
         notifier = SystemdNotifier.from_environ(main_process=not worker)
     _privileges.enter(options, prepared.identity, prepared.root, prepared.workdir)
-    runtime = Runtime(write_end, options, pidfile=pidfile, notifier=notifier, stdio_paths=prepared.stdio_paths)
+    runtime = Runtime(
+        write_end, options, pidfile=pidfile, notifier=notifier, stdio_paths=prepared.stdio_paths, state=state
+    )
     runtime.activate()
     _signals.reset_inherited(prepared.signal_state)
     _signals.install(options, runtime)
@@ -435,7 +451,10 @@ class Foreground:
                     line_buffered()
             notifier = SystemdNotifier.from_environ()
             _privileges.enter(options, identity, root, workdir)
-            self.runtime = Runtime(None, options, pidfile=self.pidfile, notifier=notifier, stdio_paths=paths)
+            state = _open_state(self.pidfile)
+            self.runtime = Runtime(
+                None, options, pidfile=self.pidfile, notifier=notifier, stdio_paths=paths, state=state
+            )
             self._previous_runtime = self.runtime.activate()
             if _signals.in_main_thread():
                 self._previous_handlers = _signals.install(options, self.runtime)
@@ -464,9 +483,11 @@ class Foreground:
         return call_main(func, args, kwargs, self.runtime)
 
     def close(self) -> None:
-        """Restore the signal handlers and release the pidfile."""
+        """Restore the signal handlers, remove the state file and release the pidfile."""
         Runtime.deactivate(self._previous_runtime)
         _signals.restore(self._previous_handlers)
+        if self.runtime.state is not None:
+            self.runtime.state.remove()
         if self.pidfile is not None:
             self.pidfile.release()
 

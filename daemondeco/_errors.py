@@ -6,6 +6,7 @@
      +-- DaemonError              base: a daemon could not be started or controlled
           +-- AlreadyRunningError the pidfile is locked by a running daemon
           +-- StartupError        the daemon failed (or never got ready) after the fork
+          +-- ReloadError         a reload failed, the daemon died during it, or none runs
     RuntimeWarning
      +-- DaemonWarning            something will not survive the fork (threads)
 
@@ -20,6 +21,7 @@ __all__ = [
     "AlreadyRunningError",
     "DaemonError",
     "DaemonWarning",
+    "ReloadError",
     "StartInterrupted",
     "StartupError",
     "check_directory",
@@ -95,6 +97,42 @@ class StartupError(DaemonError):
         if daemon_traceback:
             text += "\n\nDaemon traceback:\n" + daemon_traceback.rstrip("\n")
         super().__init__(text)
+
+
+class ReloadError(DaemonError):
+    """A reload was not acknowledged: ``on_reload`` raised, the daemon died, or none runs.
+
+    When ``on_reload`` (or reopening the log files) raised, the daemon keeps
+    running with its previous state, and :attr:`daemon_traceback` carries
+    the daemon's own traceback.
+
+    Attributes:
+        pid: the daemon's pid, when one was found.
+        daemon_traceback: the daemon's formatted traceback, or ``None``.
+        running: False when no daemon was running to reload (LSB exit 7).
+
+    .. versionadded:: 0.2
+
+    """
+
+    def __init__(
+        self, summary: str, *, pid: int | None = None, daemon_traceback: str | None = None, running: bool = True
+    ) -> None:
+        self.summary = summary
+        self.pid = pid
+        self.daemon_traceback = daemon_traceback
+        self.running = running
+        text = summary
+        if daemon_traceback:
+            text += "\n\nDaemon traceback:\n" + daemon_traceback.rstrip("\n")
+        super().__init__(text)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_reload_error, (self.summary, self.pid, self.daemon_traceback, self.running))
+
+
+def _rebuild_reload_error(summary: str, pid: int | None, daemon_traceback: str | None, running: bool) -> ReloadError:
+    return ReloadError(summary, pid=pid, daemon_traceback=daemon_traceback, running=running)
 
 
 class StartInterrupted(KeyboardInterrupt):

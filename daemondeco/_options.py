@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
     from ._types import FdLike
 
-__all__ = ["STOP_TIMEOUT", "Options", "resolve_fds", "seconds", "stop_timeout"]
+__all__ = ["STOP_TIMEOUT", "Options", "reload_timeout", "resolve_fds", "seconds", "stop_timeout"]
 
 STOP_TIMEOUT = 10.0  # seconds from SIGTERM to SIGKILL, unless stop_timeout says otherwise
 
@@ -355,3 +355,10 @@ def stop_timeout(timeout: object, default: float) -> float:
     if timeout is None:
         return default
     return seconds("stop", "timeout", timeout, positive=False)
+
+
+def reload_timeout(timeout: object) -> float | None:
+    """The longest wait for a reload's acknowledgement: None (as long as the daemon lives) or validated seconds."""
+    if timeout is None:
+        return None
+    return seconds("reload", "timeout", timeout, positive=True)

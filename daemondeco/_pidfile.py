@@ -34,6 +34,7 @@ import stat
 import time
 
 from ._errors import AlreadyRunningError, DaemonError, path_error
+from ._proc import is_alive
 from ._stdio import above_stdio
 
 try:
@@ -207,7 +208,8 @@ class Holder:
                 return
             except BlockingIOError:
                 pid = _read_fd(fd)
-                if pid is not None or not time_left:
+                # A dead pid in a locked file: a stopper is removing it (remove_if_stale) -- wait.
+                if (pid is not None and is_alive(pid)) or not time_left:
                     raise AlreadyRunningError(self.path, pid) from None
 
     def write_pid(self, pid: int) -> None:
@@ -342,8 +344,10 @@ class Watcher:
         threading.Thread(target=block, name="daemondeco-stop-wait", daemon=True).start()
         return done.wait(min(max(0.0, timeout), threading.TIMEOUT_MAX))
 
-    def remove_if_stale(self, pid: int | None) -> bool:
+    def remove_if_stale(self, pid: int | None, companions: tuple[str, ...] = ()) -> bool:
         """Remove the file if nobody holds it and it names *pid* (or nothing); True if removed.
+
+        *companions* (the daemon's state file) go first, under the same lock.
 
         For a stopper after the daemon is gone: the daemon could not remove
         its own file (killed, or no longer allowed to). The lock is taken
@@ -359,6 +363,11 @@ class Watcher:
             content = os.pread(self._fd, 64, 0)
             if not _same_file(self.path, self._fd) or (content and _parse_pid(content) != pid):
                 return False  # someone else's file now, or content we cannot judge
+            for companion in companions:
+                try:
+                    os.unlink(companion)
+                except FileNotFoundError:
+                    pass
             os.unlink(self.path)
             return True
         except OSError:  # not allowed to remove it

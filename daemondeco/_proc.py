@@ -25,7 +25,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable
 
 __all__ = [
+    "deadline_in",
     "escalate",
+    "facts",
     "identity",
     "is_alive",
     "poll_until",
@@ -200,3 +202,26 @@ def reap_if_child(pid: int) -> bool:
     except ChildProcessError:
         return False
     return reaped == pid
+
+
+def facts(pid: int) -> dict[str, object]:
+    """What ``/proc`` says of a running *pid*: uptime, CPU time, memory, threads, fds (None when unreadable)."""
+    found: dict[str, object] = dict.fromkeys(("uptime_s", "cpu_s", "rss_bytes", "threads", "fds"))
+    fields = stat_fields(pid) if _have_proc() else None
+    if fields is None:
+        return found
+    ticks = os.sysconf("SC_CLK_TCK")
+    found["cpu_s"] = round((int(fields[11]) + int(fields[12])) / ticks, 3)
+    found["threads"] = int(fields[17])
+    found["rss_bytes"] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    try:
+        with open(f"{_PROC}/uptime", "rb") as uptime:
+            since_boot = float(uptime.read().split()[0])
+        found["uptime_s"] = round(max(0.0, since_boot - int(fields[19]) / ticks), 3)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        found["fds"] = len(os.listdir(f"{_PROC}/{pid}/fd"))
+    except OSError:  # another user's process, without root
+        pass
+    return found

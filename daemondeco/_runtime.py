@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from ._ready import ERROR, EXIT, READY, describe_exception, send
 from ._signals import SIGHUP, SIGTERM, in_main_thread
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ._options import Options
     from ._pidfile import Holder
+    from ._state import StateFile
     from ._systemd import SystemdNotifier
 
 __all__ = [
@@ -67,8 +69,10 @@ class Runtime:
         pidfile: Holder | None,
         notifier: SystemdNotifier | None,
         stdio_paths: tuple[str | None, str | None],
+        state: StateFile | None = None,
     ) -> None:
         self.owner = os.getpid()
+        self.state = state  # <pidfile>.state, for status --json and acknowledged reloads
         self.fd = fd
         # With startup_grace the launcher keeps listening after "ready".
         self.keep_open = fd is not None and options.startup_grace > 0
@@ -82,6 +86,7 @@ class Runtime:
         self.stopping = False
         self._reload_wake: int | None = None  # write end of the reload thread's pipe
         self._reload_owner = 0  # the process whose reload thread reads it
+        self._reloads = 0
 
     def activate(self) -> Runtime | None:
         """Make this the process's runtime; return the one it replaces."""
@@ -109,6 +114,7 @@ class Runtime:
         if self.ready or self.owner != os.getpid():
             return
         self.ready = True
+        self._record(state="ready")
         self.notify(f"MAINPID={os.getpid()}", "READY=1")
         if self.fd is None:
             return
@@ -149,8 +155,20 @@ class Runtime:
         if self.stopping:
             return False
         self.stopping = True
+        self._record(state="stopping")
         self.notify("STOPPING=1")
         return True
+
+    def _record(self, **fields: object) -> None:
+        """Write *fields* into the state file (the process that owns it only)."""
+        if self.state is not None and self.owner == os.getpid():
+            self.state.update(**fields)
+
+    def set_status(self, text: str) -> None:
+        """The service's one-line status: to systemd (``STATUS=``) and the state file."""
+        line = " ".join(str(text).splitlines())
+        self._record(status=line)
+        self.notify("STATUS=" + line)
 
     def request_reload(self) -> None:
         """Ask for a reload and return at once: what a SIGHUP handler may do.
@@ -180,7 +198,7 @@ class Runtime:
         import threading
 
         # Registered under a name of ours, so that a worker started later does
-        # not warn about it (see _engine._warn_threads).
+        # not warn about it (the engine leaves out "daemondeco-" threads).
         threading.current_thread().name = "daemondeco-reload"
         while os.read(read_end, 4096):  # all pending requests at once
             self.reload()
@@ -191,25 +209,40 @@ class Runtime:
         A renamed log file (logrotate without copytruncate) is replaced by a
         new one at its path; buffered lines are flushed to the old one first,
         so none is lost across the switch. A failed reload is reported on
-        stderr and leaves the daemon running with its previous state.
+        stderr and leaves the daemon running with its previous state. The
+        state file records each reload (when it started and finished on
+        ``CLOCK_MONOTONIC``, its outcome), which ``reload`` waits for.
         """
         # Before readiness there is nothing to reload from systemd's view, and
         # a READY=1 now would report a start that has not finished.
         tell = self.ready
+        self._reloads += 1
+        record: dict[str, object] = {"generation": self._reloads, "started_ns": time.monotonic_ns()}
+        self._record(state="reloading" if tell else "starting", reload={**record, "finished_ns": None})
         if tell:
             self.notify("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}")
+        error = None
         try:
             reopen_stdio(*self.stdio_paths)
             if self.on_reload is not None:
                 self.on_reload()
         except BaseException as exc:  # nothing may escape into the daemon's own code
-            _report_reload_failure(exc)
+            error = _report_reload_failure(exc)
         finally:
+            outcome = {**record, "finished_ns": time.monotonic_ns(), "ok": error is None, "error": error}
+            self._record(state=self._settled_state(), reload=outcome)
             if tell:
                 self.notify("READY=1")
 
+    def _settled_state(self) -> str:
+        if self.stopping:
+            return "stopping"
+        return "ready" if self.ready else "starting"
 
-def _report_reload_failure(exc: BaseException) -> None:
+
+def _report_reload_failure(exc: BaseException) -> str:
+    """Report a failed reload on stderr; return its formatted traceback."""
+    text = f"{type(exc).__name__}: {exc}"
     try:
         import traceback
 
@@ -218,6 +251,7 @@ def _report_reload_failure(exc: BaseException) -> None:
         sys.stderr.flush()
     except BaseException:  # pragma: no cover - stderr itself is broken (a full disk)
         pass
+    return text
 
 
 # -- the public notify functions ------------------------------------------
@@ -232,7 +266,7 @@ def notify_status(text: str) -> None:
     .. versionadded:: 0.2
     """
     if _current is not None:
-        _current.notify("STATUS=" + " ".join(str(text).splitlines()))
+        _current.set_status(text)
 
 
 def notify_ready() -> None:
@@ -328,7 +362,7 @@ def _print_traceback(exc: BaseException) -> None:
         pass
 
 
-def _finish(status: int, pidfile: Holder | None = None) -> NoReturn:
+def _finish(status: int, pidfile: Holder | None = None, state: StateFile | None = None) -> NoReturn:
     """End the daemon as the interpreter would, minus its slow teardown.
 
     Like Python's own shutdown: wait for non-daemon threads, run the atexit
@@ -348,6 +382,8 @@ def _finish(status: int, pidfile: Holder | None = None) -> NoReturn:
     finally:
         try:
             flush_stdio()
+            if state is not None:
+                state.remove()
             if pidfile is not None:
                 pidfile.release()  # last: while anything of ours runs, the lock says so
         finally:
@@ -379,7 +415,7 @@ def run_in_daemon(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mappi
         else:
             runtime.exited(0)
     finally:
-        _finish(status, runtime.pidfile)
+        _finish(status, runtime.pidfile, runtime.state)
 
 
 def watch_unready_exit(runtime: Runtime) -> None:
@@ -394,6 +430,8 @@ def watch_unready_exit(runtime: Runtime) -> None:
 
     def at_exit() -> None:
         runtime.exited(None)
+        if runtime.state is not None:
+            runtime.state.remove()
         if runtime.pidfile is not None:
             runtime.pidfile.release()
 

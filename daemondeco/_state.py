@@ -1,0 +1,106 @@
+"""The daemon's state file next to its pidfile: written by the daemon, read by ``status`` and ``reload``.
+
+``<pidfile>.state`` holds one JSON object: the daemon's ``state``
+(``ready``, ``reloading``, ``stopping``; an empty file means it is still
+starting), the last ``notify_status()`` text, and the last reload
+(``generation``, when it started and finished on ``CLOCK_MONOTONIC``, whether
+it succeeded, and the traceback when it did not). Only the pidfile's lock
+says whether a daemon runs at all: a state file without a locked pidfile is
+stale, whatever it says.
+
+The daemon opens the file before it enters a chroot or drops privileges and
+rewrites it in place, through that fd, with one ``pwrite`` padded with
+spaces to at least the previous length (JSON ignores trailing whitespace):
+no rename, so it works in a directory the daemon may no longer write. A
+reader that catches a write half done sees invalid JSON and simply reads
+again.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+__all__ = ["StateFile", "read_state", "state_path"]
+
+_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | os.O_NONBLOCK
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | os.O_NONBLOCK
+_READ_TRIES = 20  # a torn read needs a write racing it: a retry or two at most
+
+
+def state_path(pidfile: str) -> str:
+    """Where the state file of the daemon with *pidfile* lives."""
+    return pidfile + ".state"
+
+
+class StateFile:
+    """Daemon side: the state, rewritten in place through an fd opened at start."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        fd = os.open(path, _FLAGS, 0o644)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(f"state file {path!r} is not a regular file")
+        os.ftruncate(fd, 0)  # whatever a previous daemon left: starting now
+        self._fd = fd
+        self._size = 0
+        self.fields: dict[str, object] = {"pid": os.getpid(), "state": "starting", "status": None, "reload": None}
+
+    def fileno(self) -> int:
+        """The fd kept open across the daemon's fd closing."""
+        return self._fd
+
+    def update(self, **fields: object) -> None:
+        """Record *fields* and rewrite the file; never raises (a full disk loses an update, not the daemon)."""
+        self.fields.update(fields)
+        if self._fd < 0:
+            return
+        try:
+            import json
+
+            data = json.dumps(self.fields).encode()
+            padded = data.ljust(self._size)
+            os.pwrite(self._fd, padded, 0)
+            self._size = max(self._size, len(data))
+        except Exception:  # the state is a courtesy to status and reload: never fatal
+            pass
+
+    def remove(self) -> None:
+        """Remove the file if it is still the one we wrote, and close it."""
+        if self._fd < 0:
+            return
+        fd, self._fd = self._fd, -1
+        try:
+            there, held = os.stat(self.path, follow_symlinks=False), os.fstat(fd)
+            if (there.st_dev, there.st_ino) == (held.st_dev, held.st_ino):
+                os.unlink(self.path)
+        except OSError:  # gone already, or no longer allowed (privileges dropped)
+            pass
+        finally:
+            os.close(fd)
+
+
+def read_state(path: str) -> dict[str, object] | None:
+    """The state in the file at *path*: None without a file; ``{}`` while it is empty (starting)."""
+    import json
+
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        for _ in range(_READ_TRIES):
+            data = os.pread(fd, 1 << 20, 0).strip()
+            if not data:
+                return {}
+            try:
+                state = json.loads(data)
+            except ValueError:
+                continue  # a write in progress
+            return state if isinstance(state, dict) else None
+        return None
+    finally:
+        os.close(fd)
