@@ -469,3 +469,183 @@ def test_200_sigterms_at_once_run_the_cleanup_once_and_exit_0(sandbox: Sandbox) 
     assert_stopped_once(sandbox, pid)
     text = (sandbox.path / "d.log").read_text(errors="replace")
     assert "Traceback" not in text, text[-2000:]
+
+
+# -- 4: fuzzed command lines ------------------------------------------------------
+
+# A CLI daemon taking any words as arguments; `run` (this very process)
+# returns at once instead of serving in the foreground.
+FUZZED = """
+import os, sys, time
+from pathlib import Path
+from daemondeco import daemon
+HERE = Path(__file__).resolve().parent
+LAUNCHER = os.getpid()
+
+@daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", stop_timeout=5)
+def main(*words):
+    if os.getpid() == LAUNCHER:
+        return 0
+    while True:
+        time.sleep(1)
+
+sys.exit(main.cli())
+"""
+
+ACTIONS = ["start", "stop", "restart", "status", "run"]
+HELP = ["-h", "--help", "help"]
+ODD_WORDS: list[str | bytes] = [
+    "",
+    " ",
+    "-",
+    "--",
+    "-x",
+    "--timeout",
+    "--timeout=1",
+    "1e9",
+    "1e400",
+    "-1",
+    "0",
+    "nan",
+    "inf",
+    "START",
+    "Stop",
+    "stat",
+    "statuss",
+    "d.pid",
+    ".",
+    "..",
+    "missing.pid",
+    "x" * 300,
+    "é",
+    "\u2028",
+    "\x7f",
+    "\t",
+    "%s",
+    "{}",
+    "$HOME",
+    "*",
+    "status stop",
+    b"\xff",
+    b"d\xfe.pid",
+    b"\xc3\x28",
+    b"\xed\xa0\x80",
+    b"-\xff",
+]
+# Exit codes a command line of either kind may give: LSB 0-4, 7 ("not running").
+ALLOWED = {0, 1, 2, 3, 4, 7}
+
+
+def random_word(rng: random.Random) -> str | bytes:
+    if rng.random() < 0.6:
+        return rng.choice(ODD_WORDS)
+    alphabet = "abcXYZ019-_./=:@ \\'\"!?"
+    return "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12)))
+
+
+def run_argv(sandbox: Sandbox, argv: list[str | bytes]) -> tuple[int, str]:
+    """Run ``python ARGV`` (words as bytes) from the sandbox; exit code and output (as text)."""
+    done = subprocess.run(
+        [sys.executable.encode(), *(os.fsencode(word) for word in argv)],
+        cwd=sandbox.path,
+        env=sandbox.env(),
+        capture_output=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+    said = (done.stdout + done.stderr).decode("utf-8", "backslashreplace")
+    return done.returncode, said
+
+
+def expected_cli_code(words: list[str | bytes]) -> int:
+    """What main.cli() must answer with no daemon running (see run_decorated_cli)."""
+    first = os.fsdecode(words[0]) if words else None
+    if first in HELP:
+        return 0
+    if first not in ACTIONS:
+        return 2
+    return 3 if first == "status" else 0  # stop/restart/start/run succeed; status: not running
+
+
+@pytest.mark.parametrize("seed", [pytest.param(6, id="seed-6")])
+def test_fuzzed_command_lines_of_a_daemon_exit_lsb_codes_without_traceback(sandbox: Sandbox, seed: int) -> None:
+    script = sandbox.write("prog.py", FUZZED)
+    pidfile = sandbox.path / "d.pid"
+    rng = random.Random(seed)
+    for round_ in range(12):
+        words: list[str | bytes] = [random_word(rng) for _ in range(rng.randint(0, 5))]
+        if rng.random() < 0.7:
+            words.insert(0, rng.choice(ACTIONS + HELP))
+        code, said = run_argv(sandbox, [str(script), *words])
+        where = f"round {round_} (seed {seed}): prog.py {words!r}: exit {code}\n{said}"
+        assert code in ALLOWED, where
+        assert "Traceback" not in said, where
+        assert code == expected_cli_code(words), where
+        live = sandbox.live_pids()
+        if words and words[0] in ("start", "restart"):
+            pid = daemondeco.Pidfile(pidfile).locked_by()
+            assert pid is not None and live == [pid] and read_pid(pidfile) == pid, where
+            os.kill(pid, signal.SIGTERM)
+            assert wait_exit(pid, 10) and zombie_exit_code(pid) == 0, where
+        else:
+            assert live == [], f"a daemon left running: {where}"
+        assert not pidfile.exists(), where
+
+
+PIDFILE_WORDS: list[str | bytes] = ["d.pid", "missing.pid", "", ".", "..", "x" * 300, b"d\xff.pid", "é.pid", "-"]
+
+
+def module_words(rng: random.Random) -> list[str | bytes]:
+    """Mostly near-valid ``status|stop PIDFILE [--timeout S]`` command lines, some junk."""
+    words: list[str | bytes] = []
+    if rng.random() < 0.8:
+        words.append(rng.choice(["status", "stop", "status", "stop", "-h", "--help", "start"]))
+    if rng.random() < 0.8:
+        words.append(rng.choice(PIDFILE_WORDS))
+    if rng.random() < 0.25:
+        words.append(rng.choice(["--timeout", "--timeout=0", "--timeout=1e400"]))
+        words.append(rng.choice(["0.5", "1e9", "-1", "nan", "inf", "", b"\xff"]))
+    words.extend(random_word(rng) for _ in range(rng.choice([0, 0, 0, 0, 0, 1, 3])))
+    return words
+
+
+def expected_module_code(words: list[str | bytes]) -> int | None:
+    """What ``python -m daemondeco`` must answer for simple command lines (None: not predicted)."""
+    text = [os.fsdecode(word) for word in words]
+    if any(word in ("-h", "--help") for word in text):
+        return None  # unless an earlier word is an error: argparse acts in order
+    if len(text) != 2 or text[0] not in ("status", "stop") or text[1].startswith("-"):
+        return None
+    target = sandbox_target(text[1])
+    if target == "missing":
+        return 3 if text[0] == "status" else 0
+    if target == "directory":
+        return 4 if text[0] == "status" else 1
+    return None
+
+
+def sandbox_target(word: str) -> str:
+    """What a pidfile word names in the (otherwise empty) fuzz sandbox: "directory", "missing" or "other"."""
+    if word in ("", ".", ".."):
+        return "directory"
+    if "/" in word or len(os.fsencode(word)) > 255:
+        return "other"
+    return "missing"
+
+
+@pytest.mark.parametrize("seed", [pytest.param(6, id="seed-6")])
+def test_fuzzed_command_lines_of_python_m_daemondeco_exit_lsb_codes_without_traceback(
+    sandbox: Sandbox, seed: int
+) -> None:
+    rng = random.Random(seed)
+    for round_ in range(14):
+        words = module_words(rng)
+        code, said = run_argv(sandbox, ["-m", "daemondeco", *words])
+        where = f"round {round_} (seed {seed}): python -m daemondeco {words!r}: exit {code}\n{said}"
+        assert code in ALLOWED, where
+        assert "Traceback" not in said, where
+        expected = expected_module_code(words)
+        if expected is not None:
+            assert code == expected, where
+        assert sandbox.live_pids() == [], where
+        assert sorted(os.listdir(sandbox.path)) == [], f"a command line created a file: {where}"
