@@ -1,16 +1,20 @@
 """Stress scenarios of issue 6, too slow for every run: marked ``stress``.
 
 1,000 log rotations under a busy writer (defect 1), 300 start/stop cycles of
-a CLI daemon, and 30 launchers racing for one pidfile. Run by ``.ci/run``
-once (``-m stress``); the default test command leaves them out.
+a CLI daemon, 30 launchers racing for one pidfile, 500 workers from one
+subreaper caller and 200 launchers killed at random moments of their start
+(the suite's variants of the last two are in tests/test_faults.py). Run by
+``.ci/run`` once (``-m stress``); the default test command leaves them out.
 """
 
 from __future__ import annotations
 
+import signal
 import subprocess
 
 import pytest
 from conftest import Sandbox, alive, read_pid, wait_exit
+from test_faults import cut_start_rounds, run_many_workers
 from test_reliability import names_pid, rotate_under_load
 
 import daemondeco
@@ -126,3 +130,17 @@ def test_30_launchers_racing_for_one_pidfile(sandbox: Sandbox) -> None:
         else:
             winners += 1
     assert winners == 1, outputs
+
+
+@pytest.mark.timeout(240)
+def test_500_workers_from_one_subreaper_caller_leave_nothing_behind(sandbox: Sandbox) -> None:
+    run_many_workers(sandbox, 500, timeout=200)
+
+
+@pytest.mark.timeout(240)
+def test_200_kill_9_of_the_launcher_at_random_moments(sandbox: Sandbox) -> None:
+    outcomes = cut_start_rounds(sandbox, signal.SIGKILL, 200, seed=2026, SLOW="1")
+    assert sum(outcomes.values()) == 200, outcomes
+    # The delays reach every stage: killed before the fork (no daemon) and after it.
+    assert any("daemon" in outcome for outcome in outcomes), outcomes
+    assert any("none" in outcome for outcome in outcomes), outcomes
