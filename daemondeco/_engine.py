@@ -240,8 +240,8 @@ def detach(prepared: Prepared, *, worker: bool) -> int:
         return 0
     os.close(write_end)
     try:
-        return await_ready(read_end, child, prepared.options)
-    except StartupError as exc:
+        return await_ready(read_end, child, prepared.options, leaving=not worker)
+    except (StartupError, StartInterrupted) as exc:
         _remove_stale_pidfile(prepared, exc.pid)
         raise
     finally:

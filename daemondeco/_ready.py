@@ -106,16 +106,21 @@ class FrameReader:
         return tag, payload
 
 
-def await_ready(read_end: int, child: int, options: Options) -> int:
+def await_ready(read_end: int, child: int, options: Options, *, leaving: bool) -> int:
     """Wait for the daemon forked by *child*; its pid once ready, else StartupError.
 
     Ctrl-C while waiting stops the daemon (it would otherwise come up behind
-    the operator's back) and raises :class:`StartInterrupted` naming it.
+    the operator's back) and raises :class:`StartInterrupted` naming it. A
+    launcher that is *leaving* once the daemon is ready ignores Ctrl-C from
+    then on: the start has succeeded, and only its exit is left to do.
     """
     reader = FrameReader(read_end)
     waiting = _Waiting()
     try:
-        return _read_frames(reader, waiting, options)
+        pid = _read_frames(reader, waiting, options)
+        if leaving:
+            ignore_interrupts()  # for good: this process only says "started" and exits 0
+        return pid
     except KeyboardInterrupt:
         restore = ignore_interrupts()  # a second Ctrl-C must not cut the stop short
         try:
@@ -127,8 +132,13 @@ def await_ready(read_end: int, child: int, options: Options) -> int:
         raise StartInterrupted(pid) from None
     finally:
         # The first child has exited by now (it forked the daemon, which sent
-        # a frame, or failed): reaping it here costs no wait. Never a zombie.
-        os.waitpid(child, 0)
+        # a frame, or failed): reaping it here costs no wait. Never a zombie,
+        # and a Ctrl-C right now must not replace the outcome with a traceback.
+        restore = ignore_interrupts()
+        try:
+            os.waitpid(child, 0)
+        finally:
+            restore()
 
 
 class _Waiting:
