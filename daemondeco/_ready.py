@@ -117,10 +117,10 @@ def await_ready(read_end: int, child: int, options: Options, *, leaving: bool) -
     reader = FrameReader(read_end)
     waiting = _Waiting()
     try:
-        pid = _read_frames(reader, waiting, options)
+        ready = _read_frames(reader, waiting, options)
         if leaving:
             ignore_interrupts()  # for good: this process only says "started" and exits 0
-        return pid
+        return ready
     except KeyboardInterrupt:
         restore = ignore_interrupts()  # a second Ctrl-C must not cut the stop short
         try:
