@@ -145,8 +145,9 @@ def reap_children() -> dict[int, Handler]:
     without running at-fork hooks, so no rule can tell an orphan from a child
     the program started itself: every exited child is reaped, and a program
     that waits for its own children may find one already gone (``subprocess``
-    then reports returncode 0). docs/production.md, "PID 1", says when to put
-    a real init (``docker run --init``) in front instead.
+    then reports returncode 0, even from ``run()``: measured in
+    docs/production.md, "PID 1 in a container", which says to put a real
+    init such as ``docker run --init`` in front of such programs).
     """
     import os
 
