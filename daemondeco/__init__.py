@@ -13,7 +13,7 @@ from ._control import DaemonProcess
 from ._decorators import DaemonFunction, WorkerFunction, daemon, daemonize, process_daemonize
 from ._errors import AlreadyRunningError, DaemonError, DaemonWarning, ReloadError, StartupError
 from ._pidfile import Pidfile
-from ._runtime import notify_ready, notify_status
+from ._runtime import notify_extend, notify_ready, notify_status
 
 __version__ = "0.1.0.dev0"
 
@@ -29,6 +29,7 @@ __all__ = [
     "WorkerFunction",
     "daemon",
     "daemonize",
+    "notify_extend",
     "notify_ready",
     "notify_status",
     "process_daemonize",

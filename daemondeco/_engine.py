@@ -25,7 +25,7 @@ import sys
 from . import _privileges, _signals
 from ._control import DaemonProcess
 from ._errors import DaemonWarning, StartInterrupted, StartupError, check_directory
-from ._options import resolve_fds
+from ._options import MAX_FD, resolve_fds
 from ._pidfile import Holder, Watcher, require_posix
 from ._ready import ERROR, PID, await_ready, describe_exception, send
 from ._runtime import Runtime, active, call_main, run_in_daemon, watch_unready_exit
@@ -55,6 +55,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._types import Handler
 
 __all__ = ["Foreground", "daemonize_here", "launch", "run_foreground", "spawn"]
+
+# The environment's ready_fd (s6, OpenRC supervise-daemon --notify fd:N, finit),
+# used when the option is None; removed from the daemon's environment.
+READY_FD_VARIABLE = "DAEMONDECO_READY_FD"
 
 
 # -- in the launcher, before any fork ---------------------------------------
@@ -110,6 +114,7 @@ class Prepared:
         self.launcher_copies: list[int] = []
         self.keep: set[int] = set()
         self.stdio: tuple[int, int, int] = (-1, -1, -1)
+        self.ready_fd: int | None = None
 
     def close(self) -> None:
         """Close the launcher's copies of everything (the daemon has its own)."""
@@ -120,8 +125,12 @@ class Prepared:
             self.pidfile.close_copy()
 
 
-def prepare(options: Options) -> Prepared:
-    """Check and open everything the daemon needs; raise here, not after the fork."""
+def prepare(options: Options, *, worker: bool = False) -> Prepared:
+    """Check and open everything the daemon needs; raise here, not after the fork.
+
+    A *worker* (``process_daemonize``) takes ``ready_fd`` from its option
+    only: the environment's, like ``$NOTIFY_SOCKET``, is the service's.
+    """
     require_posix()
     prepared = Prepared(options)
     created: list[tuple[str, int]] = []
@@ -130,6 +139,11 @@ def prepare(options: Options) -> Prepared:
         prepared.root = _privileges.check_chroot(options)
         _check_workdir(prepared.workdir, prepared.root)
         prepared.keep = _resolve_keep_fds(options)
+        ready_fd = _resolve_ready_fd(options, use_environ=not worker)
+        if ready_fd is not None:
+            prepared.ready_fd = _ready_fd_above_stdio(ready_fd)
+            if prepared.ready_fd != ready_fd:
+                prepared.launcher_copies.append(prepared.ready_fd)
         if options.pidfile is not None:
             # First, so that "already running" leaves no new log file behind.
             pidfile = Holder(os.path.abspath(options.pidfile))
@@ -178,6 +192,63 @@ def _resolve_keep_fds(options: Options) -> set[int]:
             raise OSError(errno.EBADF, f"keep_fds: file descriptor {fd} ({item!r}) is not open") from None
         keep.add(fd)
     return keep | _logging_fds()
+
+
+def _resolve_ready_fd(options: Options, *, use_environ: bool = True) -> int | None:
+    """The fd to write a newline to at readiness: the option, else ``$DAEMONDECO_READY_FD``.
+
+    Checked here, in the launcher: a malformed variable is a ``ValueError``
+    naming it, an fd that is not open (or open read-only) an ``OSError``
+    naming where it came from.
+    """
+    fd, source = options.ready_fd, f"{options.caller}(): ready_fd"
+    if fd is None and use_environ:
+        text = os.environ.get(READY_FD_VARIABLE, "")
+        if not text:
+            return None
+        if not (len(text) <= 10 and text.isascii() and text.isdigit() and int(text) <= MAX_FD):
+            raise ValueError(
+                f"{READY_FD_VARIABLE}={text[:40]!r}: not a file descriptor number (0 to {MAX_FD}); "
+                "it names the fd to write readiness to"
+            )
+        fd, source = int(text), READY_FD_VARIABLE
+    if fd is None:
+        return None
+    import errno
+    import fcntl
+
+    try:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    except OSError:
+        raise OSError(errno.EBADF, f"{source}: file descriptor {fd} is not open") from None
+    if flags & os.O_ACCMODE == os.O_RDONLY:
+        raise OSError(errno.EBADF, f"{source}: file descriptor {fd} is open read-only; readiness is written to it")
+    return fd
+
+
+def _own_ready_fd(fd: int | None) -> int | None:
+    """In the process that becomes the daemon: *fd* (or a copy above stdio), not inherited by exec."""
+    os.environ.pop(READY_FD_VARIABLE, None)
+    if fd is None:
+        return None
+    fd = _ready_fd_above_stdio(fd)
+    os.set_inheritable(fd, False)
+    return fd
+
+
+def _drop_ready_fd_copy(fd: int | None, given: int | None) -> None:
+    """After a failed foreground start: close the copy ``_own_ready_fd`` made (the given fd is the caller's)."""
+    if fd is not None and fd != given:
+        os.close(fd)
+
+
+def _ready_fd_above_stdio(fd: int) -> int:
+    """*fd*, or a copy of it at 3 or above if it is 0, 1 or 2 (which stdio redirection replaces)."""
+    if fd > 2:
+        return fd
+    import fcntl
+
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
 
 
 # -- the fork ----------------------------------------------------------------
@@ -314,13 +385,23 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
         keep.add(pidfile.fileno())
     if state is not None:
         keep.add(state.fileno())
+    if prepared.ready_fd is not None:
+        keep.add(prepared.ready_fd)
+        os.set_inheritable(prepared.ready_fd, False)  # a program it execs must not hold it open
     close_fds(keep)
+    os.environ.pop(READY_FD_VARIABLE, None)
     notifier = None
     if prepared.manager_env:  # before a chroot hides the socket
         notifier = SystemdNotifier.from_environ(main_process=not worker)
     _privileges.enter(options, prepared.identity, prepared.root, prepared.workdir)
     runtime = Runtime(
-        write_end, options, pidfile=pidfile, notifier=notifier, stdio_paths=prepared.stdio_paths, state=state
+        write_end,
+        options,
+        pidfile=pidfile,
+        notifier=notifier,
+        stdio_paths=prepared.stdio_paths,
+        state=state,
+        ready_fd=prepared.ready_fd,
     )
     runtime.activate()
     _signals.reset_inherited(prepared.signal_state)
@@ -404,14 +485,18 @@ def resolve_detach(options: Options) -> bool:
     """Whether to fork: not under a service manager that already backgrounds us.
 
     ``DAEMONDECO_FOREGROUND=1`` forces the foreground (debugging); then the
-    ``detach`` option decides; by default we detach unless ``NOTIFY_SOCKET``
-    says systemd (``Type=notify``) supervises this very process.
+    ``detach`` option decides; by default we detach unless this very process
+    is supervised: ``NOTIFY_SOCKET`` (systemd ``Type=notify``),
+    ``SUPERVISOR_ENABLED`` (supervisord, which treats an exited child as a
+    failed start) or PID 1 (a container's init: leaving would end it).
     """
     if os.environ.get("DAEMONDECO_FOREGROUND") == "1":
         return False
     if options.detach is not None:
         return options.detach
-    return not os.environ.get("NOTIFY_SOCKET")  # empty counts as unset, as in sd_notify(3)
+    if os.environ.get("NOTIFY_SOCKET") or os.environ.get("SUPERVISOR_ENABLED"):
+        return False  # empty counts as unset, as in sd_notify(3)
+    return os.getpid() != 1
 
 
 class Foreground:
@@ -427,6 +512,7 @@ class Foreground:
 
     def __init__(self, options: Options, *, service: bool) -> None:
         require_posix()
+        given_ready_fd = ready_fd = _resolve_ready_fd(options)
         identity = _privileges.resolve(options)
         root = _privileges.check_chroot(options)
         workdir = os.path.abspath(options.workdir) if service else None
@@ -443,6 +529,7 @@ class Foreground:
                 self.pidfile.write_pid(os.getpid())
             # .run() leaves stdio to the terminal: SIGHUP must not redirect it.
             paths = stdio_paths(options) if service else (None, None)
+            ready_fd = _own_ready_fd(given_ready_fd)  # before 1 or 2 may become a log file
             if service:
                 _signals.reset_inherited()
                 os.umask(options.umask)
@@ -453,12 +540,21 @@ class Foreground:
             _privileges.enter(options, identity, root, workdir)
             state = _open_state(self.pidfile)
             self.runtime = Runtime(
-                None, options, pidfile=self.pidfile, notifier=notifier, stdio_paths=paths, state=state
+                None,
+                options,
+                pidfile=self.pidfile,
+                notifier=notifier,
+                stdio_paths=paths,
+                state=state,
+                ready_fd=ready_fd,
             )
             self._previous_runtime = self.runtime.activate()
             if _signals.in_main_thread():
                 self._previous_handlers = _signals.install(options, self.runtime)
+                if os.getpid() == 1:  # a container's init: orphans are ours to reap
+                    self._previous_handlers.update(_signals.reap_children())
         except BaseException:
+            _drop_ready_fd_copy(ready_fd, given_ready_fd)
             Runtime.deactivate(self._previous_runtime)
             if self.pidfile is not None and self.pidfile.pid is None:
                 self.pidfile.abandon()
@@ -483,7 +579,13 @@ class Foreground:
         return call_main(func, args, kwargs, self.runtime)
 
     def close(self) -> None:
-        """Restore the signal handlers, remove the state file and release the pidfile."""
+        """Restore the signal handlers, remove the state file, release the pidfile.
+
+        A ``ready_fd`` never written is closed: its reader sees end of file.
+        """
+        if self.runtime.ready_fd is not None:
+            os.close(self.runtime.ready_fd)
+            self.runtime.ready_fd = None
         Runtime.deactivate(self._previous_runtime)
         _signals.restore(self._previous_handlers)
         if self.runtime.state is not None:
@@ -544,7 +646,7 @@ def spawn(
     options: Options, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
 ) -> DaemonProcess:
     """A ``@process_daemonize`` function called: start a worker, return its handle here."""
-    prepared = prepare(options)
+    prepared = prepare(options, worker=True)
     pid = detach(prepared, worker=True)
     if pid:
         path = prepared.pidfile.path if prepared.pidfile is not None else None
@@ -573,4 +675,3 @@ def _leave_launcher(status: int) -> NoReturn:
     """End the launching process, running no atexit handler."""
     flush_stdio()
     os._exit(status)
-

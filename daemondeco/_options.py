@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
     from ._types import FdLike
 
-__all__ = ["STOP_TIMEOUT", "Options", "reload_timeout", "resolve_fds", "seconds", "stop_timeout"]
+__all__ = ["MAX_FD", "STOP_TIMEOUT", "Options", "reload_timeout", "resolve_fds", "seconds", "stop_timeout"]
 
 STOP_TIMEOUT = 10.0  # seconds from SIGTERM to SIGKILL, unless stop_timeout says otherwise
 
@@ -48,6 +48,7 @@ _DEFAULTS: dict[str, object] = {
     "prevent_core": False,
     "on_reload": None,
     "signals": None,
+    "ready_fd": None,
 }
 
 
@@ -205,6 +206,7 @@ class Options:
     prevent_core: bool
     on_reload: Callable[[], object] | None
     signals: tuple[tuple[int, Callable[[int, Any], object]], ...]
+    ready_fd: int | None
 
     @classmethod
     def build(cls, caller: str, given: Mapping[str, object]) -> Options:
@@ -256,6 +258,7 @@ class Options:
             raise TypeError(f"{caller}(): on_reload must be a callable taking no arguments, not {_show(on_reload)}")
         setattr_(self, "on_reload", on_reload)
         setattr_(self, "signals", _signals(caller, values["signals"]))
+        setattr_(self, "ready_fd", _ready_fd(caller, values["ready_fd"]))
         return self
 
     def replace(self, caller: str, **changes: object) -> Options:
@@ -270,6 +273,22 @@ class Options:
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _DEFAULTS)
         return f"Options({fields})"
+
+
+def _ready_fd(caller: str, value: object) -> int | None:
+    """The fd the daemon writes a newline to at readiness (s6's ``notification-fd``), or None."""
+    if value is None:
+        return None
+    if not _is_fd_number(value):
+        raise TypeError(
+            f"{caller}(): ready_fd must be a file descriptor number (int) or None, "
+            f"not {type(value).__name__} {_show(value)}"
+        )
+    if not 0 <= value <= MAX_FD:
+        raise ValueError(
+            f"{caller}(): ready_fd must be a file descriptor number between 0 and {MAX_FD}, not {_show(value)}"
+        )
+    return int(value)
 
 
 def _account(caller: str, name: str, value: object) -> str | int | None:

@@ -6,6 +6,9 @@ frames (one tag byte, a 4-byte length, a payload) on the write end:
 * ``P`` the daemon's pid, its first act;
 * ``R`` ready (``notify_ready()``, or right before the function with
   ``ready="start"``);
+* ``T`` more time (``notify_extend()``): microseconds, in ASCII; the
+  deadline becomes at least that long from now (systemd's meaning of
+  ``EXTEND_TIMEOUT_USEC``: it never shortens the wait);
 * ``E`` a startup failure: JSON with the exception's type, message, traceback;
 * ``X`` the daemon exited before the launcher stopped listening (its status).
 
@@ -30,9 +33,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ._options import Options
 
-__all__ = ["ERROR", "EXIT", "PID", "READY", "await_ready", "describe_exception", "send"]
+__all__ = ["ERROR", "EXIT", "EXTEND", "PID", "READY", "await_ready", "describe_exception", "send"]
 
-PID, READY, ERROR, EXIT, EOF = b"P", b"R", b"E", b"X", b""
+PID, READY, ERROR, EXIT, EXTEND, EOF = b"P", b"R", b"E", b"X", b"T", b""
 
 # After Ctrl-C, how long the launcher waits for a daemon it has not heard of
 # yet to say its pid (its first act after fork + setsid + fork).
@@ -156,14 +159,17 @@ def _pid_after_interrupt(reader: FrameReader) -> int | None:
 
 
 def _read_frames(reader: FrameReader, waiting: _Waiting, options: Options) -> int:
-    deadline = time.monotonic() + options.ready_timeout
+    start = time.monotonic()
+    deadline = start + options.ready_timeout
     while True:
         frame = reader.next(deadline)
         if frame is None:
-            _timed_out(waiting.pid, options)
+            _timed_out(waiting.pid, options, deadline - start)
         tag, payload = frame
         if tag == PID:
             waiting.pid = int(payload)
+        elif tag == EXTEND:  # notify_extend(): at least that long from now
+            deadline = max(deadline, time.monotonic() + int(payload) / 1e6)
         elif tag == READY:
             break
         else:
@@ -176,14 +182,18 @@ def _read_frames(reader: FrameReader, waiting: _Waiting, options: Options) -> in
             frame = reader.next(deadline)
             if frame is None or frame == (EXIT, b"0"):
                 break
+            if frame[0] == EXTEND:  # pragma: no cover - notify_extend() sends nothing once ready
+                continue
             _startup_failed(frame[0], frame[1], pid, after_ready=True, options=options)
     return pid
 
 
-def _timed_out(pid: int | None, options: Options) -> NoReturn:
+def _timed_out(pid: int | None, options: Options, waited: float) -> NoReturn:
     if pid is not None:
         _proc.terminate(pid, options.stop_timeout)
     hint = " (it never called notify_ready())" if options.ready == "notify" else ""
+    if waited > options.ready_timeout:
+        hint += f" (notify_extend() had extended the wait to {waited:.3g} s)"
     raise StartupError(
         f"daemon (pid {pid}) was not ready within ready_timeout={options.ready_timeout:g} s{hint}; it was stopped",
         pid=pid,

@@ -19,7 +19,8 @@ import os
 import sys
 import time
 
-from ._ready import ERROR, EXIT, READY, describe_exception, send
+from ._options import seconds as check_seconds
+from ._ready import ERROR, EXIT, EXTEND, READY, describe_exception, send
 from ._signals import SIGHUP, SIGTERM, in_main_thread
 from ._stdio import flush_stdio, reopen_stdio
 from ._systemd import monotonic_usec
@@ -38,6 +39,7 @@ __all__ = [
     "Runtime",
     "active",
     "call_main",
+    "notify_extend",
     "notify_ready",
     "notify_status",
     "run_in_daemon",
@@ -70,10 +72,12 @@ class Runtime:
         notifier: SystemdNotifier | None,
         stdio_paths: tuple[str | None, str | None],
         state: StateFile | None = None,
+        ready_fd: int | None = None,
     ) -> None:
         self.owner = os.getpid()
         self.state = state  # <pidfile>.state, for status --json and acknowledged reloads
         self.fd = fd
+        self.ready_fd = ready_fd  # s6's notification-fd: "\n" and close at readiness
         # With startup_grace the launcher keeps listening after "ready".
         self.keep_open = fd is not None and options.startup_grace > 0
         self.ready_mode = options.ready
@@ -116,6 +120,14 @@ class Runtime:
         self.ready = True
         self._record(state="ready")
         self.notify(f"MAINPID={os.getpid()}", "READY=1")
+        if self.ready_fd is not None:
+            fd, self.ready_fd = self.ready_fd, None
+            try:
+                os.write(fd, b"\n")
+            except OSError:  # the supervisor went away: nobody to tell
+                pass
+            finally:
+                os.close(fd)
         if self.fd is None:
             return
         if sys.stdout is not None:
@@ -126,6 +138,15 @@ class Runtime:
         send(self.fd, READY)
         if not self.keep_open:
             self.close()
+
+    def extend(self, usec: int) -> None:
+        """Ask for *usec* more microseconds before readiness (a no-op once ready)."""
+        if self.ready or self.owner != os.getpid():
+            return
+        self.notify(f"EXTEND_TIMEOUT_USEC={usec}")
+        if self._may_report():
+            assert self.fd is not None
+            send(self.fd, EXTEND, str(usec).encode())
 
     def failed(self, exc: BaseException) -> None:
         """Report a startup failure (a no-op once nobody listens)."""
@@ -267,6 +288,32 @@ def notify_status(text: str) -> None:
     """
     if _current is not None:
         _current.set_status(text)
+
+
+_MAX_EXTEND = 10**9  # seconds (~31 years): beyond any real start, far within systemd's 64-bit usec
+
+
+def notify_extend(seconds: float) -> None:
+    """Ask for *seconds* more before the start counts as timed out; call it before readiness.
+
+    For a start that is slow on purpose (a migration, a cache warm-up): the
+    launcher's ``ready_timeout`` and, under systemd (``$NOTIFY_SOCKET``),
+    ``TimeoutStartSec=`` (``EXTEND_TIMEOUT_USEC=``) then end no sooner than
+    *seconds* from now. As in systemd, the wait is extended *to* now +
+    *seconds*: a call never shortens it, and a long start calls it again
+    before that time has passed. A no-op after readiness, in a child the
+    daemon forked, and outside any daemon.
+
+    Raises ``TypeError`` for a non-number (or a bool), ``ValueError`` for
+    ``seconds <= 0``, NaN, infinity or more than 10**9 s, wherever it is called.
+
+    .. versionadded:: 0.2
+    """
+    value = check_seconds("notify_extend", "seconds", seconds, positive=True)
+    if value > _MAX_EXTEND:
+        raise ValueError(f"notify_extend(): seconds must be at most {_MAX_EXTEND}, not {seconds!r}")
+    if _current is not None:
+        _current.extend(max(1, int(value * 1e6)))
 
 
 def notify_ready() -> None:

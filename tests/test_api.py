@@ -29,6 +29,7 @@ PUBLIC = {
     "daemonize",
     "notify_ready",
     "notify_status",  # issue 3: STATUS= for systemd
+    "notify_extend",  # issue 8: EXTEND_TIMEOUT_USEC= and more ready_timeout
     "Pidfile",
     "DaemonProcess",
     "DaemonFunction",  # issue 7: the typed wrappers are public
