@@ -14,8 +14,7 @@ from ._decorators import DaemonFunction, WorkerFunction, daemon, daemonize, proc
 from ._errors import AlreadyRunningError, DaemonError, DaemonWarning, ReloadError, StartupError
 from ._pidfile import Pidfile
 from ._runtime import notify_extend, notify_ready, notify_status
-
-__version__ = "0.1.0.dev0"
+from ._version import __version__ as __version__
 
 __all__ = [
     "AlreadyRunningError",

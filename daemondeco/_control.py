@@ -23,6 +23,8 @@ from ._state import read_state, state_path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
     from ._options import Options
 
 __all__ = ["DaemonProcess", "pidfile_path", "reload_pidfile", "status_pidfile", "status_report", "stop_pidfile"]
@@ -47,12 +49,14 @@ def _stopped(watcher: Watcher, pid: int, start_time: int | None, timeout: float)
     return watcher.wait_released(deadline - time.monotonic())
 
 
-def stop_pidfile(path: str, timeout: float) -> bool:
+def stop_pidfile(path: str, timeout: float, *, on_kill: Callable[[int, float], None] | None = None) -> bool:
     """Stop the daemon holding *path*'s lock: SIGTERM, wait, SIGKILL after *timeout*.
 
     True when no daemon holds the pidfile afterwards (also when none did);
     then a file the daemon left behind is removed. False when the lock could
     not be released, or is held by a process that has not written its pid yet.
+    ``on_kill(pid, timeout)`` is called right before a SIGKILL, when the
+    daemon outlived *timeout* seconds after SIGTERM.
     """
     watcher = Watcher.open(path)
     if watcher is None:
@@ -64,7 +68,10 @@ def stop_pidfile(path: str, timeout: float) -> bool:
         if pid is None:
             return not watcher.locked()  # a start that failed meanwhile: nothing runs
         start_time = _proc.identity(pid)
-        stopped = _proc.escalate(pid, start_time, timeout, lambda wait: _stopped(watcher, pid, start_time, wait))
+        killing = None if on_kill is None else (lambda: on_kill(pid, timeout))
+        stopped = _proc.escalate(
+            pid, start_time, timeout, lambda wait: _stopped(watcher, pid, start_time, wait), killing
+        )
         if stopped:
             watcher.remove_if_stale(pid, companions=(state_path(path),))
         return stopped

@@ -163,16 +163,26 @@ def _signal(pid: int, signum: int) -> None:
         pass
 
 
-def escalate(pid: int, start_time: int | None, timeout: float, gone: Callable[[float], bool]) -> bool:
+def escalate(
+    pid: int,
+    start_time: int | None,
+    timeout: float,
+    gone: Callable[[float], bool],
+    on_kill: Callable[[], None] | None = None,
+) -> bool:
     """SIGTERM, ``gone(timeout)``; then SIGKILL and ``gone`` again. True once gone.
 
     SIGKILL goes only to the very process we sent SIGTERM to (same pid and
     start time): it may have let go of its pidfile lock already, not of life.
+    *on_kill* is called right before that SIGKILL, so a caller can say the
+    stop had to escalate.
     """
     _signal(pid, SIGTERM)
     if gone(timeout):
         return True
     if is_alive(pid, start_time):
+        if on_kill is not None:
+            on_kill()
         _signal(pid, SIGKILL)
     return gone(max(timeout, _KILL_GRACE))
 

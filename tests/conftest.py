@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["pytester"]
+
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = "DAEMONDECO_TEST_ID"
 
