@@ -60,6 +60,8 @@ def _public_module_names() -> list[str]:
     for name, value in vars(daemondeco).items():
         if isinstance(value, ModuleType) and value.__name__ == f"daemondeco.{name}":
             continue
+        if name.startswith("@"):  # pytest's assertion rewriting, when it loaded daemondeco as a plugin
+            continue
         if not name.startswith("_") or name == "__version__":
             names.append(name)
     return sorted(names)

@@ -306,7 +306,7 @@ def test_the_help_shows_the_docstring_and_how_to_get_an_actions_help(sandbox: Sa
 @pytest.mark.parametrize(
     ("action", "texts"),
     [
-        pytest.param("status", ["usage: python -m daemondeco status [-h] pidfile", "stale"], id="status"),
+        pytest.param("status", ["usage: python -m daemondeco status [-h] [--json] pidfile", "stale"], id="status"),
         pytest.param("stop", ["usage: python -m daemondeco stop [-h] [--timeout S] pidfile", "SIGKILL"], id="stop"),
     ],
 )
