@@ -25,6 +25,7 @@ import sys
 from . import _privileges, _signals
 from ._control import DaemonProcess
 from ._errors import DaemonWarning, StartInterrupted, StartupError, check_directory
+from ._init import become_init_or_daemon
 from ._options import MAX_FD, resolve_fds
 from ._pidfile import Holder, Watcher, require_posix
 from ._ready import ERROR, PID, await_ready, describe_exception, send
@@ -551,8 +552,6 @@ class Foreground:
             self._previous_runtime = self.runtime.activate()
             if _signals.in_main_thread():
                 self._previous_handlers = _signals.install(options, self.runtime)
-                if os.getpid() == 1:  # a container's init: orphans are ours to reap
-                    self._previous_handlers.update(_signals.reap_children())
         except BaseException:
             _drop_ready_fd_copy(ready_fd, given_ready_fd)
             Runtime.deactivate(self._previous_runtime)
@@ -616,6 +615,8 @@ def become_daemon(options: Options, announce: Callable[[int], None] | None = Non
     with ``detach=False``, nothing forks: this process becomes the daemon.
     """
     if not resolve_detach(options):
+        if os.getpid() == 1:  # a container: an init stays PID 1, the daemon runs as its child
+            become_init_or_daemon(close_fds)
         return Foreground.for_service(options).runtime  # for the rest of the process's life
     try:
         pid = detach(prepare(options), worker=False)

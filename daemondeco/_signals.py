@@ -51,11 +51,11 @@ __all__ = [
     "SIGHUP",
     "SIGKILL",
     "SIGTERM",
+    "forward",
     "ignore_interrupts",
     "in_main_thread",
     "inherited",
     "install",
-    "reap_children",
     "reset_inherited",
     "restore",
     "signal_name",
@@ -136,33 +136,12 @@ def install(options: Options, runtime: Stoppable) -> dict[int, Handler]:
     return {signum: signal.signal(signum, handler) for signum, handler in wanted.items()}
 
 
-def reap_children() -> dict[int, Handler]:
-    """As PID 1, reap every child that exits; return the previous SIGCHLD handler (for ``restore``).
-
-    A container's init inherits every orphan of the namespace, and a zombie
-    nobody waits for stays forever. Linux keeps no trace of an orphan's first
-    parent (its ppid simply becomes 1), and CPython's ``subprocess`` forks
-    without running at-fork hooks, so no rule can tell an orphan from a child
-    the program started itself: every exited child is reaped, and a program
-    that waits for its own children may find one already gone (``subprocess``
-    then reports returncode 0, even from ``run()``: measured in
-    docs/production.md, "PID 1 in a container", which says to put a real
-    init such as ``docker run --init`` in front of such programs).
-    """
-    import os
-
-    def on_sigchld(signum: int, frame: object) -> None:
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:  # no children at all
-                return
-            if pid == 0:  # none exited (any more)
-                return
-
-    previous = signal.signal(signal.SIGCHLD, on_sigchld)
-    on_sigchld(signal.SIGCHLD, None)  # zombies that were there before the handler
-    return {signal.SIGCHLD: previous}
+def forward(names: tuple[str, ...], handler: Callable[[int, object], None]) -> None:
+    """Install *handler* for each signal named in *names* that this platform has."""
+    for name in names:
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            signal.signal(signum, handler)
 
 
 def restore(previous: dict[int, Handler]) -> None:

@@ -588,9 +588,15 @@ def P(name):
 
 @daemon
 def main():
+    import subprocess
+    # The daemon's own children stay its own: their exit statuses are not taken by PID 1.
+    codes = [subprocess.run(["sh", "-c", "exit 3"]).returncode for _ in range(20)]
+    with open(P("codes"), "w") as f:
+        f.write(" ".join(map(str, codes)))
     with open(P("pid1"), "w") as f:
         f.write(str(os.getpid()))
-    if os.fork() == 0:  # a double fork: the grandchild becomes an orphan of ours
+    child = os.fork()
+    if child == 0:  # a double fork: the grandchild becomes an orphan
         if os.fork() == 0:
             with open(P("grandchild"), "w") as f:
                 f.write(str(os.getpid()))
@@ -598,6 +604,7 @@ def main():
                 gate.read()
             os._exit(0)
         os._exit(0)
+    os.waitpid(child, 0)
     while True:
         time.sleep(3600)
 
@@ -615,6 +622,14 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _namespace_pid(host_pid: int) -> int:
+    """The pid of *host_pid* in its own (innermost) PID namespace."""
+    for line in Path(f"/proc/{host_pid}/status").read_text().splitlines():
+        if line.startswith("NSpid:"):
+            return int(line.split()[-1])
+    raise AssertionError(f"no NSpid line for {host_pid}")
+
+
 def test_pid_1_stays_in_the_foreground_reaps_orphans_and_stops_on_sigterm(sandbox: Sandbox) -> None:
     _need("unshare")
     if os.geteuid() != 0:
@@ -626,20 +641,27 @@ def test_pid_1_stays_in_the_foreground_reaps_orphans_and_stops_on_sigterm(sandbo
     os.mkfifo(sandbox.path / "gate")
     unshare = popen(sandbox, ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, str(script), "start"])
     wait_until((sandbox.path / "grandchild").exists, what="the orphan to start")
-    assert (sandbox.path / "pid1").read_text() == "1", "the daemon is PID 1 in its namespace: no fork"
-    (daemon_pid,) = _children(unshare.pid)  # unshare's child, PID 1 inside
+    (init,) = _children(unshare.pid)  # unshare's child: PID 1 inside, daemondeco's init
+    assert _namespace_pid(init) == 1
+    # As PID 1 the program stays in the foreground as a small init; the daemon is its child (PID 2),
+    # so the daemon's own children are its own to wait for (PID 1 reaps only orphans).
+    assert (sandbox.path / "pid1").read_text() == "2", "the daemon runs as the init's first child"
+    assert (sandbox.path / "codes").read_text() == " ".join(["3"] * 20), "subprocess sees its children's statuses"
+    daemon_pid = next(pid for pid in _children(init) if _namespace_pid(pid) == 2)
     assert Path(f"/proc/{daemon_pid}/cmdline").read_bytes().split(b"\0")[1].endswith(b"pid1app.py")
-    # The intermediate child exited (reaped); the grandchild is now an orphan of PID 1.
-    wait_until(lambda: len(_children(daemon_pid)) == 1, what="the intermediate child to be reaped")
-    (orphan,) = _children(daemon_pid)
+    # The intermediate child exited; the grandchild is now an orphan, re-parented to PID 1.
+    grandchild = int((sandbox.path / "grandchild").read_text())
+    wait_until(lambda: len(_children(init)) == 2, what="the orphan re-parented to PID 1")
+    (orphan,) = [pid for pid in _children(init) if _namespace_pid(pid) == grandchild]
     stat = proc_stat(orphan)
     assert stat is not None
     assert stat.state != "Z"
     open_gate(sandbox)
     wait_until(lambda: proc_stat(orphan) is None, what="PID 1 to reap the exited orphan (no zombie)")
-    assert _children(daemon_pid) == []
+    assert _children(init) == [daemon_pid]
+    assert _children(daemon_pid) == [], "the intermediate child was reaped by its parent, the daemon"
     started = time.monotonic()
-    os.kill(daemon_pid, signal.SIGTERM)
-    assert unshare.wait(timeout=10) == 0, "SIGTERM ends PID 1 with status 0"
+    os.kill(init, signal.SIGTERM)  # docker stop: SIGTERM to PID 1, forwarded to the daemon
+    assert unshare.wait(timeout=10) == 0, "SIGTERM ends the daemon, and PID 1 with its status 0"
     took = time.monotonic() - started
     assert took < 1.0, f"PID 1 took {took:.3f} s to stop on SIGTERM"
