@@ -286,15 +286,26 @@ def job_workers() -> None:
         os.close(REPORT)
         body_sleep()
 
-    if cand == "alternating":
-        # raw and daemondeco spawns alternate in this one caller: the tightest pairing under load
+    if cand in ("alternating", "alternating-trees"):
+        # two spawners alternate in this one caller: the tightest pairing under load
         worker = daemondeco.process_daemonize(body_sleep)
+        spawners = {"daemondeco": lambda: worker().pid}
+        if cand == "alternating":
+            spawners["raw"] = lambda: raw_spawn(then)
+        else:
+            # another source tree, copied by the harness under another package name (--compare-tree)
+            import importlib
+
+            sys.path.insert(0, CFG["alias_dir"])
+            other = importlib.import_module(CFG["alias"]).process_daemonize(body_sleep)
+            spawners["other"] = lambda: other().pid
+        names = list(spawners)
         pairs = []
         for i in range(count):
             row = {}
-            for name in ("raw", "daemondeco") if i % 2 else ("daemondeco", "raw"):
+            for name in names if i % 2 else names[::-1]:
                 t = now()
-                pids.append(raw_spawn(then) if name == "raw" else worker().pid)
+                pids.append(spawners[name]())
                 row[name] = now() - t
             pairs.append(row)
         for i in range(0, len(pids), 200):

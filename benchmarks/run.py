@@ -145,6 +145,22 @@ def check_tree(env: dict[str, str], path: str) -> None:
         raise SystemExit(f"--compare-tree {path}: children import daemondeco from {got.stdout}, not {want}")
 
 
+def alias_name(label: str) -> str:
+    return "daemondeco_" + "".join(c if c.isalnum() else "_" for c in label)
+
+
+def alias_tree(h: Harness, label: str, path: str) -> str:
+    """Copy *path*'s package as ``daemondeco_<label>`` (relative imports only), so one process can import both.
+
+    Returns the directory to put on ``sys.path``.
+    """
+    import shutil
+
+    where = os.path.join(h.tmpdir, "alias")
+    shutil.copytree(os.path.join(path, "daemondeco"), os.path.join(where, alias_name(label)))
+    return where
+
+
 def parse_detach(lines: list[str], exited_at: int | None) -> dict[str, float]:
     got: dict[str, int] = {}
     for line in lines:
@@ -260,7 +276,9 @@ def bench_detach(
 # -- 2. 100 workers ----------------------------------------------------------------
 
 
-def bench_workers(h: Harness, quick: bool, preload: list[str], trees: dict[str, dict[str, str]]) -> dict:
+def bench_workers(
+    h: Harness, quick: bool, preload: list[str], trees: dict[str, dict[str, str]], aliases: dict[str, str]
+) -> dict:
     rounds, count = (3, 100) if quick else (8, 100)
     cands = ["raw", "daemondeco", *(f"daemondeco/{label}" for label in trees)]
     log(f"\n## 2. {count} process_daemonize workers one after another ({rounds} rounds, interleaved)")
@@ -301,6 +319,36 @@ def bench_workers(h: Harness, quick: bool, preload: list[str], trees: dict[str, 
         f"alternating in one caller ({alt_runs} x {count} pairs): raw {ms_text(alt_each['raw'])} ms, "
         f"daemondeco {ms_text(alt_each['daemondeco'])} ms a worker; per-pair ratio {ratio_text(pair_ratios)}"
     )
+    for label, alias_dir in aliases.items():
+        # the tightest old/new pairing: both trees imported by one caller, spawns alternating
+        tree_pairs: list[float] = []
+        tree_each: dict[str, list[float]] = {"daemondeco": [], "other": []}
+        for _ in range(alt_runs):
+            config = {
+                "job": "workers",
+                "candidate": "alternating-trees",
+                "count": count,
+                "preload": preload,
+                "alias_dir": alias_dir,
+                "alias": alias_name(label),
+            }
+            lines, _, _ = h.run_child(config, timeout=120)
+            h.kill_all()
+            pairs = json.loads(next(line for line in lines if line.startswith("result "))[7:])["pairs"]
+            tree_pairs.extend(p["daemondeco"] / p["other"] for p in pairs)
+            for p in pairs:
+                for k, values in tree_each.items():
+                    values.append(p[k])
+        compare[f"alternating daemondeco / {label}"] = {
+            "daemondeco": summary(tree_each["daemondeco"]),
+            label: summary(tree_each["other"]),
+            "pair_ratio": summary(tree_pairs),
+        }
+        log(
+            f"alternating trees in one caller ({alt_runs} x {count} pairs): installed "
+            f"{ms_text(tree_each['daemondeco'])} ms, {label} {ms_text(tree_each['other'])} ms a worker; "
+            f"per-pair ratio installed/{label} {ratio_text(tree_pairs)}"
+        )
     r = summary(ratio)
     per_worker = summary(each["daemondeco"])["median"] / 1e6
     met = r["median"] <= 1.3
@@ -785,13 +833,14 @@ def main(argv: list[str] | None = None) -> int:
     trees = {label: tree_env(h.env, path) for label, path in tree_paths.items()}
     for label, env in trees.items():
         check_tree(env, tree_paths[label])
+    aliases = {label: alias_tree(h, label, path) for label, path in tree_paths.items()}
     results: dict[str, object] = {"meta": meta}
     old_int = signal.getsignal(signal.SIGINT)
     try:
         if "detach" in selected:
             results["detach"] = bench_detach(h, args.quick, peers, preload, trees)
         if "workers" in selected:
-            results["workers"] = bench_workers(h, args.quick, args.preimport, trees)
+            results["workers"] = bench_workers(h, args.quick, args.preimport, trees, aliases)
         if "stop" in selected:
             results["stop"] = bench_stop(h, args.quick)
         if "fds" in selected:
