@@ -65,6 +65,17 @@ def _naive_close(limit: int, keep: set[int]) -> None:
                 pass
 
 
+def _listing_close(keep: set[int]) -> None:
+    """What daemondeco's close_fds did before issue 6 (59519e4): list /proc/self/fd, close one by one."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the listing's own fd, already closed
+
+
 def _closerange(limit: int, keep: set[int]) -> None:
     start = 3
     for fd in sorted(keep):
@@ -130,6 +141,8 @@ def job_detach() -> None:
 
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, hard))
+    for _ in range(int(CFG.get("spare_fds", 0))):  # inherited fds the daemon must close (issue 6, defect 9)
+        os.open(os.devnull, os.O_RDONLY)
     tmp = CFG["tmpdir"]
 
     if cand in ("raw", "raw-naive-close", "raw-closerange"):
@@ -205,10 +218,13 @@ def job_detach() -> None:
 def job_closestep() -> None:
     """Time only the fd-closing step of one method, in this process, at this RLIMIT_NOFILE.
 
-    Opens ``nfds`` spare fds (as a typical daemon has a few), then closes
-    every fd but 0, 1, 2 and the report pipe; ``reps`` times. No fork, so no
-    copy-on-write noise; one method per process, so the naive loop's 20,000
-    syscalls do not leave cold caches for the others.
+    Opens ``nfds`` spare fds (as a typical daemon has a few, or 5,000
+    inherited ones), then closes every fd but 0, 1, 2 and the report pipe;
+    ``reps`` times. No fork, so no copy-on-write noise; one method per
+    process, so the naive loop's 20,000 syscalls do not leave cold caches for
+    the others. Methods: ``daemondeco`` (``_engine.close_fds`` of the tree
+    imported: see ``--compare-tree``), ``listing`` (the pre-issue-6 algorithm,
+    copied here), ``closerange`` (gaps up to the limit), ``naive-loop``.
     """
     import resource
 
@@ -224,6 +240,10 @@ def job_closestep() -> None:
 
         def close() -> None:
             _closerange(nofile, keep)
+    elif method == "listing":
+
+        def close() -> None:
+            _listing_close(keep)
     else:
         try:
             from daemondeco._engine import close_fds
@@ -266,15 +286,26 @@ def job_workers() -> None:
         os.close(REPORT)
         body_sleep()
 
-    if cand == "alternating":
-        # raw and daemondeco spawns alternate in this one caller: the tightest pairing under load
+    if cand in ("alternating", "alternating-trees"):
+        # two spawners alternate in this one caller: the tightest pairing under load
         worker = daemondeco.process_daemonize(body_sleep)
+        spawners = {"daemondeco": lambda: worker().pid}
+        if cand == "alternating":
+            spawners["raw"] = lambda: raw_spawn(then)
+        else:
+            # another source tree, copied by the harness under another package name (--compare-tree)
+            import importlib
+
+            sys.path.insert(0, CFG["alias_dir"])
+            other = importlib.import_module(CFG["alias"]).process_daemonize(body_sleep)
+            spawners["other"] = lambda: other().pid
+        names = list(spawners)
         pairs = []
         for i in range(count):
             row = {}
-            for name in ("raw", "daemondeco") if i % 2 else ("daemondeco", "raw"):
+            for name in names if i % 2 else names[::-1]:
                 t = now()
-                pids.append(raw_spawn(then) if name == "raw" else worker().pid)
+                pids.append(spawners[name]())
                 row[name] = now() - t
             pairs.append(row)
         for i in range(0, len(pids), 200):

@@ -67,16 +67,19 @@ class Harness:
         self.track(pid)
         return pid
 
-    def run_child(self, config: dict, timeout: float = 60.0) -> tuple[list[str], int | None, int]:
+    def run_child(
+        self, config: dict, timeout: float = 60.0, env: dict[str, str] | None = None
+    ) -> tuple[list[str], int | None, int]:
         """Run ``_child.py`` with *config*; return (report lines, launcher exit time ns, pid).
 
         Reads the report pipe until end of file (every writer closed it) and
-        waits for the launcher's exit (pidfd), both within *timeout*.
+        waits for the launcher's exit (pidfd), both within *timeout*. *env*
+        replaces the children's environment (``tree_env``: another source tree).
         """
         read_end, write_end = os.pipe()
         config = {**config, "report_fd": write_end, "tmpdir": self.tmpdir}
         try:
-            pid = self.spawn([self.python, CHILD, json.dumps(config)], pass_fd=write_end)
+            pid = self.spawn([self.python, CHILD, json.dumps(config)], pass_fd=write_end, env=env)
         finally:
             os.close(write_end)
         pidfd = self._pidfds[pid]
@@ -181,6 +184,15 @@ def child_env(pycache: str) -> dict[str, str]:
     env["PYTHONPYCACHEPREFIX"] = pycache
     env["PYTHONSAFEPATH"] = "1"  # never import daemondeco from the current directory by accident
     return env
+
+
+def tree_env(base: dict[str, str], path: str) -> dict[str, str]:
+    """*base* with another daemondeco source tree first on ``sys.path`` (``--compare-tree``).
+
+    ``PYTHONPATH`` comes before site-packages, and an editable install's finder
+    comes after the path entries, so ``import daemondeco`` loads *path*'s copy.
+    """
+    return {**base, "PYTHONPATH": os.path.abspath(path)}
 
 
 # -- statistics -----------------------------------------------------------------

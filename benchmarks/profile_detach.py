@@ -28,19 +28,13 @@ import json
 import os
 import random
 import resource
-import signal
 import statistics
 import sys
 import time
 import types
 
 import daemondeco
-from daemondeco import _control, _engine, _proc, _ready, _signals
-
-try:
-    from daemondeco import _pidfile
-except ImportError:  # pragma: no cover
-    _pidfile = None
+from daemondeco import _control, _engine, _pidfile, _proc, _ready, _runtime, _signals, _stdio, _systemd
 
 _mono = time.monotonic_ns
 LAUNCHER = 0
@@ -98,14 +92,16 @@ def _proxy(module: types.ModuleType, names: tuple[str, ...], side_label: str) ->
 def install_proxies() -> None:
     os_proxy = _proxy(os, TRACED_OS, "os")
     os_proxy.path = os.path
-    mods = [_engine, _ready, _control, _proc]
-    if _pidfile is not None:
-        mods.append(_pidfile)
-    for mod in mods:
+    signal_proxies: dict[str, types.ModuleType] = {}
+    for mod in (_engine, _ready, _control, _proc, _pidfile, _runtime, _signals, _stdio, _systemd):
         if getattr(mod, "os", None) is os:
             mod.os = os_proxy
-        if getattr(mod, "signal", None) is signal:
-            mod.signal = _proxy(signal, ("signal", "getsignal", "pthread_sigmask"), "signal")
+        sig = getattr(mod, "signal", None)
+        # _signals binds the C module _signal to the name ``signal`` (no enums: cheaper after the fork)
+        if isinstance(sig, types.ModuleType) and sig.__name__ in ("signal", "_signal"):
+            if sig.__name__ not in signal_proxies:
+                signal_proxies[sig.__name__] = _proxy(sig, ("signal", "getsignal", "pthread_sigmask"), "signal")
+            mod.signal = signal_proxies[sig.__name__]
         sel = getattr(mod, "select", None)
         if isinstance(sel, types.ModuleType) and sel.__name__ == "select":
             mod.select = _proxy(sel, ("poll",), "select")
@@ -172,6 +168,18 @@ ABLATIONS = {
         _os_level_identity,
         "_proc.identity reading /proc/<pid>/stat with os.open/os.read, not open()",
     ),
+    "close_fds-listing": (
+        _engine,
+        "close_fds",
+        lambda keep: _listing_close(keep),  # noqa: PLW0108 - defined further down
+        "close_fds listing /proc/self/fd, as before issue 6 (defect 9)",
+    ),
+    "close_fds-closerange-rlimit": (
+        _engine,
+        "close_fds",
+        lambda keep: _closerange_gaps(keep),  # noqa: PLW0108
+        "close_fds: closerange gaps up to RLIMIT_NOFILE, without reading /proc/self/status",
+    ),
     "no-warn_threads": (_engine, "_warn_threads", _noop, "_warn_threads removed"),
     "no-flush_stdio": (_engine, "flush_stdio", _noop, "flush_stdio removed"),
 }
@@ -210,6 +218,16 @@ def _closerange_gaps(keep: set[int]) -> None:
     os.closerange(start, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
 
 
+def _listing_close(keep: set[int]) -> None:
+    """close_fds as it was before issue 6 (59519e4): list /proc/self/fd, close one by one."""
+    for name in os.listdir("/proc/self/fd"):
+        if int(name) not in keep:
+            try:
+                os.close(int(name))
+            except OSError:
+                pass  # the listing's own fd
+
+
 def _reconfigure() -> None:
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(line_buffering=True)
@@ -230,10 +248,11 @@ def step_costs(reps: int) -> dict[str, list[int]]:
 
     rep_r, rep_w = os.pipe()
     child_steps = {
-        "D _signals.reset_inherited (as is)": lambda: _signals.reset_inherited((True, ())),
+        "D _signals.reset_inherited (as is)": lambda: _signals.reset_inherited(_signals.Inherited(True, ())),
         "D close_fds (as is)": (lambda: _engine.close_fds({0, 1, 2, rep_w})) if hasattr(_engine, "close_fds") else None,
         "D stdout/stderr reconfigure": _reconfigure,
         "D close via closerange gaps": lambda: _closerange_gaps({0, 1, 2, rep_w}),
+        "D close by listing (before issue 6)": lambda: _listing_close({0, 1, 2, rep_w}),
         "D os.listdir('/proc/self/fd') only": lambda: os.listdir("/proc/self/fd"),
         "D send(P frame)": lambda: _ready.send(rep_w_null, _ready.PID, str(os.getpid()).encode()),
     }
@@ -419,7 +438,7 @@ def main() -> int:
             continue
         vals = sorted(timings[v])
         q = statistics.quantiles(vals, n=4)
-        line = f"  {v:22} {med(vals) / 1e6:6.3f} [{q[0] / 1e6:.3f}-{q[2] / 1e6:.3f}]"
+        line = f"  {v:28} {med(vals) / 1e6:6.3f} [{q[0] / 1e6:.3f}-{q[2] / 1e6:.3f}]"
         line += f"   x{med(a / b for a, b in zip(timings[v], timings['raw'], strict=True)):.2f} raw (paired)"
         if v not in ("raw", "daemondeco"):
             delta = med(a - b for a, b in zip(timings[v], base, strict=True))

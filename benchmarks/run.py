@@ -10,6 +10,11 @@ against a baseline measured in the same rounds. See benchmarks/README.md.
 3. stop     - cooperative stop of a daemon sleeping in time.sleep()
 4. fds      - detach cost at RLIMIT_NOFILE 1024 vs the hard limit
 5. import   - `import daemondeco` vs `import wrapt` in fresh interpreters
+6. manyfds  - 0 vs 5,000 inherited fds: the fd-closing step alone, and the whole start
+
+``--compare-tree LABEL=PATH`` adds, in benchmarks 1, 2 and 6, candidates that
+run another daemondeco source tree (``PYTHONPATH=PATH``), interleaved with the
+installed one, and reports paired per-round ratios "installed / LABEL".
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _harness import Harness, fmt_ms, interleaved, paired_ratios, summary
+from _harness import Harness, fmt_ms, interleaved, paired_ratios, summary, tree_env
 
 PEERS = {"python-daemon": "daemon", "daemonize": "daemonize", "daemonocle": "daemonocle"}
 DISTS = {"python-daemon": "python-daemon", "daemonize": "daemonize", "daemonocle": "daemonocle"}
@@ -80,6 +85,82 @@ def package_source() -> str:
     return f"{pkg} (git {head.stdout.strip()}{' + uncommitted changes' if dirty.stdout.strip() else ''})"
 
 
+# -- other source trees (--compare-tree) ------------------------------------------
+
+
+def split_tree(cand: str) -> tuple[str, str | None]:
+    """``"daemondeco-worker/before"`` -> ``("daemondeco-worker", "before")``; no slash: the installed tree."""
+    name, _, label = cand.partition("/")
+    return name, label or None
+
+
+def run_candidate(
+    h: Harness, config: dict, trees: dict[str, dict[str, str]], timeout: float
+) -> tuple[list[str], int | None, int]:
+    """Run a child for ``config["candidate"]``, under its tree's environment when it names one."""
+    name, label = split_tree(config["candidate"])
+    return h.run_child({**config, "candidate": name}, timeout=timeout, env=trees[label] if label else None)
+
+
+def tree_ratios(
+    per_round: dict[int, dict[str, float]], names: list[str], trees: dict[str, dict[str, str]]
+) -> dict[str, dict[str, float]]:
+    """For each *name* and tree LABEL: paired per-round ratios name / name/LABEL, summarised."""
+    out = {}
+    for label in trees:
+        for name in names:
+            got = paired_ratios(per_round, name, f"{name}/{label}")
+            if got:
+                out[f"{name} / {name}/{label}"] = summary(got)
+    return out
+
+
+def log_tree_ratios(ratios: dict[str, dict[str, float]], what: str) -> None:
+    for key, s in ratios.items():
+        log(f"  {key:50} {s['median']:.2f}x [{s['q1']:.2f}-{s['q3']:.2f}]  ({what}; < 1: the installed tree is faster)")
+
+
+def tree_source(path: str) -> str:
+    """*path*, with its git commit when it is a checkout (a `git archive` copy has none)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(
+            ["git", "-C", path, "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True
+        )
+    except OSError:
+        return os.path.abspath(path)
+    suffix = f" (git {head.stdout.strip()})" if head.returncode == 0 else ""
+    return os.path.abspath(path) + suffix
+
+
+def check_tree(env: dict[str, str], path: str) -> None:
+    """Fail early unless children under *env* import daemondeco from *path*."""
+    import subprocess
+
+    code = "import daemondeco, sys; sys.stdout.write(daemondeco.__file__)"
+    got = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True, cwd="/")
+    want = os.path.join(os.path.abspath(path), "daemondeco", "")
+    if not got.stdout.startswith(want):
+        raise SystemExit(f"--compare-tree {path}: children import daemondeco from {got.stdout}, not {want}")
+
+
+def alias_name(label: str) -> str:
+    return "daemondeco_" + "".join(c if c.isalnum() else "_" for c in label)
+
+
+def alias_tree(h: Harness, label: str, path: str) -> str:
+    """Copy *path*'s package as ``daemondeco_<label>`` (relative imports only), so one process can import both.
+
+    Returns the directory to put on ``sys.path``.
+    """
+    import shutil
+
+    where = os.path.join(h.tmpdir, "alias")
+    shutil.copytree(os.path.join(path, "daemondeco"), os.path.join(where, alias_name(label)))
+    return where
+
+
 def parse_detach(lines: list[str], exited_at: int | None) -> dict[str, float]:
     got: dict[str, int] = {}
     for line in lines:
@@ -118,10 +199,16 @@ def ms_text(values: list[float]) -> str:
 # -- 1. detach latency -------------------------------------------------------------
 
 
-def bench_detach(h: Harness, quick: bool, peers: dict[str, str | None], preload: list[str]) -> dict:
+DD_DETACH = ["daemondeco", "daemondeco-worker", "daemondeco-pidfile"]
+
+
+def bench_detach(
+    h: Harness, quick: bool, peers: dict[str, str | None], preload: list[str], trees: dict[str, dict[str, str]]
+) -> dict:
     rounds = 5 if quick else 20
     slow_rounds = 1 if quick else 4  # daemonocle's launcher sleeps 1 s by design
-    cands = ["raw", "daemondeco", "daemondeco-worker", "daemondeco-pidfile"]
+    cands = ["raw", *DD_DETACH]
+    cands += [f"{c}/{label}" for label in trees for c in DD_DETACH]
     cands += [p for p in ("python-daemon", "daemonize") if peers[p] is None]
     slow = f"; daemonocle {slow_rounds} rounds" if peers["daemonocle"] is None else ""
     log(f"\n## 1. detach latency ({rounds} rounds, interleaved{slow}; launchers preload {', '.join(preload)})")
@@ -132,7 +219,7 @@ def bench_detach(h: Harness, quick: bool, peers: dict[str, str | None], preload:
         order += [(-1, "daemonocle")]
         order += [(r, "daemonocle") for r in range(slow_rounds)]
     for rnd, cand in order:
-        lines, exited_at, _ = h.run_child({"job": "detach", "candidate": cand, "preload": preload}, timeout=30)
+        lines, exited_at, _ = run_candidate(h, {"job": "detach", "candidate": cand, "preload": preload}, trees, 30)
         h.kill_all()
         if rnd >= 0:
             per_round.setdefault(rnd, {})[cand] = parse_detach(lines, exited_at)
@@ -147,7 +234,7 @@ def bench_detach(h: Harness, quick: bool, peers: dict[str, str | None], preload:
         return paired_ratios(flat, cand, "raw")
 
     log("time from the launcher calling the detach; ms median [q1-q3]; ratio = paired per round vs raw")
-    log(f"{'candidate':22} {'launcher knows (in-proc)':>26} {'launcher exit (pidfd)':>26} {'daemon code starts':>26}")
+    log(f"{'candidate':28} {'launcher knows (in-proc)':>26} {'launcher exit (pidfd)':>26} {'daemon code starts':>26}")
     table = {}
     for cand in [*cands, "daemonocle"]:
         if cand not in metrics:
@@ -156,13 +243,21 @@ def bench_detach(h: Harness, quick: bool, peers: dict[str, str | None], preload:
         row = {k: summary(v) for k, v in m.items()}
         row.update({f"{k}_ratio_vs_raw": summary(ratios(cand, k)) for k in m})
         table[cand] = row
-        log(f"{cand:22} {ms_text(m.get('known', [])):>26} {ms_text(m.get('exit', [])):>26} {ms_text(m['body']):>26}")
+        log(f"{cand:28} {ms_text(m.get('known', [])):>26} {ms_text(m.get('exit', [])):>26} {ms_text(m['body']):>26}")
     log("ratios vs raw (median [q1-q3] of per-round ratios):")
     for cand in table:
         if cand == "raw":
             continue
         parts = [f"{k}: {ratio_text(ratios(cand, k))}" for k in ("known", "exit", "body") if k in metrics[cand]]
-        log(f"  {cand:20} " + "   ".join(parts))
+        log(f"  {cand:26} " + "   ".join(parts))
+    compare = {}
+    if trees:
+        log("installed tree vs --compare-tree, paired per round (what the launcher learns: exit; worker: known):")
+        for metric, names in (("exit", ["daemondeco", "daemondeco-pidfile"]), ("known", ["daemondeco-worker"])):
+            flat = {r: {c: v[metric] for c, v in row.items() if metric in v} for r, row in per_round.items()}
+            got = tree_ratios(flat, names, trees)
+            log_tree_ratios(got, metric)
+            compare.update({f"{k} ({metric})": v for k, v in got.items()})
     exit_ratio = summary(ratios("daemondeco", "exit")).get("median")
     known_ratio = summary(ratios("daemondeco-worker", "known")).get("median")
     verdict = {
@@ -175,22 +270,24 @@ def bench_detach(h: Harness, quick: bool, peers: dict[str, str | None], preload:
         f"target: within 1.3x the bare sequence -> @daemon exit {exit_ratio:.2f}x, "
         f"process_daemonize {known_ratio:.2f}x: {'MET' if verdict['met'] else 'MISSED'}"
     )
-    return {"rounds": rounds, "table": table, "per_round": per_round, "verdict": verdict}
+    return {"rounds": rounds, "table": table, "per_round": per_round, "compare": compare, "verdict": verdict}
 
 
 # -- 2. 100 workers ----------------------------------------------------------------
 
 
-def bench_workers(h: Harness, quick: bool, preload: list[str]) -> dict:
+def bench_workers(
+    h: Harness, quick: bool, preload: list[str], trees: dict[str, dict[str, str]], aliases: dict[str, str]
+) -> dict:
     rounds, count = (3, 100) if quick else (8, 100)
-    cands = ["raw", "daemondeco"]
+    cands = ["raw", "daemondeco", *(f"daemondeco/{label}" for label in trees)]
     log(f"\n## 2. {count} process_daemonize workers one after another ({rounds} rounds, interleaved)")
     per_round: dict[int, dict[str, float]] = {}
     each: dict[str, list[float]] = {c: [] for c in cands}
     order = [(-1, c) for c in cands] + interleaved(cands, rounds, seed=2)
     for rnd, cand in order:
         config = {"job": "workers", "candidate": cand, "count": count, "preload": preload}
-        lines, _, _ = h.run_child(config, timeout=120)
+        lines, _, _ = run_candidate(h, config, trees, 120)
         started = sum(len(line.split()) - 1 for line in lines if line.startswith("pids "))
         killed = h.kill_all()
         result = json.loads(next(line for line in lines if line.startswith("result "))[7:])
@@ -202,7 +299,9 @@ def bench_workers(h: Harness, quick: bool, preload: list[str]) -> dict:
     totals = {c: [row[c] for row in per_round.values()] for c in cands}
     ratio = paired_ratios(per_round, "daemondeco", "raw")
     for c in cands:
-        log(f"{c:12} total ms {ms_text(totals[c]):>28}   per worker ms {ms_text(each[c]):>26}")
+        log(f"{c:20} total ms {ms_text(totals[c]):>28}   per worker ms {ms_text(each[c]):>26}")
+    compare = tree_ratios(per_round, ["daemondeco"], trees)
+    log_tree_ratios(compare, "total of the loop")
     # tighter pairing: one caller alternating raw and daemondeco spawns (count of each)
     alt_runs = 1 if quick else 3
     pair_ratios: list[float] = []
@@ -220,6 +319,36 @@ def bench_workers(h: Harness, quick: bool, preload: list[str]) -> dict:
         f"alternating in one caller ({alt_runs} x {count} pairs): raw {ms_text(alt_each['raw'])} ms, "
         f"daemondeco {ms_text(alt_each['daemondeco'])} ms a worker; per-pair ratio {ratio_text(pair_ratios)}"
     )
+    for label, alias_dir in aliases.items():
+        # the tightest old/new pairing: both trees imported by one caller, spawns alternating
+        tree_pairs: list[float] = []
+        tree_each: dict[str, list[float]] = {"daemondeco": [], "other": []}
+        for _ in range(alt_runs):
+            config = {
+                "job": "workers",
+                "candidate": "alternating-trees",
+                "count": count,
+                "preload": preload,
+                "alias_dir": alias_dir,
+                "alias": alias_name(label),
+            }
+            lines, _, _ = h.run_child(config, timeout=120)
+            h.kill_all()
+            pairs = json.loads(next(line for line in lines if line.startswith("result "))[7:])["pairs"]
+            tree_pairs.extend(p["daemondeco"] / p["other"] for p in pairs)
+            for p in pairs:
+                for k, values in tree_each.items():
+                    values.append(p[k])
+        compare[f"alternating daemondeco / {label}"] = {
+            "daemondeco": summary(tree_each["daemondeco"]),
+            label: summary(tree_each["other"]),
+            "pair_ratio": summary(tree_pairs),
+        }
+        log(
+            f"alternating trees in one caller ({alt_runs} x {count} pairs): installed "
+            f"{ms_text(tree_each['daemondeco'])} ms, {label} {ms_text(tree_each['other'])} ms a worker; "
+            f"per-pair ratio installed/{label} {ratio_text(tree_pairs)}"
+        )
     r = summary(ratio)
     per_worker = summary(each["daemondeco"])["median"] / 1e6
     met = r["median"] <= 1.3
@@ -239,6 +368,7 @@ def bench_workers(h: Harness, quick: bool, preload: list[str]) -> dict:
             "pair_ratio": summary(pair_ratios),
         },
         "per_round": per_round,
+        "compare": compare,
         "verdict": {"ratio": r["median"], "per_worker_ms": per_worker, "target": 1.3, "met": met},
     }
 
@@ -401,8 +531,12 @@ def _time_interpreter(h: Harness, argv: list[str], env: dict[str, str]) -> tuple
     return elapsed, int((usage.ru_utime + usage.ru_stime) * 1e9)
 
 
-def _importtime(h: Harness, python: str, env: dict[str, str], module: str) -> dict[str, int]:
-    """Cumulative -X importtime microseconds of top-level imports, from one fresh interpreter."""
+def _importtime(h: Harness, python: str, env: dict[str, str], module: str) -> tuple[dict[str, int], dict[str, int]]:
+    """-X importtime of ``import module`` in one fresh interpreter, in microseconds.
+
+    Returns the cumulative times of top-level imports (and of wrapt and
+    daemondeco wherever they appear), and the self time of every module.
+    """
     path = os.path.join(h.tmpdir, "importtime.txt")
     pid = os.posix_spawn(
         python,
@@ -415,18 +549,19 @@ def _importtime(h: Harness, python: str, env: dict[str, str], module: str) -> di
         ],
     )
     os.waitpid(pid, 0)
-    out = {}
+    out, own = {}, {}
     with open(path) as handle:
         for line in handle:
             if not line.startswith("import time:") or "cumulative" in line:
                 continue
-            _, cum_us, name = line.split("|")
+            self_us, cum_us, name = line.split("|")
             name = name.rstrip("\n")
             stripped = name.strip()
+            own[stripped] = int(self_us.split(":")[1])
             depth = (len(name) - len(name.lstrip(" ")) - 1) // 2
             if stripped in ("wrapt", "daemondeco") or depth == 0:
                 out[stripped] = max(out.get(stripped, 0), int(cum_us))
-    return out
+    return out, own
 
 
 def bench_import(h: Harness, quick: bool, extra: list[tuple[str, str]]) -> dict:
@@ -484,14 +619,17 @@ def bench_import(h: Harness, quick: bool, extra: list[tuple[str, str]]) -> dict:
                 f"    import wrapt costs {ms_text(over_bare)} ms; import daemondeco costs {ms_text(diff)} ms more "
                 f"(CPU time: {ms_text(cpu_diff)} ms more)"
             )
-    # -X importtime: in-process, less noisy; daemondeco's own share = cumulative(daemondeco) - cumulative(wrapt)
+    # -X importtime: in-process, less noisy. daemondeco's own share = the self times of every module
+    # `import daemondeco` loads and `import wrapt` alone does not. (Not cumulative(daemondeco) -
+    # cumulative(wrapt): a module both import, such as typing, counts under whichever imports it first.)
     for label, py in pythons:
         own, wr = [], []
         for i in range(it_runs + 1):
-            got = _importtime(h, py, cached, "daemondeco")
+            wrapt_cum, wrapt_self = _importtime(h, py, cached, "wrapt")
+            _, dd_self = _importtime(h, py, cached, "daemondeco")
             if i:
-                own.append((got["daemondeco"] - got["wrapt"]) * 1000)
-                wr.append(got["wrapt"] * 1000)
+                own.append(sum(us for name, us in dd_self.items() if name not in wrapt_self) * 1000)
+                wr.append(wrapt_cum["wrapt"] * 1000)
         table[label]["importtime_daemondeco_own"] = summary(own)
         table[label]["importtime_wrapt"] = summary(wr)
         log(f"[{label}] -X importtime: wrapt {ms_text(wr)} ms, daemondeco's own modules {ms_text(own)} ms")
@@ -520,6 +658,116 @@ def bench_import(h: Harness, quick: bool, extra: list[tuple[str, str]]) -> dict:
     return {"rounds": rounds, "table": table, "per_round": per_round, "verdict": verdict}
 
 
+# -- 6. many inherited fds (issue 6, defect 9) --------------------------------------------
+
+
+def bench_manyfds(
+    h: Harness, quick: bool, preload: list[str], trees: dict[str, dict[str, str]], many: int = 5000
+) -> dict:
+    """0 vs *many* open fds: the closing step alone, then the whole start.
+
+    The closing step runs in-process (no fork), one fresh process per
+    (method, fd count) and round, interleaved; a process's figure is the
+    median of its reps, and ratios pair the processes of one round. Methods:
+    the installed ``close_fds``, each ``--compare-tree``'s, and ``listing``
+    (the pre-issue-6 algorithm, copied into _child.py, so the comparison
+    exists without an old tree too).
+    """
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY or hard > 1 << 20:
+        hard = 1 << 20
+    if hard < many + 64:
+        log(f"\n## 6. skipped: the hard RLIMIT_NOFILE ({hard}) leaves no room for {many} open fds")
+        return {"skipped": True, "verdict": {"met": True, "skipped": True}}
+    counts = [0, many]
+    rounds, reps = (2, 10) if quick else (5, 20)
+    methods = ["daemondeco", *(f"daemondeco/{label}" for label in trees), "listing", "closerange"]
+    log(
+        f"\n## 6. {counts[1]} inherited fds vs {counts[0]} (RLIMIT_NOFILE {hard}); closing step alone: "
+        f"{rounds} rounds x {reps} reps a process, interleaved"
+    )
+    step_round: dict[str, dict[int, dict[str, float]]] = {str(n): {} for n in counts}
+    step_all: dict[str, dict[str, list[float]]] = {str(n): {} for n in counts}
+    combos = [f"{m}@{n}" for m in methods for n in counts]
+    for rnd, combo in [(-1, c) for c in combos] + interleaved(combos, rounds, seed=6):
+        method, n = combo.rsplit("@", 1)
+        config = {"job": "closestep", "method": method, "nofile": hard, "reps": reps + 1, "nfds": int(n)}
+        lines, _, _ = run_candidate(h, {**config, "candidate": method}, trees, 120)
+        for line in lines:
+            if line.startswith("note "):
+                log("  " + line[5:])
+        vals = json.loads(next(line for line in lines if line.startswith("result "))[7:])[1:]  # first rep: warm-up
+        if rnd >= 0 and vals:
+            step_all[n].setdefault(method, []).extend(vals)
+            step_round[n].setdefault(rnd, {})[method] = summary(vals)["median"]
+    log("closing step, ms median [q1-q3] over every rep; ratio = paired per round (medians of each process):")
+    step_table: dict[str, dict] = {}
+    for n in map(str, counts):
+        for method in methods:
+            vals = step_all[n].get(method, [])
+            row: dict[str, object] = {"all": summary(vals)}
+            text = f"  {method + ' @' + n + ' fds':34} {ms_text(vals):>26}"
+            if method != "listing":
+                r = paired_ratios(step_round[n], method, "listing")
+                row["ratio_vs_listing"] = summary(r)
+                text += f"   vs listing {ratio_text(r)}"
+            step_table[f"{method}@{n}"] = row
+            log(text)
+        for key, val in tree_ratios(step_round[n], ["daemondeco"], trees).items():
+            step_table[f"{key} @{n}"] = val
+            log(f"  {key + ' @' + n + ' fds':44} {val['median']:.2f}x [{val['q1']:.2f}-{val['q3']:.2f}]")
+
+    # the whole start with 0 and *many* fds inherited from the launcher
+    srounds = 2 if quick else 6
+    names = ["raw", "raw-closerange", "daemondeco", "daemondeco-worker"]
+    names += [f"{c}/{label}" for label in trees for c in ("daemondeco", "daemondeco-worker")]
+    cands = [f"{c}@{n}" for c in names for n in counts]
+    log(f"whole start, launcher holding 0 or {many} extra fds ({srounds} rounds, interleaved); ms median [q1-q3]")
+    per_round: dict[int, dict[str, float]] = {}
+    for rnd, cand in [(-1, c) for c in cands] + interleaved(cands, srounds, seed=66):
+        name, n = cand.rsplit("@", 1)
+        config = {"job": "detach", "candidate": name, "nofile": hard, "spare_fds": int(n), "preload": preload}
+        lines, exited_at, _ = run_candidate(h, config, trees, 60)
+        h.kill_all()
+        if rnd >= 0:
+            got = parse_detach(lines, exited_at)
+            # what the launcher learns: @daemon's exit, the others' in-process return
+            per_round.setdefault(rnd, {})[cand] = got["exit" if split_tree(name)[0] == "daemondeco" else "known"]
+    start_table: dict[str, dict] = {}
+    log(f"{'candidate':28} {'@0 fds':>24} {'@' + str(many) + ' fds':>24}   ratio {many}/0 (paired)")
+    for name in names:
+        lo, hi = f"{name}@0", f"{name}@{many}"
+        vlo = [row[lo] for row in per_round.values() if lo in row]
+        vhi = [row[hi] for row in per_round.values() if hi in row]
+        ratio = paired_ratios(per_round, hi, lo)
+        start_table[name] = {"lo": summary(vlo), "hi": summary(vhi), "hi_over_lo": summary(ratio)}
+        log(f"{name:28} {ms_text(vlo):>24} {ms_text(vhi):>24}   {ratio_text(ratio)}")
+    start_compare = {}
+    for n in map(str, counts):
+        flat = {
+            r: {c.rsplit("@", 1)[0]: v for c, v in row.items() if c.endswith(f"@{n}")} for r, row in per_round.items()
+        }
+        for key, val in tree_ratios(flat, ["daemondeco", "daemondeco-worker"], trees).items():
+            start_compare[f"{key} @{n}"] = val
+            log(f"  {key + ' @' + n + ' fds':58} {val['median']:.2f}x [{val['q1']:.2f}-{val['q3']:.2f}]")
+    step_many = step_table.get(f"daemondeco@{many}", {}).get("ratio_vs_listing", {}).get("median")
+    met = step_many is not None and step_many <= 0.5
+    log(
+        f"target (defect 9): the closing step with {many} fds at most half the listing's -> "
+        f"x{step_many if step_many is not None else float('nan'):.2f}: {'MET' if met else 'MISSED'}"
+    )
+    return {
+        "counts": counts,
+        "rlimit": hard,
+        "step": step_table,
+        "step_per_round": step_round,
+        "start": start_table,
+        "start_compare": start_compare,
+        "start_per_round": per_round,
+        "verdict": {"step_vs_listing_at_many": step_many, "target": 0.5, "met": met},
+    }
+
+
 # -- main ---------------------------------------------------------------------------------
 
 
@@ -527,7 +775,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rounds (under ~40 s)")
     parser.add_argument("--json", metavar="OUT", help="write every sample and summary to OUT")
-    parser.add_argument("--only", metavar="NAMES", help="comma-separated subset: detach,workers,stop,fds,import")
+    parser.add_argument(
+        "--only", metavar="NAMES", help="comma-separated subset: detach,workers,stop,fds,import,manyfds"
+    )
     parser.add_argument(
         "--preimport",
         metavar="MODS",
@@ -541,12 +791,23 @@ def main(argv: list[str] | None = None) -> int:
         metavar="LABEL=PATH",
         help="also time imports under another interpreter (e.g. a venv with wrapt 1.17)",
     )
+    parser.add_argument(
+        "--compare-tree",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="benchmarks 1, 2, 6: also run the daemondeco source tree at PATH (PYTHONPATH=PATH), interleaved, "
+        "with paired ratios installed/LABEL (e.g. before=/tmp/before, a `git archive` of an old commit)",
+    )
     args = parser.parse_args(argv)
     if not sys.platform.startswith("linux"):
         log("these benchmarks need Linux (pidfds, /proc, PR_SET_CHILD_SUBREAPER)")
         return 2
-    selected = args.only.split(",") if args.only else ["detach", "workers", "stop", "fds", "import"]
+    selected = args.only.split(",") if args.only else ["detach", "workers", "stop", "fds", "import", "manyfds"]
     extra = [tuple(item.split("=", 1)) for item in args.extra_python]
+    tree_paths = dict(item.split("=", 1) for item in args.compare_tree)
+    if any(not label or "/" in label or "@" in label for label in tree_paths):
+        parser.error("--compare-tree LABEL=PATH: LABEL must be non-empty, without '/' or '@'")
     peers = peer_status()
     args.preimport = [m for m in (args.preimport or "").split(",") if m]
     preload = ["daemondeco"] + [PEERS[p] for p, why in peers.items() if why is None] + args.preimport
@@ -561,6 +822,7 @@ def main(argv: list[str] | None = None) -> int:
         "peers_unavailable": {p: why for p, why in peers.items() if why},
         "quick": args.quick,
         "preimport": args.preimport,
+        "compare_trees": {label: tree_source(path) for label, path in tree_paths.items()},
     }
     log(
         f"# daemondeco benchmarks ({'quick' if args.quick else 'full'}) - Python {meta['python']}, "
@@ -568,25 +830,33 @@ def main(argv: list[str] | None = None) -> int:
     )
     log("versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
     log(f"daemondeco measured: {meta['daemondeco_source']}")
+    for label, source in meta["compare_trees"].items():
+        log(f"compared with {label}: {source}")
     if args.quick:
         log("quick mode: a smoke test with few rounds; on a loaded machine its verdicts can flip, use the full run")
     for p, why in meta["peers_unavailable"].items():
         log(f"left out: {p}: {why}")
     started = time.monotonic()
     h = Harness(sys.executable)
+    trees = {label: tree_env(h.env, path) for label, path in tree_paths.items()}
+    for label, env in trees.items():
+        check_tree(env, tree_paths[label])
+    aliases = {label: alias_tree(h, label, path) for label, path in tree_paths.items()}
     results: dict[str, object] = {"meta": meta}
     old_int = signal.getsignal(signal.SIGINT)
     try:
         if "detach" in selected:
-            results["detach"] = bench_detach(h, args.quick, peers, preload)
+            results["detach"] = bench_detach(h, args.quick, peers, preload, trees)
         if "workers" in selected:
-            results["workers"] = bench_workers(h, args.quick, args.preimport)
+            results["workers"] = bench_workers(h, args.quick, args.preimport, trees, aliases)
         if "stop" in selected:
             results["stop"] = bench_stop(h, args.quick)
         if "fds" in selected:
             results["fds"] = bench_fds(h, args.quick, peers, preload)
         if "import" in selected:
             results["import"] = bench_import(h, args.quick, extra)  # type: ignore[arg-type]
+        if "manyfds" in selected:
+            results["manyfds"] = bench_manyfds(h, args.quick, preload, trees)
     except BaseException:
         tail = h.stderr_tail()
         if tail:
