@@ -115,6 +115,7 @@ class Prepared:
         self.launcher_copies: list[int] = []
         self.keep: set[int] = set()
         self.stdio: tuple[int, int, int] = (-1, -1, -1)
+        self.fd_table_size: int | None = None  # read right before the fork
         self.ready_fd: int | None = None
 
     def close(self) -> None:
@@ -299,6 +300,9 @@ def detach(prepared: Prepared, *, worker: bool) -> int:
     _warn_threads()
     read_end, write_end = os.pipe()  # both O_CLOEXEC
     read_end, write_end = above_stdio(read_end), above_stdio(write_end)
+    # Read here, not in the daemon: the child has the same fd table, and a
+    # fresh child pays ~10x for the same read in copy-on-write faults (benchmarks/).
+    prepared.fd_table_size = _fd_table_size()
     flush_stdio()
     try:
         child = os.fork()
@@ -389,7 +393,7 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
     if prepared.ready_fd is not None:
         keep.add(prepared.ready_fd)
         os.set_inheritable(prepared.ready_fd, False)  # a program it execs must not hold it open
-    close_fds(keep)
+    close_fds(keep, prepared.fd_table_size)
     os.environ.pop(READY_FD_VARIABLE, None)
     notifier = None
     if prepared.manager_env:  # before a chroot hides the socket
@@ -441,16 +445,18 @@ def _fd_table_size() -> int | None:
     return int(data[start + 8 : data.index(b"\n", start + 1)])
 
 
-def close_fds(keep: set[int]) -> None:
+def close_fds(keep: set[int], top: int | None = None) -> None:
     """Close every fd but *keep*; the cost follows the open fds, not RLIMIT_NOFILE.
 
     ``os.closerange`` over the gaps between kept fds, up to the size of the fd
     table: one ``close_range(2)`` system call a gap (Linux 5.9+, glibc 2.34+),
     else a loop in C no longer than the table. Listing ``/proc/self/fd`` from
     Python cost ~10 ms for 5,000 fds (benchmarks/); it stays as the fallback
-    where the table size is unknown.
+    where the table size is unknown. *top*: the table size, when the caller
+    read it already (before the fork).
     """
-    top = _fd_table_size()
+    if top is None:
+        top = _fd_table_size()
     if top is not None:
         start = 0
         for fd in [*sorted(fd for fd in keep if fd < top), top]:

@@ -100,7 +100,9 @@ sock = socket.socket()
     assert fds[0] == "/dev/null"
     assert fds[1] == log and fds[2] == log
     assert pidfile in fds.values()
-    assert set(fds) == {0, 1, 2} | {fd for fd, t in fds.items() if t == pidfile} | listener, fds
+    state = {fd for fd, t in fds.items() if t == pidfile + ".state"}  # the daemon's own state file (issue 8)
+    assert len(state) == 1, fds
+    assert set(fds) == {0, 1, 2} | {fd for fd, t in fds.items() if t == pidfile} | state | listener, fds
     assert len(listener) == 1, "only the socket the daemon opened itself"
 
 

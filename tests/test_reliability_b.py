@@ -339,7 +339,9 @@ def test_of_5000_inherited_fds_the_daemon_keeps_only_its_own_and_keep_fds(sandbo
     fds = open_fds(pid)
     holding_pidfile = [fd for fd, target in fds.items() if target == str(pidfile)]
     assert len(holding_pidfile) == 1, fds
-    assert set(fds) == {0, 1, 2, fd_a, fd_b, holding_pidfile[0]}, fds
+    state = [fd for fd, target in fds.items() if target == f"{pidfile}.state"]  # the daemon's own (issue 8)
+    assert len(state) == 1, fds
+    assert set(fds) == {0, 1, 2, fd_a, fd_b, holding_pidfile[0], state[0]}, fds
     assert fds[fd_a] == fds[fd_b] == "/dev/null", fds
 
 
