@@ -172,7 +172,8 @@ def test_bare_and_called_daemon_both_start_a_daemon(sandbox: Sandbox, decorator:
     assert result.returncode == 0, result
     assert "returned" not in result.stdout
     # ready="start": the launcher leaves as the function is called, maybe before it wrote.
-    wait_until(lambda: (sandbox.path / "who").read_text().endswith("\n"), what="the daemon's first write")
+    who = sandbox.path / "who"
+    wait_until(lambda: who.exists() and who.read_text().endswith("\n"), what="the daemon's first write")
     pid, sid = map(int, (sandbox.path / "who").read_text().split())
     stat = proc_stat(pid)
     assert stat is not None
