@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Sandbox, alive, proc_stat, read_pid, wait_exit, wait_for_text
+from conftest import Sandbox, alive, open_fds, proc_stat, read_pid, wait_exit, wait_for_text
 
 from daemondeco import AlreadyRunningError, DaemonError, Pidfile
 
@@ -134,6 +134,24 @@ def test_acquire_and_release_in_this_process(sandbox: Sandbox) -> None:
     assert not path.exists()
     pidfile.release()  # a second release is a no-op
     assert sandbox.inspect_pidfile(path)["is_locked"] is False
+
+
+def test_refused_acquire_and_lookups_leave_no_fd_open(
+    sandbox: Sandbox, holder: Callable[[Path], subprocess.Popen[str]]
+) -> None:
+    """A long-lived process that polls a pidfile (or retries a refused acquire) must not leak fds."""
+    path = sandbox.path / "job.pid"
+    proc = holder(path)
+    here = Pidfile(path)
+    before = open_fds(os.getpid())
+    for _ in range(3):
+        with pytest.raises(AlreadyRunningError):
+            here.acquire()
+        assert here.read_pid() == proc.pid
+        assert here.locked_by() == proc.pid
+        assert here.is_locked()
+    assert open_fds(os.getpid()) == before
+    release_holder(proc)
 
 
 def test_context_manager_holds_the_lock_and_cleans_up_on_error(sandbox: Sandbox) -> None:
