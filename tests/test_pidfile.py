@@ -398,6 +398,21 @@ def test_release_leaves_a_replaced_file_alone(tmp_path: Path) -> None:
     assert not pidfile.is_held
 
 
+def test_holder_does_not_vouch_for_a_file_that_replaced_its_own(tmp_path: Path) -> None:
+    """A file put in place of the one we hold is not locked by us: its pid is not "locked_by" anybody."""
+    path = tmp_path / "r.pid"
+    pidfile = Pidfile(path).acquire()
+    try:
+        replacement = tmp_path / "new"
+        replacement.write_text("12345\n")
+        os.replace(replacement, path)
+        assert pidfile.is_held
+        assert pidfile.locked_by() is None
+        assert not pidfile.is_locked()
+    finally:
+        pidfile.release()
+
+
 def test_release_leaves_a_rewritten_file_alone(tmp_path: Path) -> None:
     path = tmp_path / "r.pid"
     pidfile = Pidfile(path).acquire()
