@@ -154,6 +154,32 @@ def test_refused_acquire_and_lookups_leave_no_fd_open(
     release_holder(proc)
 
 
+def test_acquire_that_cannot_write_the_pid_leaves_no_lock_and_no_file(sandbox: Sandbox) -> None:
+    """The pid write fails (RLIMIT_FSIZE 0 makes it EFBIG): acquire raises, lets go of the lock, removes the file."""
+    result = sandbox.run_reporting(
+        """
+        import os, resource
+        from daemondeco import Pidfile
+        path = os.path.abspath("w.pid")
+        pidfile = Pidfile(path)
+        fds = sorted(os.listdir("/proc/self/fd"))
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))  # Python ignores SIGXFSZ: EFBIG
+        try:
+            pidfile.acquire()
+            error = None
+        except OSError as exc:
+            error = str(exc)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        report(error=error, held=pidfile.is_held, exists=os.path.exists(path),
+               locked=Pidfile(path).is_locked(), same_fds=sorted(os.listdir("/proc/self/fd")) == fds)
+        """
+    )
+    data = result.reports()[-1]
+    assert data["error"] is not None and "w.pid" in str(data["error"]), data
+    assert data == {"error": data["error"], "held": False, "exists": False, "locked": False, "same_fds": True}
+
+
 def test_context_manager_holds_the_lock_and_cleans_up_on_error(sandbox: Sandbox) -> None:
     path = sandbox.path / "ctx.pid"
     seen: list[dict[str, object]] = []
