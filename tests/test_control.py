@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Result, Sandbox, alive, read_pid, wait_exit, wait_for_text, zombie_status_or_none
+from conftest import Result, Sandbox, alive, read_pid, wait_exit, wait_for_text, wait_until, zombie_status_or_none
 
 from daemondeco import Pidfile
 
@@ -573,3 +573,84 @@ def test_stop_waits_for_a_child_that_inherited_the_lock(sandbox: Sandbox) -> Non
     child = int((sandbox.path / "child.pid").read_text())
     assert not alive(child), "stop returned while the child still held the lock"
     assert elapsed < 5.0
+
+
+def test_stop_returns_only_once_the_daemon_process_has_exited(sandbox: Sandbox) -> None:
+    """Stop waits for the process itself, not only for its lock.
+
+    With ``daemonize()`` the pidfile is released in an atexit handler, and
+    handlers registered before ``daemonize()`` run after it: here a slow one
+    (1 s) that writes a marker. A stop that returned at the lock's release
+    would come back while the daemon still runs that cleanup.
+    """
+    code = """
+        import atexit, time
+        from pathlib import Path
+        from daemondeco import daemonize
+        HERE = Path(__file__).resolve().parent
+
+        def slow_cleanup():
+            time.sleep(1.0)
+            (HERE / "cleaned").write_text("yes")
+
+        atexit.register(slow_cleanup)  # before daemonize(): runs after the pidfile's release
+        daemonize(pidfile=HERE / "d.pid", stdout=HERE / "d.log")
+        while True:
+            time.sleep(60)
+    """
+    result = sandbox.run(code)
+    assert result.returncode == 0, result
+    pid = read_pid(sandbox.path / "d.pid")
+    stopper = module(sandbox, "stop", str(sandbox.path / "d.pid"), "--timeout", "10")
+    assert stopper.returncode == 0, stopper
+    assert not alive(pid), "stop returned while the daemon process still ran"
+    assert (sandbox.path / "cleaned").read_text() == "yes", "stop returned before the daemon's cleanup ended"
+
+
+@pytest.mark.usefixtures("svc")
+def test_stop_fails_while_a_start_holds_the_lock_without_a_pid(sandbox: Sandbox) -> None:
+    """A launcher holding the lock before its daemon wrote a pid: nothing can be signalled, so stop fails (1)."""
+    path = sandbox.path / "d.pid"
+    with sandbox.paused_launcher("import svc\nsvc.main()\n"):
+        by_method = py(sandbox, "import svc; print(svc.main.stop(timeout=0.1))")
+        by_module = module(sandbox, "stop", str(path), "--timeout", "0.1")
+        still_locked = Pidfile(path).is_locked()
+    assert by_method.stdout.strip() == "False", by_method
+    assert by_module.returncode == 1, by_module
+    assert "failed to stop" in by_module.stderr, by_module
+    assert still_locked
+
+
+def test_status_of_a_dead_daemon_whose_child_holds_the_lock_is_not_running(sandbox: Sandbox) -> None:
+    """The daemon was killed but a child it forked keeps the lock: the pid in the file is dead, not running."""
+    code = """
+        import os, time
+        from pathlib import Path
+        from daemondeco import daemon, notify_ready
+        HERE = Path(__file__).resolve().parent
+
+        @daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", ready="notify")
+        def main():
+            if os.fork() == 0:  # inherits the locked pidfile's fd
+                (HERE / "child.pid.tmp").write_text(str(os.getpid()))
+                (HERE / "child.pid.tmp").rename(HERE / "child.pid")
+                time.sleep(60)
+                os._exit(0)
+            notify_ready()
+            time.sleep(60)
+
+        main()
+    """
+    result = sandbox.run(code)
+    assert result.returncode == 0, result
+    path = sandbox.path / "d.pid"
+    pid = read_pid(path)
+    wait_until((sandbox.path / "child.pid").exists, what="the daemon's child")
+    child = int((sandbox.path / "child.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    assert wait_exit(pid)
+    assert alive(child)
+    assert Pidfile(path).locked_by() == pid, "the child holds the lock on a file naming its dead parent"
+    status = module(sandbox, "status", str(path))
+    assert status.returncode != 0, status
+    assert f"running (pid {pid})" not in status.stdout, status

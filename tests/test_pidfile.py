@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Sandbox, alive, proc_stat, read_pid, wait_exit, wait_for_text
+from conftest import Sandbox, alive, open_fds, proc_stat, read_pid, wait_exit, wait_for_text
 
 from daemondeco import AlreadyRunningError, DaemonError, Pidfile
 
@@ -134,6 +134,50 @@ def test_acquire_and_release_in_this_process(sandbox: Sandbox) -> None:
     assert not path.exists()
     pidfile.release()  # a second release is a no-op
     assert sandbox.inspect_pidfile(path)["is_locked"] is False
+
+
+def test_refused_acquire_and_lookups_leave_no_fd_open(
+    sandbox: Sandbox, holder: Callable[[Path], subprocess.Popen[str]]
+) -> None:
+    """A long-lived process that polls a pidfile (or retries a refused acquire) must not leak fds."""
+    path = sandbox.path / "job.pid"
+    proc = holder(path)
+    here = Pidfile(path)
+    before = open_fds(os.getpid())
+    for _ in range(3):
+        with pytest.raises(AlreadyRunningError):
+            here.acquire()
+        assert here.read_pid() == proc.pid
+        assert here.locked_by() == proc.pid
+        assert here.is_locked()
+    assert open_fds(os.getpid()) == before
+    release_holder(proc)
+
+
+def test_acquire_that_cannot_write_the_pid_leaves_no_lock_and_no_file(sandbox: Sandbox) -> None:
+    """The pid write fails (RLIMIT_FSIZE 0 makes it EFBIG): acquire raises, lets go of the lock, removes the file."""
+    result = sandbox.run_reporting(
+        """
+        import os, resource
+        from daemondeco import Pidfile
+        path = os.path.abspath("w.pid")
+        pidfile = Pidfile(path)
+        fds = sorted(os.listdir("/proc/self/fd"))
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))  # Python ignores SIGXFSZ: EFBIG
+        try:
+            pidfile.acquire()
+            error = None
+        except OSError as exc:
+            error = str(exc)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        report(error=error, held=pidfile.is_held, exists=os.path.exists(path),
+               locked=Pidfile(path).is_locked(), same_fds=sorted(os.listdir("/proc/self/fd")) == fds)
+        """
+    )
+    data = result.reports()[-1]
+    assert data["error"] is not None and "w.pid" in str(data["error"]), data
+    assert data == {"error": data["error"], "held": False, "exists": False, "locked": False, "same_fds": True}
 
 
 def test_context_manager_holds_the_lock_and_cleans_up_on_error(sandbox: Sandbox) -> None:
@@ -378,6 +422,21 @@ def test_release_leaves_a_replaced_file_alone(tmp_path: Path) -> None:
     pidfile.release()
     assert path.read_text() == f"{os.getpid()}\n"
     assert not pidfile.is_held
+
+
+def test_holder_does_not_vouch_for_a_file_that_replaced_its_own(tmp_path: Path) -> None:
+    """A file put in place of the one we hold is not locked by us: its pid is not "locked_by" anybody."""
+    path = tmp_path / "r.pid"
+    pidfile = Pidfile(path).acquire()
+    try:
+        replacement = tmp_path / "new"
+        replacement.write_text("12345\n")
+        os.replace(replacement, path)
+        assert pidfile.is_held
+        assert pidfile.locked_by() is None
+        assert not pidfile.is_locked()
+    finally:
+        pidfile.release()
 
 
 def test_release_leaves_a_rewritten_file_alone(tmp_path: Path) -> None:
