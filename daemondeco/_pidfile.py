@@ -265,10 +265,6 @@ class Holder:
             os.close(self._fd)
             self._fd = None
 
-    def is_locked_here(self) -> bool:
-        """True if this object holds the lock on the file now at the path."""
-        return self._fd is not None and _same_file(self.path, self._fd)
-
 
 class Watcher:
     """A look at a pidfile from outside: is it locked, by which pid, wait until released.
@@ -469,9 +465,7 @@ class Pidfile:
         watcher = Watcher.open(self.path)
         if watcher is None:
             return None
-        with watcher:
-            if self._holder.is_locked_here():
-                return watcher.read_pid()
+        with watcher:  # our own lock, if we hold it, shows from this second open file too
             return watcher.read_pid() if watcher.locked() else None
 
     def is_locked(self) -> bool:
@@ -480,4 +474,4 @@ class Pidfile:
         if watcher is None:
             return False
         with watcher:
-            return self._holder.is_locked_here() or watcher.locked()
+            return watcher.locked()
