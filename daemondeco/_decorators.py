@@ -27,7 +27,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable, Sequence
     from typing import Any, NoReturn
 
-    from ._types import FdLike, PathLike
+    from typing_extensions import Unpack
+
+    from ._types import DaemonOptions
 
 if TYPE_CHECKING:  # pragma: no cover
     # wrapt 1.x has no type hints and 2.x has: both check alike against this
@@ -224,27 +226,7 @@ def daemon(func: Callable[P, R], /) -> DaemonFunction[P, R]: ...
 
 @overload
 def daemon(
-    func: None = None,
-    /,
-    *,
-    pidfile: PathLike | None = ...,
-    stdin: PathLike = ...,
-    stdout: PathLike | None = ...,
-    stderr: PathLike | None = ...,
-    workdir: PathLike = ...,
-    umask: int = ...,
-    keep_fds: Sequence[FdLike] = ...,
-    ready: str = ...,
-    startup_grace: float = ...,
-    ready_timeout: float = ...,
-    stop_timeout: float = ...,
-    detach: bool | None = ...,
-    user: str | int | None = ...,
-    group: str | int | None = ...,
-    chroot: PathLike | None = ...,
-    prevent_core: bool = ...,
-    on_reload: Callable[[], object] | None = ...,
-    signals: dict[int, Any] | None = ...,
+    func: None = None, /, **options: Unpack[DaemonOptions]
 ) -> Callable[[Callable[P, R]], DaemonFunction[P, R]]: ...
 
 
@@ -282,27 +264,7 @@ def process_daemonize(func: Callable[P, R], /) -> WorkerFunction[P, R]: ...
 
 @overload
 def process_daemonize(
-    func: None = None,
-    /,
-    *,
-    pidfile: PathLike | None = ...,
-    stdin: PathLike = ...,
-    stdout: PathLike | None = ...,
-    stderr: PathLike | None = ...,
-    workdir: PathLike = ...,
-    umask: int = ...,
-    keep_fds: Sequence[FdLike] = ...,
-    ready: str = ...,
-    startup_grace: float = ...,
-    ready_timeout: float = ...,
-    stop_timeout: float = ...,
-    detach: bool | None = ...,
-    user: str | int | None = ...,
-    group: str | int | None = ...,
-    chroot: PathLike | None = ...,
-    prevent_core: bool = ...,
-    on_reload: Callable[[], object] | None = ...,
-    signals: dict[int, Any] | None = ...,
+    func: None = None, /, **options: Unpack[DaemonOptions]
 ) -> Callable[[Callable[P, R]], WorkerFunction[P, R]]: ...
 
 
@@ -328,7 +290,7 @@ def process_daemonize(func: Callable[..., Any] | None = None, /, **options: Any)
     return _decorator("process_daemonize", WorkerFunction, func, options)
 
 
-def daemonize(**options: Any) -> None:
+def daemonize(**options: Unpack[DaemonOptions]) -> None:
     """Detach the current process into a daemon; return in the daemon.
 
     The imperative form of :func:`daemon` for scripts written as a sequence of
@@ -343,4 +305,4 @@ def daemonize(**options: Any) -> None:
     .. versionadded:: 0.1
 
     """
-    _engine.daemonize_here(Options.build("daemonize", options))
+    _engine.daemonize_here(Options.build("daemonize", dict(options)))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeAlias
 
-__all__ = ["FdLike", "Handler", "PathLike"]
+from typing_extensions import TypedDict
+
+__all__ = ["DaemonOptions", "FdLike", "Handler", "PathLike"]
 
 
 class HasFileno(Protocol):
@@ -20,3 +22,31 @@ class HasFileno(Protocol):
 FdLike: TypeAlias = "int | HasFileno"
 PathLike: TypeAlias = "str | os.PathLike[str]"
 Handler: TypeAlias = "Callable[[int, Any], object] | int | None"
+
+
+class DaemonOptions(TypedDict, total=False):
+    """The keyword options of ``@daemon``, ``@process_daemonize`` and ``daemonize()``, for type checkers.
+
+    ``tests/test_structure.py`` checks that these keys are exactly the options
+    ``Options.build`` accepts.
+    """
+
+    pidfile: PathLike | None
+    stdin: PathLike
+    stdout: PathLike | None
+    stderr: PathLike | None
+    workdir: PathLike
+    umask: int
+    keep_fds: Sequence[FdLike]
+    ready: str
+    ready_fd: int | None
+    startup_grace: float
+    ready_timeout: float
+    stop_timeout: float
+    detach: bool | None
+    user: str | int | None
+    group: str | int | None
+    chroot: PathLike | None
+    prevent_core: bool
+    on_reload: Callable[[], object] | None
+    signals: dict[int, Any] | None

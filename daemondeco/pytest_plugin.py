@@ -15,13 +15,16 @@ import it.
 
 The check: after the teardown of *all* of a test's fixtures, the plugin
 scans the test's ``tmp_path`` (and every directory given to the factory)
-recursively for ``*.pid`` files whose lock is held. Each holder is stopped
-by its pid (SIGTERM, then SIGKILL after 5 s) and the test is reported as an
-error at teardown, naming the pid and the pidfile. It runs only for tests
-that use ``daemon_runner`` (directly or through another fixture): a daemon
-a fixture keeps for a test and stops in its own teardown is not a leak, and
-suites that start daemons by other means under ``tmp_path`` and stop them
-in later teardowns are left alone.
+recursively for ``*.pid`` files whose lock is held by another process. Each
+holder is stopped by its pid (SIGTERM, then SIGKILL after 5 s) and the test
+is reported as an error at teardown, naming the pid and the pidfile. It runs
+for every test that uses ``daemon_runner`` or ``tmp_path`` (directly or
+through another fixture), so a ``DaemonRunner(..., directory=tmp_path)``
+started by hand is checked too; a daemon a fixture keeps for a test and
+stops in its own teardown is not a leak (the check comes after every
+teardown). A pidfile the test process itself still holds is left alone
+(a ``Pidfile`` in a test is not a daemon), unless the test used
+``daemon_runner``, where it is reported.
 
 .. versionadded:: 0.2
 """
@@ -48,6 +51,7 @@ DaemonRunnerFactory = Callable[..., DaemonRunner]
 """The type of the ``daemon_runner`` fixture: ``(target, *, directory=None, **overrides) -> DaemonRunner``."""
 
 _WATCHED = pytest.StashKey[list[Path]]()  # the directories to scan after a test's teardown
+_SELF_HELD_OK = pytest.StashKey[bool]()  # a test without daemon_runner may hold a Pidfile itself
 
 
 @pytest.fixture
@@ -116,13 +120,23 @@ def _stop_leaked_daemons(item: pytest.Item) -> list[str]:
                 continue
             if not locked:
                 continue
-            if pid is None:
-                leaks.append(f"{path}: locked by a process that has not written its pid (not stopped)")
-            elif pid == os.getpid():
-                leaks.append(f"{path}: locked by the test process itself (pid {pid}; not stopped)")
+            if pid is None or pid == os.getpid():
+                if item.stash.get(_SELF_HELD_OK, False):
+                    continue  # a test's own Pidfile, or a lock it took by hand: not a daemon
+                holder = f"the test process itself (pid {pid})" if pid else "a process that has not written its pid"
+                leaks.append(f"{path}: locked by {holder} (not stopped)")
             else:
                 leaks.append(f"pid {pid}, pidfile {path}: {_stop(pid)}")
     return leaks
+
+
+@pytest.fixture(autouse=True)
+def _daemondeco_watch_tmp_path(request: pytest.FixtureRequest) -> None:
+    """Watch the test's ``tmp_path`` for daemons left running, when the test uses it."""
+    if "tmp_path" in request.fixturenames and "daemon_runner" not in request.fixturenames:
+        tmp_path = request.getfixturevalue("tmp_path")
+        request.node.stash.setdefault(_WATCHED, []).append(tmp_path)
+        request.node.stash[_SELF_HELD_OK] = True
 
 
 @pytest.hookimpl(trylast=True)

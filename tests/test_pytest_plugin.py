@@ -100,18 +100,30 @@ def test_daemons_stopped_by_the_test_or_its_fixtures_pass(sandbox: Sandbox, user
             record("other", other.pid)
             assert daemon_runner(serve).directory != other.directory
 
-        def test_tests_without_the_fixture_are_not_checked(tmp_path):
-            # as this project's own tests, whose sandbox kills its processes in its teardown
-            record("unchecked", DaemonRunner(serve, directory=tmp_path).start("unchecked").pid)
+        def test_a_pidfile_the_test_itself_holds_is_not_a_daemon(tmp_path):
+            from daemondeco import Pidfile
+            Pidfile(tmp_path / "mine.pid").acquire()  # held by the test process until it ends
         """,
     )
     assert result.ret == 0, result.stdout.str()
     result.assert_outcomes(passed=4)
     for name in ("with-block", "fixture", "other"):
         assert not alive(recorded(sandbox, name)), name
-    unchecked = recorded(sandbox, "unchecked")
-    assert alive(unchecked), "the plugin only checks tests that use daemon_runner"
-    # the sandbox's teardown kills it, by pid, as it kills every process it started
+
+
+def test_a_daemon_started_by_hand_in_tmp_path_is_checked_too(sandbox: Sandbox, user_suite: pytest.Pytester) -> None:
+    result = run_suite(
+        user_suite,
+        """
+        def test_starts_a_runner_by_hand(tmp_path):
+            record("by-hand", DaemonRunner(serve, directory=tmp_path).start("by-hand").pid)
+        """,
+    )
+    output = result.stdout.str()
+    result.assert_outcomes(passed=1, errors=1)
+    pid = recorded(sandbox, "by-hand")
+    assert f"pid {pid}, pidfile {user_suite.path}" in output, output
+    assert not alive(pid), "the leak check stops it, by its pid"
 
 
 @pytest.mark.parametrize(

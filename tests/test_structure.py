@@ -237,3 +237,17 @@ def test_without_fork_and_flock_every_entry_point_raises_daemon_error(sandbox: S
     assert result.stdout.count("DaemonError") == 13, result
     assert "needs a POSIX system with fork() and flock()" in result.stdout, result
     assert "cli status -> 4" in result.stdout, result
+
+
+def test_the_typed_options_are_exactly_the_accepted_options() -> None:
+    """``_types.DaemonOptions`` (what type checkers see) and ``Options.build`` (what runs) never drift."""
+    typed = {
+        node.target.id
+        for node in next(
+            n for n in _tree("_types").body if isinstance(n, ast.ClassDef) and n.name == "DaemonOptions"
+        ).body
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+    }
+    from daemondeco._options import Options
+
+    assert typed == set(Options.__slots__) - {"caller"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from daemondeco import daemon, process_daemonize
+from daemondeco import daemon, daemonize, process_daemonize
 
 
 @daemon(pidfile="/tmp/typing-example.pid")
@@ -21,4 +21,5 @@ def mistakes() -> None:
     work(42)  # E: incompatible type "int"; expected "str"
     work("alice").stopp()  # E: has no attribute "stopp"
     daemon(pidfle="/tmp/x.pid")  # E: Unexpected keyword argument "pidfle"
+    daemonize(umask="022")  # E: Argument "umask" to "daemonize" has incompatible type "str"
     serve.start(8080, 1)  # E: Too many arguments

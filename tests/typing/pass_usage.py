@@ -18,7 +18,7 @@ from daemondeco import (
 )
 
 
-@daemon(pidfile="/tmp/typing-example.pid", stdout="/tmp/typing-example.log", ready="notify", stop_timeout=5)
+@daemon(pidfile="/tmp/typing-example.pid", stdout="/tmp/typing-example.log", ready="notify", stop_timeout=5, ready_fd=3)
 def serve(port: int, *, verbose: bool = False) -> int:
     notify_ready()
     notify_status(f"listening on {port}")
@@ -59,4 +59,5 @@ def control() -> None:
         serve.start(8080)
     except StartupError as exc:
         print(exc.daemon_traceback, file=sys.stderr)
-    daemonize(pidfile="/tmp/typing-example-3.pid")
+    serve.reload(timeout=5.0)
+    daemonize(pidfile="/tmp/typing-example-3.pid", ready="notify")
