@@ -58,6 +58,13 @@ class AlreadyRunningError(DaemonError):
         return (type(self), (self.pidfile, self.pid))
 
 
+def _with_traceback(summary: str, daemon_traceback: str | None) -> str:
+    """The message of an error that carries the daemon's traceback: the summary, then the traceback."""
+    if not daemon_traceback:
+        return summary
+    return f"{summary}\n\nDaemon traceback:\n" + daemon_traceback.rstrip("\n")
+
+
 class StartupError(DaemonError):
     """The daemon failed after the fork, before it was ready.
 
@@ -93,10 +100,7 @@ class StartupError(DaemonError):
         self.exc_message = exc_message
         self.daemon_traceback = daemon_traceback
         self.exit_status = exit_status
-        text = summary
-        if daemon_traceback:
-            text += "\n\nDaemon traceback:\n" + daemon_traceback.rstrip("\n")
-        super().__init__(text)
+        super().__init__(_with_traceback(summary, daemon_traceback))
 
 
 class ReloadError(DaemonError):
@@ -122,10 +126,7 @@ class ReloadError(DaemonError):
         self.pid = pid
         self.daemon_traceback = daemon_traceback
         self.running = running
-        text = summary
-        if daemon_traceback:
-            text += "\n\nDaemon traceback:\n" + daemon_traceback.rstrip("\n")
-        super().__init__(text)
+        super().__init__(_with_traceback(summary, daemon_traceback))
 
     def __reduce__(self) -> tuple[object, ...]:
         return (_rebuild_reload_error, (self.summary, self.pid, self.daemon_traceback, self.running))
