@@ -8,7 +8,10 @@ Pairs, interleaved in a shuffled order every round, each against its baseline:
 * ``reload-api``: ``reload_pidfile()`` in this process against ``os.kill(pid,
   SIGHUP)``: the acknowledgement alone, without an interpreter start;
 * ``status-json``: ``python -m daemondeco status --json PIDFILE`` against
-  ``python -m daemondeco status PIDFILE``.
+  ``python -m daemondeco status PIDFILE``;
+* ``control``: ``python -m daemondeco status PIDFILE`` against ``python -c
+  pass``: what the command costs beyond an interpreter start (issue 13's
+  target: within 10 ms; the control path imports no wrapt).
 
 Results: medians with quartiles and the paired per-round ratio against the
 baseline. The machine is shared and noisy: compare within one run only.
@@ -72,10 +75,14 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     from daemondeco._control import reload_pidfile
 
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONUNBUFFERED", "NOTIFY_SOCKET")}
+    # As benchmarks/_harness.py does: bytecode caches on (this machine sets PYTHONDONTWRITEBYTECODE,
+    # which makes every run recompile daemondeco's sources), in a prefix of our own, warmed untimed.
+    drop = ("PYTHONUNBUFFERED", "NOTIFY_SOCKET", "PYTHONDONTWRITEBYTECODE")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env["PYTHONPATH"] = str(ROOT)
     with tempfile.TemporaryDirectory(prefix="daemondeco-operator-") as tmp:
         here = Path(tmp)
+        env["PYTHONPYCACHEPREFIX"] = str(here / "pycache")
         (here / "app.py").write_text(DAEMON)
         subprocess.run([sys.executable, str(here / "app.py"), "start"], env=env, check=True, stdout=subprocess.DEVNULL)
         pidfile = here / "bench.pid"
@@ -91,6 +98,11 @@ def main() -> int:
                 lambda: _time_call(lambda: reload_pidfile(str(pidfile), 30.0)),
                 lambda: _time_call(lambda: os.kill(pid, signal.SIGHUP)),
                 "os.kill(SIGHUP)",
+            ),
+            "control": (
+                lambda: _timed([*py, "status", str(pidfile)], env),
+                lambda: _timed([sys.executable, "-c", "pass"], env),
+                "python -c pass",
             ),
             "status-json": (
                 lambda: _timed([*py, "status", "--json", str(pidfile)], env),

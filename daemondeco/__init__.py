@@ -10,11 +10,35 @@ Public names are re-exported here; the modules behind them are private.
 """
 
 from ._control import DaemonProcess
-from ._decorators import DaemonFunction, WorkerFunction, daemon, daemonize, process_daemonize
 from ._errors import AlreadyRunningError, DaemonError, DaemonWarning, ReloadError, StartupError
 from ._pidfile import Pidfile
 from ._runtime import notify_extend, notify_ready, notify_status
 from ._version import __version__ as __version__
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from ._decorators import DaemonFunction, WorkerFunction, daemon, daemonize, process_daemonize
+del TYPE_CHECKING
+
+# The decorators are built on wrapt, whose import costs 17 ms (1.x) to 70 ms
+# (2.x) (benchmarks/): loaded at first use, so that `python -m daemondeco
+# status|stop|reload` and the other paths that decorate nothing never pay it.
+_DECORATORS = frozenset({"DaemonFunction", "WorkerFunction", "daemon", "daemonize", "process_daemonize"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _DECORATORS:
+        from . import _decorators
+
+        value = getattr(_decorators, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'daemondeco' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _DECORATORS)
+
 
 __all__ = [
     "AlreadyRunningError",
@@ -35,16 +59,7 @@ __all__ = [
 ]
 
 # Tracebacks and reprs name the public home (daemondeco.StartupError), not a private module.
-for _public in (
-    AlreadyRunningError,
-    DaemonError,
-    DaemonFunction,
-    DaemonProcess,
-    DaemonWarning,
-    Pidfile,
-    ReloadError,
-    StartupError,
-    WorkerFunction,
-):
+# (DaemonFunction and WorkerFunction say so in _decorators.)
+for _public in (AlreadyRunningError, DaemonError, DaemonProcess, DaemonWarning, Pidfile, ReloadError, StartupError):
     _public.__module__ = __name__
 del _public

@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 
 from ._control import pidfile_path, reload_pidfile, status_pidfile, status_report, stop_pidfile
-from ._engine import Foreground, launch
 from ._errors import AlreadyRunningError, DaemonError, ReloadError, StartupError
 from ._options import STOP_TIMEOUT, reload_timeout, seconds
 from ._version import __version__
@@ -194,14 +192,26 @@ def _reload_timeout_arg(text: str) -> float | None:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-@dataclass(frozen=True)
 class Flag:
-    """One option of an action: its spellings, its help, and its value's parser (None: a switch)."""
+    """One option of an action: its spellings, its help, and its value's parser (None: a switch).
 
-    names: tuple[str, ...]
-    help: str
-    parse: Callable[[str], Any] | None = None
-    metavar: str | None = None
+    (Plain classes, not dataclasses: ``dataclasses`` imports ``inspect``, a
+    cost every ``python -m daemondeco status`` would pay.)
+    """
+
+    __slots__ = ("help", "metavar", "names", "parse")
+
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        help: str,
+        parse: Callable[[str], Any] | None = None,
+        metavar: str | None = None,
+    ) -> None:
+        self.names = names
+        self.help = help
+        self.parse = parse
+        self.metavar = metavar
 
     def add_to(self, parser: argparse.ArgumentParser) -> None:
         """Add this option to the action's *parser*."""
@@ -220,15 +230,19 @@ class Flag:
         return 0
 
 
-@dataclass(frozen=True)
 class Action:
     """One action of a command line: its help, its own options, whether it takes the function's words."""
 
-    name: str
-    summary: str  # one line in the list of actions
-    description: str  # the action's own -h
-    flags: tuple[Flag, ...] = ()
-    words: bool = False  # the words after its options go to the daemon's function
+    __slots__ = ("description", "flags", "name", "summary", "words")
+
+    def __init__(
+        self, name: str, summary: str, description: str, flags: tuple[Flag, ...] = (), words: bool = False
+    ) -> None:
+        self.name = name
+        self.summary = summary  # one line in the list of actions
+        self.description = description  # the action's own -h
+        self.flags = flags
+        self.words = words  # the words after its options go to the daemon's function
 
 
 TIMEOUT_FLAG = Flag(
@@ -483,6 +497,8 @@ def _control(
             return 0
         # Returns only in the launcher, and only by raising: the daemon's own
         # errors end inside the daemon (run_in_daemon), never here.
+        from ._engine import launch  # lazy: the control actions (status, stop, reload) never need the engine
+
         launch(options, function, tuple(extra), {}, lambda pid: _say(f"{name} started (pid {pid})"))
     except AlreadyRunningError as exc:
         _say(f"{name}: {exc}")
@@ -497,6 +513,8 @@ def _control(
 
 def _run_foreground(options: Options, function: Callable[..., Any], name: str, extra: list[str]) -> int:
     try:
+        from ._engine import Foreground  # lazy, as in _control()
+
         session = Foreground.for_debugging(options)
     except (DaemonError, OSError) as exc:
         _say(f"{name}: {exc}", error=True)

@@ -196,6 +196,10 @@ class WorkerFunction(Generic[P, R], _FunctionWrapper):
         return process
 
 
+# Tracebacks and reprs name the public home, as for the other public classes (see __init__).
+DaemonFunction.__module__ = WorkerFunction.__module__ = "daemondeco"
+
+
 def _decorator(
     name: str,
     kind: type[DaemonFunction[Any, Any]] | type[WorkerFunction[Any, Any]],

@@ -57,7 +57,8 @@ def _public_module_names() -> list[str]:
     (``daemondeco.testing``): that is not a name the package exports.
     """
     names = []
-    for name, value in vars(daemondeco).items():
+    for name in dir(daemondeco):  # the names bound now and those loaded at first use (the decorators)
+        value = getattr(daemondeco, name)
         if isinstance(value, ModuleType) and value.__name__ == f"daemondeco.{name}":
             continue
         if name.startswith("@"):  # pytest's assertion rewriting, when it loaded daemondeco as a plugin
@@ -303,3 +304,32 @@ def test_other_forms_without_fork_raise_daemon_error(sandbox: Sandbox, call: str
     assert result.returncode == 3, result
     assert repr(sys.platform) in result.stdout
     assert sandbox.live_pids() == []
+
+
+CONTROL_PATH = """
+import runpy, sys
+sys.argv = ["daemondeco", *sys.argv[1:]]
+try:
+    runpy.run_module("daemondeco", run_name="__main__", alter_sys=True)
+except SystemExit as exc:
+    code = exc.code
+print("EXIT", code, "WRAPT", "wrapt" in sys.modules, "DECORATORS", "daemondeco._decorators" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("action", ["status", "stop", "reload"])
+def test_the_control_path_never_imports_wrapt(sandbox: Sandbox, action: str) -> None:
+    """``python -m daemondeco status|stop|reload`` decorates nothing: it does not pay wrapt's import (issue 13)."""
+    result = sandbox.run(CONTROL_PATH, action, str(sandbox.path / "none.pid"))
+    assert "WRAPT False DECORATORS False" in result.stdout, result
+
+
+def test_the_decorators_load_at_first_use() -> None:
+    import subprocess
+
+    code = (
+        "import sys, daemondeco; before = 'wrapt' in sys.modules; from daemondeco import daemon; "
+        "print(before, 'wrapt' in sys.modules, daemon.__module__, daemondeco.DaemonFunction.__module__)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert done.stdout.split() == ["False", "True", "daemondeco._decorators", "daemondeco"], done
