@@ -83,23 +83,22 @@ def status_pidfile(path: str) -> int | None:
     Running means: the pidfile is locked and the pid it names is alive and not
     a zombie. A stale file (unlocked), whatever pid it names, is not running.
     """
+    return _live_holder(path, wait_for_pid=False)
+
+
+def _live_holder(path: str, *, wait_for_pid: bool) -> int | None:
+    """The pid of the live daemon holding *path*'s lock, else None.
+
+    With *wait_for_pid*, a daemon that holds the lock but is still starting
+    gets a moment to write its pid (``Watcher.holder_pid``).
+    """
     watcher = Watcher.open(path)
     if watcher is None:
         return None
     with watcher:
-        pid = watcher.read_pid() if watcher.locked() else None
-    if pid is not None and _proc.is_alive(pid):
-        return pid
-    return None
-
-
-def _holder(path: str) -> int | None:
-    """The pid of the live daemon holding *path*'s lock, else None."""
-    watcher = Watcher.open(path)
-    if watcher is None:
-        return None
-    with watcher:
-        pid = watcher.holder_pid() if watcher.locked() else None
+        if not watcher.locked():
+            return None
+        pid = watcher.holder_pid() if wait_for_pid else watcher.read_pid()
     return pid if pid is not None and _proc.is_alive(pid) else None
 
 
@@ -118,7 +117,7 @@ def reload_pidfile(path: str, timeout: float | None) -> int:
             (``running=False``).
 
     """
-    pid = _holder(path)
+    pid = _live_holder(path, wait_for_pid=True)
     if pid is None:
         raise ReloadError(f"no daemon is running (pidfile {path!r})", running=False)
     spath = state_path(path)

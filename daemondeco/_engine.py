@@ -143,7 +143,7 @@ def prepare(options: Options, *, worker: bool = False) -> Prepared:
         prepared.keep = _resolve_keep_fds(options)
         ready_fd = _resolve_ready_fd(options, use_environ=not worker)
         if ready_fd is not None:
-            prepared.ready_fd = _ready_fd_above_stdio(ready_fd)
+            prepared.ready_fd = above_stdio(ready_fd, keep_original=True)
             if prepared.ready_fd != ready_fd:
                 prepared.launcher_copies.append(prepared.ready_fd)
         if options.pidfile is not None:
@@ -233,7 +233,7 @@ def _own_ready_fd(fd: int | None) -> int | None:
     os.environ.pop(READY_FD_VARIABLE, None)
     if fd is None:
         return None
-    fd = _ready_fd_above_stdio(fd)
+    fd = above_stdio(fd, keep_original=True)
     os.set_inheritable(fd, False)
     return fd
 
@@ -242,15 +242,6 @@ def _drop_ready_fd_copy(fd: int | None, given: int | None) -> None:
     """After a failed foreground start: close the copy ``_own_ready_fd`` made (the given fd is the caller's)."""
     if fd is not None and fd != given:
         os.close(fd)
-
-
-def _ready_fd_above_stdio(fd: int) -> int:
-    """*fd*, or a copy of it at 3 or above if it is 0, 1 or 2 (which stdio redirection replaces)."""
-    if fd > 2:
-        return fd
-    import fcntl
-
-    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
 
 
 # -- the fork ----------------------------------------------------------------

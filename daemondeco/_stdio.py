@@ -40,14 +40,19 @@ IN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 _STD_NAMES = ("stdin", "stdout", "stderr")
 
 
-def above_stdio(fd: int) -> int:
-    """Move *fd* to 3 or above so that redirecting 0/1/2 cannot replace it."""
+def above_stdio(fd: int, *, keep_original: bool = False) -> int:
+    """Move *fd* to 3 or above so that redirecting 0/1/2 cannot replace it.
+
+    With *keep_original*, copy it instead: the fd 0-2 given stays open (a
+    ``ready_fd`` that is the caller's stdout, say).
+    """
     if fd > 2:
         return fd
     import fcntl
 
     moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
-    os.close(fd)
+    if not keep_original:
+        os.close(fd)
     return moved
 
 
