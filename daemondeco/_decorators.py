@@ -111,7 +111,7 @@ class _DaemonControl(Generic[P, R]):
                 previous state; the error carries its traceback), the daemon
                 exited during the reload, the timeout passed, or no daemon runs.
 
-        .. versionadded:: 0.2
+        .. versionadded:: 0.1
 
         """
         reload_pidfile(pidfile_path(self._options(), "reload"), reload_timeout(timeout))
@@ -155,7 +155,7 @@ class DaemonFunction(_DaemonControl[P, R], _FunctionWrapper):
     that runs the function; the launcher exits 0 once the daemon is ready, or
     raises :class:`StartupError` carrying the daemon's traceback.
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
 
     """
 
@@ -183,7 +183,7 @@ def _worker_wrapper(options: Options) -> Callable[..., Any]:
 class WorkerFunction(Generic[P, R], _FunctionWrapper):
     """What ``@process_daemonize`` returns: calling it starts a daemon and returns a :class:`DaemonProcess`.
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
     """
 
     def __init__(self, wrapped: Callable[P, R], options: Options) -> None:

@@ -39,7 +39,7 @@ class DaemonError(Exception):
 class AlreadyRunningError(DaemonError):
     """The pidfile is locked: another daemon (whose pid is :attr:`pid`) runs.
 
-    Args:
+    Attributes:
         pidfile: path of the locked pidfile.
         pid: the pid the pidfile names, or ``None`` when it names none yet
             (a daemon that is still starting).
@@ -72,11 +72,18 @@ class StartupError(DaemonError):
     traceback, so an uncaught ``StartupError`` in a launcher prints what went
     wrong inside the daemon.
 
+    It is raised also when the daemon was not ready within ``ready_timeout``
+    (the launcher then stopped it), or failed within ``startup_grace`` after
+    readiness.
+
     Attributes:
+        summary: one line, e.g.
+            ``daemon (pid 4242) failed before it was ready: ValueError: bad port``.
         pid: the daemon's pid, when it was known.
-        exc_type: qualified name of the daemon's exception (``"ValueError"``),
-            or ``None`` when the daemon did not raise (it exited or died).
-        exc_message: ``str()`` of the daemon's exception, or a description.
+        exc_type: qualified name of the daemon's exception (``"ValueError"``,
+            ``"mypkg.ConfigError"``), or ``None`` when the daemon did not raise
+            (it exited, died or timed out).
+        exc_message: ``str()`` of the daemon's exception, or ``""``.
         daemon_traceback: the daemon's formatted traceback, or ``None``.
         exit_status: the daemon's exit status when it exited early, else ``None``.
 
@@ -111,11 +118,12 @@ class ReloadError(DaemonError):
     the daemon's own traceback.
 
     Attributes:
+        summary: one line, e.g. ``daemon (pid 4242) exited during reload``.
         pid: the daemon's pid, when one was found.
         daemon_traceback: the daemon's formatted traceback, or ``None``.
         running: False when no daemon was running to reload (LSB exit 7).
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
 
     """
 

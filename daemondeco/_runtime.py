@@ -284,7 +284,7 @@ def notify_status(text: str) -> None:
     A no-op unless the daemon runs under a service manager that set
     ``$NOTIFY_SOCKET``. Newlines are replaced by spaces.
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
     """
     if _current is not None:
         _current.set_status(text)
@@ -307,7 +307,7 @@ def notify_extend(seconds: float) -> None:
     Raises ``TypeError`` for a non-number (or a bool), ``ValueError`` for
     ``seconds <= 0``, NaN, infinity or more than 10**9 s, wherever it is called.
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
     """
     value = check_seconds("notify_extend", "seconds", seconds, positive=True)
     if value > _MAX_EXTEND:

@@ -26,7 +26,7 @@ teardown). A pidfile the test process itself still holds is left alone
 (a ``Pidfile`` in a test is not a daemon), unless the test used
 ``daemon_runner``, where it is reported.
 
-.. versionadded:: 0.2
+.. versionadded:: 0.1
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ option, validated as the decorators validate theirs.
 This module imports neither pytest nor anything else beyond daemondeco and
 the standard library; ``import daemondeco`` does not import it.
 
-.. versionadded:: 0.2
+.. versionadded:: 0.1
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ class DaemonRunner:
         with runner.start("--verbose") as d:
             d.wait_for_log("ready")
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
 
     """
 
@@ -228,7 +228,7 @@ class DaemonRunner:
                 runs (its pidfile is locked).
             OSError: the directory or a path in it cannot be used.
 
-        .. versionadded:: 0.2
+        .. versionadded:: 0.1
 
         """
         __tracebackhide__ = True  # pytest: show the test's line, not ours
@@ -271,7 +271,7 @@ class DaemonRunner:
         function's output goes where the test's goes (pytest's ``capsys``
         sees it). For functions that return.
 
-        .. versionadded:: 0.2
+        .. versionadded:: 0.1
 
         """
         directory, owned = self._make_directory()
@@ -307,7 +307,7 @@ class RunningDaemon:
 
     Leaving the ``with`` block, also by an exception, calls :meth:`close`.
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
 
     """
 
