@@ -166,17 +166,21 @@ def test_python_block(block: Block, sandbox: Sandbox) -> None:
 # -- the testing page's example project -------------------------------------------------
 
 TESTING_PAGE = ROOT / "docs" / "testing.md"
-PROJECT_FILES = ("myapp.py", "tests/conftest.py", "tests/test_myapp.py")
+PROJECT_FILES = ("myapp.py", "tests/conftest.py", "tests/test_async.py", "tests/test_job.py", "tests/test_myapp.py")
 
 
 def example_project(page: Path = TESTING_PAGE) -> dict[str, str]:
-    """The files of the testing page's example project: the blocks whose first line is ``# <name>``."""
+    """The files of a page's example project: ```python blocks whose first line is ``# <path>.py``.
+
+    Blocks naming the same file are joined in page order (a later block adds
+    tests to a file shown before).
+    """
     files: dict[str, str] = {}
     for block in blocks(page):
         first = block.code.split("\n", 1)[0]
         name = first[2:].strip() if first.startswith("# ") else ""
-        if block.language == "python" and name in PROJECT_FILES and name not in files:
-            files[name] = block.code
+        if block.language == "python" and re.fullmatch(r"[\w/]+\.py", name):
+            files[name] = files.get(name, "") + "\n\n" + block.code
     return files
 
 
@@ -199,6 +203,8 @@ def test_the_testing_pages_project_passes(sandbox: Sandbox) -> None:
             "-m", "pytest", "-q", "-p", "no:cacheprovider", "--no-cov", "-o", "addopts=", "tests", timeout=120
         )
         assert result.returncode == 0, f"round {round_ + 1} of {rounds}\n{result}"
+        expected = sum(code.count("\ndef test_") for code in files.values())
+        assert f"{expected} passed" in result.stdout, result
 
 
 VERSIONADDED = re.compile(r"\.\. versionadded:: (\S+)")
