@@ -84,7 +84,11 @@ class _DaemonControl(Generic[P, R]):
         return result
 
     def status(self) -> int | None:
-        """The pid of the running daemon (its pidfile is locked), else None."""
+        """The pid of the running daemon, else None.
+
+        Running means: its pidfile is locked, and the pid it names is alive and
+        not a zombie. An unlocked pidfile, whatever pid it names, is not running.
+        """
         return status_pidfile(pidfile_path(self._options(), "status"))
 
     def stop(self, timeout: float | None = None) -> bool:
@@ -155,6 +159,11 @@ class DaemonFunction(_DaemonControl[P, R], _FunctionWrapper):
     that runs the function; the launcher exits 0 once the daemon is ready, or
     raises :class:`StartupError` carrying the daemon's traceback.
 
+    Generic in the decorated function's parameters ``P`` (a ``ParamSpec``)
+    and return type ``R``, so a type checker sees the function's signature
+    through it: ``main.run()`` returns ``R``, ``main.run(port="x")`` is an
+    error where ``port: int``. Made by :func:`daemon`, not directly.
+
     .. versionadded:: 0.1
 
     """
@@ -182,6 +191,9 @@ def _worker_wrapper(options: Options) -> Callable[..., Any]:
 
 class WorkerFunction(Generic[P, R], _FunctionWrapper):
     """What ``@process_daemonize`` returns: calling it starts a daemon and returns a :class:`DaemonProcess`.
+
+    Generic in the function's parameters ``P`` and return type ``R``, as
+    :class:`DaemonFunction` is. Made by :func:`process_daemonize`, not directly.
 
     .. versionadded:: 0.1
     """
@@ -244,13 +256,33 @@ def daemon(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     The launching process exits 0 once the daemon is ready; if the daemon
     fails first, the call raises :class:`StartupError` with its traceback.
 
+    The options, keywords only, are the same for :func:`process_daemonize`
+    and :func:`daemonize` (the guide's "Options" table says more):
+
+    - ``pidfile=None``: path, locked with ``flock`` for the daemon's life.
+    - ``stdin=os.devnull``: path opened for reading.
+    - ``stdout=None``, ``stderr=None``: paths opened for append (``None``:
+      ``/dev/null``; ``stderr``: the ``stdout`` target).
+    - ``workdir="/"``, ``umask=0o022``: the daemon's directory and umask.
+    - ``keep_fds=()``: fds (ints, or objects with ``fileno()``) left open.
+    - ``ready="start"``: ready when the function is called; ``"notify"``:
+      when it calls :func:`notify_ready`.
+    - ``startup_grace=0.0``, ``ready_timeout=30.0``, ``stop_timeout=10.0``:
+      seconds.
+    - ``detach=None``: fork unless systemd (``NOTIFY_SOCKET``), supervisord or
+      PID 1 supervises this process; ``True`` / ``False``: always / never.
+    - ``user=None``, ``group=None``, ``chroot=None``, ``prevent_core=False``:
+      privilege drop and confinement (a root launcher).
+    - ``on_reload=None``: called without arguments on SIGHUP, after the
+      ``stdout`` / ``stderr`` files were reopened.
+    - ``signals=None``: ``{signal number: handler}``, extra handlers.
+    - ``ready_fd=None``: fd to write a newline to at readiness (s6);
+      ``None``: ``$DAEMONDECO_READY_FD`` if set.
+
     Args:
         func: the function, when used bare as ``@daemon``.
-        **options: ``pidfile``, ``stdin``, ``stdout``, ``stderr``, ``workdir``,
-            ``umask``, ``keep_fds``, ``ready``, ``startup_grace``,
-            ``ready_timeout``, ``stop_timeout``, ``detach``, ``user``,
-            ``group``, ``chroot``, ``prevent_core``, ``on_reload``,
-            ``signals`` (see the documentation).
+        **options: the options above; an unknown name or a bad value raises
+            ``TypeError`` / ``ValueError`` naming it, when decorating.
 
     Returns:
         A :class:`DaemonFunction` with ``start``, ``run``, ``status``, ``stop``,

@@ -61,7 +61,7 @@ autodoc_typehints_format = "short"
 autodoc_member_order = "bysource"
 autodoc_preserve_defaults = True
 autodoc_class_signature = "separated"
-autodoc_default_options = {"members": True, "show-inheritance": True}
+autodoc_default_options = {"members": True}
 
 # No network at build time (no intersphinx): names from the standard library,
 # pytest and the type parameters render as plain text instead of links.
