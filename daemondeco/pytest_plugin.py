@@ -48,7 +48,7 @@ __all__ = ["LEAK_STOP_TIMEOUT", "DaemonRunnerFactory", "daemon_runner"]
 LEAK_STOP_TIMEOUT = 5.0  # seconds from SIGTERM to SIGKILL for a daemon a test left running
 
 DaemonRunnerFactory = Callable[..., DaemonRunner]
-"""The type of the ``daemon_runner`` fixture: ``(target, *, directory=None, **overrides) -> DaemonRunner``."""
+"""The type of the ``daemon_runner`` fixture, ``(target, *, directory=None, **overrides) -> DaemonRunner``."""
 
 _WATCHED = pytest.StashKey[list[Path]]()  # the directories to scan after a test's teardown
 _SELF_HELD_OK = pytest.StashKey[bool]()  # a test without daemon_runner may hold a Pidfile itself
@@ -56,7 +56,7 @@ _SELF_HELD_OK = pytest.StashKey[bool]()  # a test without daemon_runner may hold
 
 @pytest.fixture
 def daemon_runner(request: pytest.FixtureRequest, tmp_path: Path) -> DaemonRunnerFactory:
-    """A factory of :class:`~daemondeco.testing.DaemonRunner` s in the test's ``tmp_path``.
+    """A factory of :class:`~daemondeco.testing.DaemonRunner` objects working in the test's ``tmp_path``.
 
     ``daemon_runner(target, directory=None, **overrides)``: *target* and
     *overrides* as for ``DaemonRunner``; the pidfile (``daemon.pid``) and the

@@ -11,7 +11,7 @@ detached daemon whose pidfile and log live in a directory of the test's own::
 
     def test_my_service(tmp_path):
         runner = DaemonRunner(myapp.main, directory=tmp_path)
-        with runner.start("--port", "0") as d:       # StartupError if it does not start
+        with runner.start("0") as d:                 # StartupError if it does not start
             assert d.is_running()
             d.wait_for_log("listening")              # bounded; AssertionError with the log's tail
             print(d.pid, d.pidfile, d.log_path, d.log())
