@@ -228,6 +228,19 @@ def test_versionadded_notes_are_not_from_the_future() -> None:
     assert not late, "\n".join(late)
 
 
+def test_ci_runs_the_readmes_commands() -> None:
+    """.ci/run runs the README's test command, and the README's commands start in a venv (PEP 668)."""
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    commands = [line for line in readme.splitlines() if line.startswith("python3 -m venv .venv && ")]
+    assert len(commands) == 2, commands  # the quick start, and the test command
+    quick_start, test_command = commands
+    assert quick_start.endswith("pip install . && python examples/ticker.py start")
+    tail = test_command.split(" && ", 2)[2]
+    assert tail == "pip install -e '.[test]' && python -m pytest"
+    assert tail in ci
+
+
 def test_fences_are_closed() -> None:
     """Every fence is closed: an unclosed one swallows the rest of the page silently."""
     for path in markdown_files():

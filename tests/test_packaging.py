@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import configparser
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -64,8 +65,17 @@ def test_docs_and_release_extras() -> None:
 def test_sdist_carries_tests_docs_and_examples(tmp_path: Path) -> None:
     """``python -m build --sdist`` (no isolation: no index needed) packs what a downstream packager runs."""
     pytest.importorskip("build", reason="the release extra is not installed (pip install -e '.[release]')")
+    # From a copy: setuptools writes its egg-info into the source tree it builds.
+    source = tmp_path / "source"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv*", "__pycache__", "*.egg-info", "_build", "_generated", ".coverage*", "build", "dist"
+        ),
+    )
     done = subprocess.run(
-        [sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", str(tmp_path), str(source)],
         capture_output=True,
         text=True,
         timeout=300,
