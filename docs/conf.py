@@ -45,7 +45,9 @@ exclude_patterns = [
 templates_path: list[str] = []
 
 # -- MyST ---------------------------------------------------------------------
-myst_enable_extensions = ["colon_fence", "deflist", "fieldlist"]
+myst_enable_extensions = ["colon_fence", "deflist", "fieldlist", "substitution"]
+# {{ release }} in a page is the package's version: pages never write it out.
+myst_substitutions = {"release": release, "version": version}
 # Links such as guide.md#options keep working: anchors for headings down to ####.
 myst_heading_anchors = 4
 suppress_warnings = ["myst.header"]  # pages may start at ## after a front section

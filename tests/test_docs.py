@@ -228,6 +228,14 @@ def test_versionadded_notes_are_not_from_the_future() -> None:
     assert not late, "\n".join(late)
 
 
+def test_pages_do_not_write_the_version_out() -> None:
+    """A page says ``{{ release }}`` (docs/conf.py fills it in from daemondeco.__version__), never the number."""
+    import daemondeco
+
+    stale = [str(path.relative_to(ROOT)) for path in markdown_files() if daemondeco.__version__ in path.read_text()]
+    assert not stale, f"{stale} write the version {daemondeco.__version__} out: use {{{{ release }}}}"
+
+
 def test_ci_runs_the_readmes_commands() -> None:
     """.ci/run runs the README's test command, and the README's commands start in a venv (PEP 668)."""
     readme = (ROOT / "README.md").read_text()
