@@ -62,6 +62,7 @@ def test_docs_and_release_extras() -> None:
         assert needed in extras["release"]
 
 
+@pytest.mark.timeout(300)
 def test_sdist_carries_tests_docs_and_examples(tmp_path: Path) -> None:
     """``python -m build --sdist`` (no isolation: no index needed) packs what a downstream packager runs."""
     pytest.importorskip("build", reason="the release extra is not installed (pip install -e '.[release]')")

@@ -133,6 +133,7 @@ def measure(site: Path, page: str, tmp_path: Path) -> dict[str, object]:
     return result
 
 
+@pytest.mark.timeout(300)  # the first one builds the site
 @pytest.mark.parametrize("page", PAGES)
 def test_page_renders_for_a_reader(site: Path, page: str, tmp_path: Path) -> None:
     result = measure(site, page, tmp_path)
