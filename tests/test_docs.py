@@ -249,6 +249,32 @@ def test_ci_runs_the_readmes_commands() -> None:
     assert tail in ci
 
 
+SYNOPSIS_APP = """
+import sys
+from daemondeco import daemon
+
+@daemon(pidfile="app.pid")
+def main(port="8080"):
+    \"\"\"Serve on PORT.\"\"\"
+
+sys.exit(main.cli())
+"""
+
+
+def test_the_guides_cli_synopsis_is_the_parsers(sandbox: Sandbox) -> None:
+    """The hand-written ``prog ...`` synopsis in the guide is what ``--help`` prints, action by action."""
+    guide = next(b for b in blocks(ROOT / "docs" / "guide.md") if b.language == "text" and b.code.startswith("prog "))
+    written = [" ".join(line.split()) for line in guide.code.splitlines() if line.strip()]
+    script = sandbox.write("prog.py", SYNOPSIS_APP)
+    actual = []
+    for argv in ([], *([action] for action in ("start", "stop", "restart", "status", "reload", "run"))):
+        result = sandbox.run_file(script, *argv, "--help")
+        assert result.returncode == 0, result
+        usage = next(line for line in result.stdout.splitlines() if line.startswith("usage: "))
+        actual.append(" ".join(usage.removeprefix("usage: ").replace("prog.py", "prog", 1).split()))
+    assert written == actual
+
+
 def test_fences_are_closed() -> None:
     """Every fence is closed: an unclosed one swallows the rest of the page silently."""
     for path in markdown_files():
