@@ -444,7 +444,7 @@ class Supervisor:
         if self.stopping:
             _log(f"worker {worker.pid} {how}: stopped")
             self._finish(0 if clean else (final or 1))
-        if self._launcher_listens(worker):
+        if worker.told_launcher or self._launcher_listens(worker):
             # A first start that failed: the launcher raises StartupError; restarting would
             # turn a configuration error into a loop.
             _log(f"worker {worker.pid} {how} before it was ready: not restarted")
