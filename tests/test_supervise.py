@@ -38,6 +38,7 @@ def leave(status):
 
 def serve():
     try:
+        notify_ready()  # inside the try: a stop after readiness always runs the finally
         while True:
             time.sleep(0.05)
     finally:
@@ -182,7 +183,7 @@ def test_kill_9_of_the_supervisor_takes_the_worker_with_it(sandbox: Sandbox) -> 
 
 
 def test_stop_runs_the_workers_finally_never_restarts_and_exits_0(sandbox: Sandbox) -> None:
-    supervisor = start(sandbox, "serve()", 'restart="always", restart_delay=0.05')
+    supervisor = start(sandbox, "serve()", 'ready="notify", restart="always", restart_delay=0.05')
     wait_until(lambda: len(runs(sandbox)) == 1)
     worker = runs(sandbox)[0][0]
     result = sandbox.run_file(sandbox.path / "app.py", "stop")
