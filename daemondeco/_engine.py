@@ -638,7 +638,7 @@ def launch(
 ) -> NoReturn:
     """A ``@daemon`` function called: the launcher leaves once ready, the daemon runs *func*."""
     if options.restart is not None:
-        warn_double_supervision(options)
+        warn_double_supervision(options, stacklevel=_user_stacklevel() + 1)
     become_daemon(options, announce)
     _run_function(options, func, args, kwargs)
 
@@ -657,7 +657,7 @@ def spawn(
 ) -> DaemonProcess:
     """A ``@process_daemonize`` function called: start a worker, return its handle here."""
     if options.restart is not None:
-        warn_double_supervision(options)
+        warn_double_supervision(options, stacklevel=_user_stacklevel() + 1)
     prepared = prepare(options, worker=True)
     pid = detach(prepared, worker=True)
     if pid:

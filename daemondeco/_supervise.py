@@ -56,8 +56,11 @@ _RECORD = 1 << 20  # the largest frame read at once (a traceback fits)
 _PR_SET_PDEATHSIG = 1
 
 
-def warn_double_supervision(options: Options) -> None:
-    """Warn (``DaemonWarning``) when a service manager that restarts already runs us."""
+def warn_double_supervision(options: Options, *, stacklevel: int = 2) -> None:
+    """Warn (``DaemonWarning``) when a service manager that restarts already runs us.
+
+    *stacklevel* names the user's frame, as ``warnings.warn`` counts from this function.
+    """
     env = os.environ
     manager = None
     if env.get("SUPERVISOR_ENABLED"):
@@ -73,7 +76,7 @@ def warn_double_supervision(options: Options) -> None:
             f"restart={options.restart!r}: this process runs under {manager} instead, "
             "or the two will both restart the service"
         ),
-        stacklevel=3,
+        stacklevel=stacklevel,
     )
 
 

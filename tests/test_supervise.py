@@ -412,3 +412,41 @@ def test_daemonize_refuses_restart_with_a_type_error() -> None:
 def test_instances_belong_to_process_daemonize() -> None:
     with pytest.raises(TypeError, match="belongs on @process_daemonize"):
         daemondeco.daemon(instances=2)  # type: ignore[call-overload]
+
+
+def test_under_notify_socket_the_supervisor_is_the_main_process_and_relays(sandbox: Sandbox) -> None:
+    import subprocess
+    import sys
+
+    from test_systemd import NotifySocket
+
+    listener = NotifySocket(str(sandbox.path / "notify.sock"), sandbox)
+    try:
+        app = write_app(
+            sandbox,
+            'notify_status("warming up")\nif n == 1:\n    leave(1)\nserve()',
+            'ready="start", restart="on-failure", restart_delay=0.05',
+        )
+        with open(sandbox.path / "launcher.err", "wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, str(app), "start"],
+                cwd=sandbox.path,
+                env=sandbox.env(NOTIFY_SOCKET=listener.address, INVOCATION_ID="0123"),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+        sandbox.extra_pids.append(proc.pid)
+        ready = listener.until("READY", "1")
+        assert ready[-1].get("MAINPID", str(proc.pid)) == str(proc.pid)  # never a worker's pid
+        seen = listener.until("STATUS", "warming up")
+        wait_until(lambda: len(runs(sandbox)) == 2, what="the restart")
+        workers = [pid for pid, _ in runs(sandbox)]
+        assert proc.pid not in workers
+        assert all(m.get("MAINPID") in (None, str(proc.pid)) for m in [*ready, *seen])
+        proc.terminate()
+        assert proc.wait(10) == 0
+        err_text = (sandbox.path / "launcher.err").read_text()
+        assert "DaemonWarning" in err_text and "Restart=" in err_text
+    finally:
+        listener.close()
