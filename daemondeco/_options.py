@@ -286,7 +286,7 @@ class Options:
                     f"daemonize() got {name}={_show(values[name])}, but daemonize() has no function to run "
                     f"again; decorate the function with @daemon({name}=...) instead"
                 )
-        _restart_options(caller, values, setattr_, self)
+        _restart_options(caller, values, setattr_, self, cap_given="restart_max_delay" in given)
         return self
 
     def replace(self, caller: str, **changes: object) -> Options:
@@ -303,8 +303,14 @@ class Options:
         return f"Options({fields})"
 
 
-def _restart_options(caller: str, values: Mapping[str, object], setattr_: Any, target: Options) -> None:
-    """Validate ``restart=`` and its companions, and ``instances=``; set them on *target*."""
+def _restart_options(
+    caller: str, values: Mapping[str, object], setattr_: Any, target: Options, *, cap_given: bool
+) -> None:
+    """Validate ``restart=`` and its companions, and ``instances=``; set them on *target*.
+
+    A ``restart_delay`` above the default cap, without a cap given, raises
+    the cap to it (a constant delay) rather than refusing the value.
+    """
     restart = values["restart"]
     if restart is not None and not isinstance(restart, str):
         raise TypeError(
@@ -326,6 +332,8 @@ def _restart_options(caller: str, values: Mapping[str, object], setattr_: Any, t
     if backoff < 1:
         raise ValueError(f"{caller}(): restart_backoff must be at least 1 (1: a constant delay), not {_show(backoff)}")
     max_delay = seconds(caller, "restart_max_delay", values["restart_max_delay"], positive=False)
+    if max_delay < delay and not cap_given:
+        max_delay = delay
     if max_delay < delay:
         raise ValueError(
             f"{caller}(): restart_max_delay={_show(values['restart_max_delay'])} is below "

@@ -450,3 +450,9 @@ def test_under_notify_socket_the_supervisor_is_the_main_process_and_relays(sandb
         assert "DaemonWarning" in err_text and "Restart=" in err_text
     finally:
         listener.close()
+
+
+def test_a_long_restart_delay_without_a_cap_given_is_accepted() -> None:
+    daemondeco.daemon(restart="always", restart_delay=120.0)  # the default 60 s cap follows it
+    with pytest.raises(ValueError, match="below restart_delay"):
+        daemondeco.daemon(restart="always", restart_delay=120.0, restart_max_delay=60.0)
