@@ -152,6 +152,9 @@ class _Worker:
         self.ready = False
         self.error: dict[str, str] | None = None
         self.told_launcher = False  # its startup failure went to the launcher
+        # When it said it was exiting (its X or E frame, sent before its atexit handlers and
+        # interpreter teardown run): the restart delay counts from there, or from its death.
+        self.exiting_at: float | None = None
 
 
 class Supervisor:
@@ -382,6 +385,8 @@ class Supervisor:
     def _on_last_words(self, worker: _Worker, tag: bytes, payload: bytes) -> None:
         """The worker raised (``E``) or is exiting (``X``): keep it, and tell a launcher that still listens."""
         runtime = self.runtime
+        if worker.exiting_at is None:
+            worker.exiting_at = time.monotonic()
         if tag == ERROR:
             import json
 
@@ -418,7 +423,8 @@ class Supervisor:
                 self._on_worker_exit(worker, status)
 
     def _on_worker_exit(self, worker: _Worker, status: int) -> None:
-        uptime = time.monotonic() - worker.started
+        died = time.monotonic() if worker.exiting_at is None else worker.exiting_at
+        uptime = died - worker.started
         if os.WIFSIGNALED(status):
             signum = os.WTERMSIG(status)
             code, clean = None, signum in _CLEAN_SIGNALS
@@ -464,7 +470,7 @@ class Supervisor:
             self.failures = 0
         self.failures += 1
         delay = _delay(self.options, self.failures)
-        planned = time.monotonic() + delay
+        planned = max(time.monotonic(), died + delay)
         limit = self.options.start_limit
         if limit is not None:
             burst, interval = limit
@@ -476,14 +482,14 @@ class Supervisor:
                 )
                 if worker.error is not None and worker.error.get("traceback"):
                     _log("last worker traceback:\n" + worker.error["traceback"].rstrip("\n"))
-                self._finish(final or 1)
+                self._finish(1)  # whatever the worker's status: 1 says "gave up" (daemon(8), systemd)
         self.restarts += 1
         self.next_start = planned
         _log(f"worker {worker.pid} {how}; restarting in {delay:.3g} s (restart {self.restarts})")
         self._record(
             state="restarting",
             restarts=self.restarts,
-            next_restart_ns=time.monotonic_ns() + int(delay * 1e9),
+            next_restart_ns=int(planned * 1e9),
         )
 
     def _should_restart(self, code: int | None, signum: int | None, clean: bool) -> bool:
