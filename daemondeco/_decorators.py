@@ -267,7 +267,12 @@ def daemon(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
             ``umask``, ``keep_fds``, ``ready``, ``startup_grace``,
             ``ready_timeout``, ``stop_timeout``, ``detach``, ``user``,
             ``group``, ``chroot``, ``prevent_core``, ``on_reload``,
-            ``signals`` (see the documentation).
+            ``signals``, ``ready_fd``; ``restart`` (``"on-failure"``,
+            ``"on-abnormal"``, ``"always"``: a supervisor restarts the
+            function after a crash) with ``restart_delay``,
+            ``restart_backoff``, ``restart_max_delay``,
+            ``restart_reset_after``, ``start_limit`` and
+            ``restart_prevent_exit_codes`` (see the documentation).
 
     Returns:
         A :class:`DaemonFunction` with ``start``, ``run``, ``status``, ``stop``,
@@ -300,10 +305,15 @@ def process_daemonize(func: Callable[..., Any] | None = None, /, **options: Any)
 
     Args:
         func: the function, when used bare as ``@process_daemonize``.
-        **options: the same keyword options as :func:`daemon`.
+        **options: the same keyword options as :func:`daemon`, plus
+            ``instances=N``: N workers per call, each with its own pidfile
+            from a template with ``{i}`` (``"/run/jobs/sync-{i}.pid"``). Any
+            other field of a pidfile template names a parameter of the
+            function, filled from each call's arguments: one worker per key.
 
     Returns:
-        A :class:`WorkerFunction`: calling it returns a :class:`DaemonProcess`.
+        A :class:`WorkerFunction`: calling it returns a :class:`DaemonProcess`
+        (a :class:`WorkerGroup` with ``instances=``).
 
     .. versionadded:: 0.1
 

@@ -373,7 +373,10 @@ class Supervisor:
         elif tag in (ERROR, EXIT):
             self._on_last_words(worker, tag, payload)
         elif tag == NOTIFY:
-            fields = [f for f in payload.decode(errors="replace").split("\n") if not f.startswith("MAINPID=")]
+            # The supervisor is the main process: it names itself, and says STOPPING=1 only when
+            # the service stops (a worker stopped by someone else is restarted, not a service stop).
+            dropped = ("MAINPID=", "STOPPING=")
+            fields = [f for f in payload.decode(errors="replace").split("\n") if not f.startswith(dropped)]
             if fields:
                 runtime.notify(*fields)
         elif tag == UPDATE:
