@@ -117,7 +117,6 @@ while True:
         slot += 1
 if slot == 5:
     raise ValueError("no credentials for this slot")
-daemondeco.notify_ready()
 """
         + SERVE
     )
