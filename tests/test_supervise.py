@@ -456,3 +456,61 @@ def test_a_long_restart_delay_without_a_cap_given_is_accepted() -> None:
     daemondeco.daemon(restart="always", restart_delay=120.0)  # the default 60 s cap follows it
     with pytest.raises(ValueError, match="below restart_delay"):
         daemondeco.daemon(restart="always", restart_delay=120.0, restart_max_delay=60.0)
+
+
+def test_a_worker_that_ignores_sigterm_is_killed_with_its_group_after_stop_timeout(sandbox: Sandbox) -> None:
+    supervisor = start(
+        sandbox,
+        """
+        import signal, subprocess
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        (HERE / "grandchild").write_text(str(child.pid))
+        notify_ready()
+        while True:
+            time.sleep(0.05)
+        """,
+        'ready="notify", restart="always", stop_timeout=0.5',
+    )
+    worker = runs(sandbox)[0][0]
+    grandchild = int((sandbox.path / "grandchild").read_text())
+    result = sandbox.run_file(sandbox.path / "app.py", "stop")
+    assert result.returncode == 0, result
+    assert not alive(worker) and not alive(grandchild) and not alive(supervisor)
+    assert f"worker {worker} outlived stop_timeout=0.5 s: SIGKILL" in log(sandbox)
+    assert len(runs(sandbox)) == 1
+
+
+def test_a_reload_between_two_workers_is_acknowledged_by_the_supervisor(sandbox: Sandbox) -> None:
+    app = write_app(sandbox, "leave(2)", 'ready="start", restart="on-failure", restart_delay=30.0')
+    sandbox.start_daemon(app, "start")
+    wait_until(lambda: status_json(sandbox)[1].get("state") == "restarting", what="the wait before a restart")
+    result = sandbox.run_file(app, "reload")
+    assert result.returncode == 0, result
+    assert len(runs(sandbox)) == 1
+
+
+def test_the_first_workers_notify_extend_reaches_the_launcher(sandbox: Sandbox) -> None:
+    supervisor = start(
+        sandbox,
+        """
+        from daemondeco import notify_extend
+        notify_extend(10)
+        time.sleep(1.5)  # beyond ready_timeout=1: only the extension lets the start succeed
+        serve()
+        """,
+        'ready="notify", ready_timeout=1.0, restart="on-failure"',
+    )
+    assert alive(supervisor) and len(runs(sandbox)) == 1
+
+
+def test_a_death_within_startup_grace_is_a_startup_error_not_a_restart(sandbox: Sandbox) -> None:
+    write_app(
+        sandbox,
+        'notify_ready()\ntime.sleep(0.2)\nraise RuntimeError("died right after ready")',
+        'ready="notify", startup_grace=3.0, restart="always", restart_delay=0.05',
+    )
+    result = sandbox.run_file(sandbox.path / "app.py", "start")
+    assert result.returncode == 1, result
+    assert "RuntimeError: died right after ready" in result.stderr
+    assert len(runs(sandbox)) == 1 and sandbox.live_pids() == []

@@ -241,3 +241,25 @@ time.sleep(60)
 
     wait_until(restarted, what="member 0's restart")
     assert alive(supervisor) and all(alive(pid) for pid in workers[1:])
+
+
+def test_a_group_handle_waits_indexes_and_shows_itself(sandbox: Sandbox) -> None:
+    code = group_script(
+        sandbox,
+        """
+group = work()
+report(repr=repr(group), first=group[0].pid, pids=group.pids, waited=group.wait(0.1))
+os.kill(group[0].pid, 15)
+for member in group:
+    if member is not group[0]:
+        member.stop()
+report(waited=group.wait(10), running=group.is_running(), repr=repr(group))
+""",
+        body=SERVE,
+    )
+    result = sandbox.run(code)
+    assert result.returncode == 0, result
+    first, second = result.reports()
+    assert first["repr"] == "<WorkerGroup 8 members, 8 running>" and first["waited"] is False
+    assert first["first"] == first["pids"][0]  # type: ignore[index]
+    assert second == {"waited": True, "running": False, "repr": "<WorkerGroup 8 members, 0 running>"}
