@@ -19,7 +19,7 @@ from ._errors import DaemonError, ReloadError
 from ._options import STOP_TIMEOUT, stop_timeout
 from ._pidfile import Watcher
 from ._signals import SIGHUP
-from ._state import read_state, state_path
+from ._state import anonymous_state_path, read_state, state_path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -323,11 +323,15 @@ class DaemonProcess:
             del _our_children[self.pid]
 
     def _supervision(self) -> dict[str, object]:
-        if self.pidfile is None or not self.is_running():
+        """The supervisor's history (``restart=``): from ``<pidfile>.state``, or its private file without one."""
+        if not self.is_running():
             return {}
-        state = read_state(state_path(self.pidfile))
+        path = state_path(self.pidfile) if self.pidfile is not None else anonymous_state_path(self.pid)
+        state = read_state(path) if path is not None else None
         if not state or not state.get("supervised") or state.get("pid") != self.pid:
             return {}
+        if state.get("identity") not in (None, self._start_time):
+            return {}  # left by an earlier process that had this pid
         return _supervision(state)
 
     @property
@@ -335,8 +339,9 @@ class DaemonProcess:
         """With ``restart=``: the pid of the worker running the function now (None between two workers).
 
         :attr:`pid` is the supervisor's, which the pidfile names. None
-        without ``restart=`` or without a pidfile (the history lives in
-        ``<pidfile>.state``).
+        without ``restart=``. The history lives in ``<pidfile>.state``, or
+        without a pidfile in a private per-user directory under the
+        system's temp directory (not with ``user=``/``chroot=``).
 
         .. versionadded:: 0.3
         """

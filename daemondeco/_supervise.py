@@ -32,11 +32,12 @@ import sys
 import time
 
 from ._errors import DaemonWarning
+from ._proc import identity
 from ._ready import ERROR, EXIT, EXTEND, READY, describe_exception, send
 from ._runtime import Runtime, active, run_in_daemon
 from ._signals import install as install_handlers
 from ._signals import signal_name
-from ._state import StateFile
+from ._state import StateFile, anonymous_state_path
 from ._stdio import above_stdio, flush_stdio, reopen_stdio
 from ._systemd import SystemdNotifier
 
@@ -184,7 +185,23 @@ class Supervisor:
         os.set_blocking(self.wake_read, False)
         os.set_blocking(self.wake_write, False)
         self.poller.register(self.wake_read, select.POLLIN)
-        self._record(state="starting", supervised=True, worker_pid=None, restarts=0, last_exit=None)
+        if runtime.state is None and runtime.pidfile is None:
+            # No pidfile to keep the history next to: a private file named by our pid, so
+            # that the caller's DaemonProcess handle can still show it.
+            path = anonymous_state_path(self.pid, create=True)
+            if path is not None:
+                try:
+                    runtime.state = StateFile(path)
+                except OSError:
+                    pass
+        self._record(
+            state="starting",
+            supervised=True,
+            identity=identity(self.pid),  # tells this file from one a previous process of our pid left
+            worker_pid=None,
+            restarts=0,
+            last_exit=None,
+        )
 
     # -- the loop ------------------------------------------------------------
 
