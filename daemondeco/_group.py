@@ -146,11 +146,15 @@ def start_workers(
         return _start_one(options, func, args, kwargs, spawn=spawn, key=key, index=None)
     members: list[DaemonProcess] = []
     failures: dict[int, BaseException] = {}
-    for index in range(options.instances):
-        try:
-            members.append(_start_one(options, func, args, kwargs, spawn=spawn, key=key, index=index))
-        except (DaemonError, OSError) as exc:
-            failures[index] = exc
+    try:
+        for index in range(options.instances):
+            try:
+                members.append(_start_one(options, func, args, kwargs, spawn=spawn, key=key, index=index))
+            except (DaemonError, OSError) as exc:
+                failures[index] = exc
+    except BaseException:  # Ctrl-C (StartInterrupted) or a bug: no member may outlive the failed call
+        WorkerGroup(members, options.stop_timeout).stop()
+        raise
     if failures:
         group = WorkerGroup(members, options.stop_timeout)
         group.stop()
