@@ -169,7 +169,8 @@ class Supervisor:
         self.call = (func, args, kwargs)
         self.pid = os.getpid()
         self.worker: _Worker | None = None
-        self.starts: list[float] = []
+        self.starts: list[float] = []  # recent start times, within start_limit's interval
+        self.started = 0  # workers started so far
         self.failures = 0  # consecutive crashes since the last reset: k
         self.restarts = 0
         self.next_start: float | None = None
@@ -278,8 +279,10 @@ class Supervisor:
 
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         channel, child_end = above_stdio(parent_sock.detach()), above_stdio(child_sock.detach())
-        number = len(self.starts) + 1
-        self.starts.append(time.monotonic())
+        self.started += 1
+        number = self.started
+        if self.options.start_limit is not None:  # else nothing to count: no list growing forever
+            self.starts.append(time.monotonic())
         previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
         flush_stdio()
         try:
@@ -494,7 +497,7 @@ class Supervisor:
         limit = self.options.start_limit
         if limit is not None:
             burst, interval = limit
-            recent = [t for t in self.starts if t > planned - interval]
+            recent = self.starts = [t for t in self.starts if t > planned - interval]
             if len(recent) + 1 > burst:
                 _log(
                     f"worker {worker.pid} {how}; start_limit={burst, interval} reached "
