@@ -224,7 +224,7 @@ class Supervisor:
                 if fd == self.wake_read:
                     self._on_signals()
                 elif self.worker is not None and fd == self.worker.channel:
-                    self._read_channel(self.worker, block=False)
+                    self._read_channel(self.worker)
             self._on_children()
             now = time.monotonic()
             if self.stop_deadline is not None and now >= self.stop_deadline and self.worker is not None:
@@ -360,7 +360,7 @@ class Supervisor:
         if runtime.notifier is not None:
             runtime.notifier.start_watchdog()
 
-    def _read_channel(self, worker: _Worker, *, block: bool) -> None:
+    def _read_channel(self, worker: _Worker) -> None:
         """Handle every frame waiting on *worker*'s socket; close it at end of file."""
         while worker.channel is not None:
             try:
@@ -437,7 +437,7 @@ class Supervisor:
                 return
             worker = self.worker
             if worker is not None and pid == worker.pid:
-                self._read_channel(worker, block=False)  # its last words are already in the socket
+                self._read_channel(worker)  # its last words are already in the socket
                 if worker.channel is not None:  # a child of the worker keeps the socket: stop listening
                     self.poller.unregister(worker.channel)
                     os.close(worker.channel)
