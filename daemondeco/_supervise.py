@@ -178,6 +178,9 @@ class Supervisor:
         self.stopping = False
         self.grace_end: float | None = None  # the launcher listens until then (startup_grace)
         self.arm_pdeathsig = _pdeathsig()
+        # The signals= option's handlers are the function's: the supervisor passes those signals on.
+        self.forwarded = tuple(signum for signum, _ in options.signals if signum not in _HANDLED)
+        self.handled = (*_HANDLED, *self.forwarded)
         import select
 
         self.poller = select.poll()
@@ -208,10 +211,10 @@ class Supervisor:
 
     def run(self) -> NoReturn:
         """Start the first worker and supervise until a stop, a give-up, or a final exit."""
-        for signum in _HANDLED:
+        for signum in self.handled:
             signal.signal(signum, _noop)
         signal.set_wakeup_fd(self.wake_write, warn_on_full_buffer=False)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, self.handled)
         self._start_worker()
         while True:
             deadline = min((d for d in (self.next_start, self.stop_deadline) if d is not None), default=None)
@@ -245,6 +248,8 @@ class Supervisor:
                 self._stop()
             elif signum == signal.SIGHUP:
                 self._reload()
+            elif signum in self.forwarded and self.worker is not None:
+                _signal(self.worker.pid, signum)
 
     def _stop(self) -> None:
         if not self.stopping:
@@ -283,7 +288,7 @@ class Supervisor:
         number = self.started
         if self.options.start_limit is not None:  # else nothing to count: no list growing forever
             self.starts.append(time.monotonic())
-        previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
+        previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, self.handled)
         flush_stdio()
         try:
             pid = os.fork()

@@ -514,3 +514,18 @@ def test_a_death_within_startup_grace_is_a_startup_error_not_a_restart(sandbox: 
     assert result.returncode == 1, result
     assert "RuntimeError: died right after ready" in result.stderr
     assert len(runs(sandbox)) == 1 and sandbox.live_pids() == []
+
+
+def test_the_signals_option_reaches_the_worker_through_the_supervisor(sandbox: Sandbox) -> None:
+    app = write_app(
+        sandbox,
+        "serve()",
+        'ready="notify", restart="on-failure", '
+        'signals={10: lambda signum, frame: (HERE / "usr1").write_text(str(os.getpid()))}',
+    )
+    supervisor = sandbox.start_daemon(app, "start")
+    wait_until(lambda: len(runs(sandbox)) == 1)
+    os.kill(supervisor, signal.SIGUSR1)
+    wait_until((sandbox.path / "usr1").exists, what="the worker's SIGUSR1 handler")
+    assert (sandbox.path / "usr1").read_text() == str(runs(sandbox)[0][0])
+    assert alive(supervisor) and len(runs(sandbox)) == 1
