@@ -10,7 +10,8 @@ Public names are re-exported here; the modules behind them are private.
 """
 
 from ._control import DaemonProcess
-from ._errors import AlreadyRunningError, DaemonError, DaemonWarning, ReloadError, StartupError
+from ._errors import AlreadyRunningError, DaemonError, DaemonWarning, GroupStartError, ReloadError, StartupError
+from ._group import WorkerGroup
 from ._pidfile import Pidfile
 from ._runtime import notify_extend, notify_ready, notify_status
 from ._version import __version__ as __version__
@@ -46,10 +47,12 @@ __all__ = [
     "DaemonFunction",
     "DaemonProcess",
     "DaemonWarning",
+    "GroupStartError",
     "Pidfile",
     "ReloadError",
     "StartupError",
     "WorkerFunction",
+    "WorkerGroup",
     "daemon",
     "daemonize",
     "notify_extend",
@@ -60,6 +63,16 @@ __all__ = [
 
 # Tracebacks and reprs name the public home (daemondeco.StartupError), not a private module.
 # (DaemonFunction and WorkerFunction say so in _decorators.)
-for _public in (AlreadyRunningError, DaemonError, DaemonProcess, DaemonWarning, Pidfile, ReloadError, StartupError):
+for _public in (
+    AlreadyRunningError,
+    DaemonError,
+    DaemonProcess,
+    DaemonWarning,
+    GroupStartError,
+    Pidfile,
+    ReloadError,
+    StartupError,
+    WorkerGroup,
+):
     _public.__module__ = __name__
 del _public

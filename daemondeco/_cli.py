@@ -102,6 +102,17 @@ def _vitals(report: dict[str, object]) -> str:
     rss = report.get("rss_bytes")
     if isinstance(rss, int):
         parts.append(f"{rss / 2**20:.1f} MiB")
+    if "restarts" in report:  # a supervisor (restart=)
+        worker = report.get("worker_pid")
+        parts.append(f"worker pid {worker}" if worker else "no worker")
+        parts.append(f"{report['restarts']} restarts")
+        last = report.get("last_exit")
+        if isinstance(last, dict):
+            how = f"killed by {last.get('signal')}" if last.get("signal") else f"exit status {last.get('status')}"
+            parts.append(f"last exit: {how}")
+        wait = report.get("next_restart_in")
+        if isinstance(wait, (int, float)):
+            parts.append(f"next restart in {wait:.1f} s")
     return ", " + ", ".join(parts)
 
 

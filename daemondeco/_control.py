@@ -19,7 +19,7 @@ from ._errors import DaemonError, ReloadError
 from ._options import STOP_TIMEOUT, stop_timeout
 from ._pidfile import Watcher
 from ._signals import SIGHUP
-from ._state import read_state, state_path
+from ._state import anonymous_state_path, read_state, state_path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -239,8 +239,25 @@ def status_report(path: str) -> tuple[int, dict[str, object]]:
     if state:
         report["status"] = state.get("status")
         report["last_reload"] = _reload_summary(state.get("reload"))
+        if state.get("supervised"):
+            report.update(_supervision(state))
     report.update(_proc.facts(pid))
     return 0, report
+
+
+def _supervision(state: dict[str, object]) -> dict[str, object]:
+    """A supervisor's history (``restart=``): the worker's pid, restarts, last exit, time to the next restart."""
+    next_ns = state.get("next_restart_ns")
+    next_in = None
+    if isinstance(next_ns, int):
+        next_in = round(max(0, next_ns - time.monotonic_ns()) / 1e9, 3)
+    restarts = state.get("restarts")
+    return {
+        "worker_pid": state.get("worker_pid"),
+        "restarts": restarts if isinstance(restarts, int) else 0,
+        "last_exit": state.get("last_exit"),
+        "next_restart_in": next_in,
+    }
 
 
 def _reload_summary(record: object) -> dict[str, object] | None:
@@ -304,6 +321,64 @@ class DaemonProcess:
         """Once the worker has exited: reap it if it became our child (PID 1, subreaper)."""
         if self.pid in _our_children and _proc.reap_if_child(self.pid):
             del _our_children[self.pid]
+
+    def _supervision(self) -> dict[str, object]:
+        """The supervisor's history (``restart=``): from ``<pidfile>.state``, or its private file without one."""
+        if not self.is_running():
+            return {}
+        path = state_path(self.pidfile) if self.pidfile is not None else anonymous_state_path(self.pid)
+        state = read_state(path) if path is not None else None
+        if not state or not state.get("supervised") or state.get("pid") != self.pid:
+            return {}
+        if state.get("identity") not in (None, self._start_time):
+            return {}  # left by an earlier process that had this pid
+        return _supervision(state)
+
+    @property
+    def worker_pid(self) -> int | None:
+        """With ``restart=``: the pid of the worker running the function now (None between two workers).
+
+        :attr:`pid` is the supervisor's, which the pidfile names. None
+        without ``restart=``. The history lives in ``<pidfile>.state``, or
+        without a pidfile in a private per-user directory under the
+        system's temp directory (not with ``user=``/``chroot=``).
+
+        .. versionadded:: 0.3
+        """
+        pid = self._supervision().get("worker_pid")
+        return pid if isinstance(pid, int) else None
+
+    @property
+    def restarts(self) -> int:
+        """With ``restart=``: how many times the supervisor restarted the function (0 otherwise).
+
+        .. versionadded:: 0.3
+        """
+        count = self._supervision().get("restarts")
+        return count if isinstance(count, int) else 0
+
+    @property
+    def last_exit(self) -> dict[str, object] | None:
+        """With ``restart=``: how the last worker ended, else None.
+
+        A dict: ``pid``, ``status`` (exit status, or None when killed),
+        ``signal`` (``"SIGKILL"``, or None), ``clean`` (systemd's meaning),
+        ``uptime_s``, ``exception`` (``"ValueError: ..."`` when it raised),
+        ``traceback``, ``time`` (``time.time()`` of the death).
+
+        .. versionadded:: 0.3
+        """
+        last = self._supervision().get("last_exit")
+        return last if isinstance(last, dict) else None
+
+    @property
+    def next_restart_in(self) -> float | None:
+        """With ``restart=``: seconds until the next worker starts, while the supervisor waits; else None.
+
+        .. versionadded:: 0.3
+        """
+        wait = self._supervision().get("next_restart_in")
+        return wait if isinstance(wait, float) else None
 
     def is_running(self) -> bool:
         """True while the daemon runs (a zombie or a reused pid does not count)."""

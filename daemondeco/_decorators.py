@@ -20,6 +20,7 @@ from . import _engine
 from ._cli import run_decorated_cli
 from ._control import DaemonProcess, pidfile_path, reload_pidfile, status_pidfile, stop_pidfile
 from ._errors import DaemonError
+from ._group import WorkerGroup, check_template, is_template, start_workers
 from ._options import Options, reload_timeout, stop_timeout
 
 TYPE_CHECKING = False
@@ -181,9 +182,13 @@ class DaemonFunction(_DaemonControl[P, R], _FunctionWrapper):
 
 
 def _worker_wrapper(options: Options) -> Callable[..., Any]:
+    grouped = is_template(options)
+
     def wrapper(
         wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> DaemonProcess:
+    ) -> DaemonProcess | WorkerGroup:
+        if grouped:
+            return start_workers(options, wrapped, args, kwargs, _engine.spawn)
         return _engine.spawn(options, wrapped, args, kwargs)
 
     return wrapper
@@ -203,7 +208,12 @@ class WorkerFunction(Generic[P, R], _FunctionWrapper):
         self._self_daemon_options = options
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> DaemonProcess:
-        """Start the worker; its handle once it is ready."""
+        """Start the worker; its handle once it is ready.
+
+        With ``instances=N`` the value is a :class:`WorkerGroup` (typed as
+        :class:`DaemonProcess`, whose verbs it shares: ``stop``,
+        ``is_running``, ``wait``).
+        """
         process: DaemonProcess = super().__call__(*args, **kwargs)
         return process
 
@@ -219,6 +229,11 @@ def _decorator(
     options: dict[str, object],
 ) -> Any:
     built = Options.build(name, options)
+    if name == "daemon" and built.instances is not None:
+        raise TypeError(
+            "daemon(): instances= starts a group of workers; it belongs on @process_daemonize "
+            "(a @daemon function is the program's one main process)"
+        )
     if name == "process_daemonize" and built.detach is False:
         raise ValueError(
             "process_daemonize(): detach=False would run the worker in the caller; "
@@ -231,6 +246,8 @@ def _decorator(
                 f"@{name} decorates a function or method, not {type(target).__name__} {target!r}; "
                 f"options are keywords: @{name}(pidfile='/run/app.pid')"
             )
+        if name == "process_daemonize":
+            check_template(built, getattr(target, "__func__", target))  # type: ignore[arg-type]
         return kind(target, built)  # type: ignore[arg-type]
 
     return decorate if func is None else decorate(func)
@@ -278,6 +295,12 @@ def daemon(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     - ``signals=None``: ``{signal number: handler}``, extra handlers.
     - ``ready_fd=None``: fd to write a newline to at readiness (s6);
       ``None``: ``$DAEMONDECO_READY_FD`` if set.
+    - ``restart=None``: ``"on-failure"``, ``"on-abnormal"`` or ``"always"``:
+      a supervisor holds the pidfile and runs the function again after a
+      crash, with ``restart_delay=1.0``, ``restart_backoff=2.0``,
+      ``restart_max_delay=60.0``, ``restart_reset_after=60.0``,
+      ``start_limit=(5, 60.0)`` and ``restart_prevent_exit_codes=()``
+      (not for :func:`daemonize`).
 
     Args:
         func: the function, when used bare as ``@daemon``.
@@ -315,10 +338,15 @@ def process_daemonize(func: Callable[..., Any] | None = None, /, **options: Any)
 
     Args:
         func: the function, when used bare as ``@process_daemonize``.
-        **options: the same keyword options as :func:`daemon`.
+        **options: the same keyword options as :func:`daemon`, plus
+            ``instances=N``: N workers per call, each with its own pidfile
+            from a template with ``{i}`` (``"/run/jobs/sync-{i}.pid"``). Any
+            other field of a pidfile template names a parameter of the
+            function, filled from each call's arguments: one worker per key.
 
     Returns:
-        A :class:`WorkerFunction`: calling it returns a :class:`DaemonProcess`.
+        A :class:`WorkerFunction`: calling it returns a :class:`DaemonProcess`
+        (a :class:`WorkerGroup` with ``instances=``).
 
     .. versionadded:: 0.1
 

@@ -45,6 +45,7 @@ from ._stdio import (
     stdio_paths,
     swapped_std_streams,
 )
+from ._supervise import supervise, warn_double_supervision
 from ._systemd import MANAGER_VARIABLES, SystemdNotifier
 
 TYPE_CHECKING = False
@@ -636,7 +637,18 @@ def launch(
     announce: Callable[[int], None] | None = None,
 ) -> NoReturn:
     """A ``@daemon`` function called: the launcher leaves once ready, the daemon runs *func*."""
+    if options.restart is not None:
+        warn_double_supervision(options, stacklevel=_user_stacklevel() + 1)
     become_daemon(options, announce)
+    _run_function(options, func, args, kwargs)
+
+
+def _run_function(
+    options: Options, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> NoReturn:
+    """In the daemon: run *func*, or with ``restart=`` supervise workers that run it (``_supervise``)."""
+    if options.restart is not None:
+        supervise(options, func, args, kwargs)
     run_in_daemon(func, args, kwargs)
 
 
@@ -644,12 +656,14 @@ def spawn(
     options: Options, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
 ) -> DaemonProcess:
     """A ``@process_daemonize`` function called: start a worker, return its handle here."""
+    if options.restart is not None:
+        warn_double_supervision(options, stacklevel=_user_stacklevel() + 1)
     prepared = prepare(options, worker=True)
     pid = detach(prepared, worker=True)
     if pid:
         path = prepared.pidfile.path if prepared.pidfile is not None else None
         return DaemonProcess.started(pid, path, stop_timeout=options.stop_timeout)
-    run_in_daemon(func, args, kwargs)
+    _run_function(options, func, args, kwargs)
 
 
 def daemonize_here(options: Options) -> None:

@@ -6,6 +6,7 @@
      +-- DaemonError              base: a daemon could not be started or controlled
           +-- AlreadyRunningError the pidfile is locked by a running daemon
           +-- StartupError        the daemon failed (or never got ready) after the fork
+          |    +-- GroupStartError  members of a worker group failed to start
           +-- ReloadError         a reload failed, the daemon died during it, or none runs
     RuntimeWarning
      +-- DaemonWarning            something will not survive the fork (threads)
@@ -21,6 +22,7 @@ __all__ = [
     "AlreadyRunningError",
     "DaemonError",
     "DaemonWarning",
+    "GroupStartError",
     "ReloadError",
     "StartInterrupted",
     "StartupError",
@@ -43,19 +45,28 @@ class AlreadyRunningError(DaemonError):
         pidfile: path of the locked pidfile.
         pid: the pid the pidfile names, or ``None`` when it names none yet
             (a daemon that is still starting).
+        key: for a keyed worker (a pidfile template filled from the call's
+            arguments), the key that is taken: ``"account='alice'"``; else None.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.3 *key*.
 
     """
 
-    def __init__(self, pidfile: str, pid: int | None) -> None:
+    def __init__(self, pidfile: str, pid: int | None, *, key: str | None = None) -> None:
         self.pidfile = pidfile
         self.pid = pid
+        self.key = key
         who = f"pid {pid}" if pid is not None else "a process that has not written its pid yet"
-        super().__init__(f"already running: pidfile {pidfile!r} is locked by {who}")
+        what = f"already running for {key}" if key else "already running"
+        super().__init__(f"{what}: pidfile {pidfile!r} is locked by {who}")
 
-    def __reduce__(self) -> tuple[type[AlreadyRunningError], tuple[str, int | None]]:
-        return (type(self), (self.pidfile, self.pid))
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_already_running, (self.pidfile, self.pid, self.key))
+
+
+def _rebuild_already_running(pidfile: str, pid: int | None, key: str | None) -> AlreadyRunningError:
+    return AlreadyRunningError(pidfile, pid, key=key)
 
 
 def _with_traceback(summary: str, daemon_traceback: str | None) -> str:
@@ -108,6 +119,42 @@ class StartupError(DaemonError):
         self.daemon_traceback = daemon_traceback
         self.exit_status = exit_status
         super().__init__(_with_traceback(summary, daemon_traceback))
+
+
+class GroupStartError(StartupError):
+    """Members of a worker group (``instances=N``) failed to start; the members that had started were stopped.
+
+    Attributes:
+        failures: ``{index: exception}`` for every member that failed
+            (``StartupError``, ``AlreadyRunningError``, ``OSError``...).
+        instances: how many members the call asked for.
+
+    .. versionadded:: 0.3
+
+    """
+
+    def __init__(self, failures: dict[int, BaseException], instances: int) -> None:
+        self.failures = dict(failures)
+        self.instances = instances
+        first = next(iter(self.failures.values()))
+        lines = [
+            f"  member {index}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            for index, exc in sorted(self.failures.items())
+        ]
+        summary = (
+            f"{len(self.failures)} of {instances} workers failed to start; the others were stopped:\n"
+            + "\n".join(lines)
+        )
+        super().__init__(
+            summary,
+            pid=getattr(first, "pid", None),
+            exc_type=getattr(first, "exc_type", None),
+            exc_message=getattr(first, "exc_message", ""),
+            daemon_traceback=getattr(first, "daemon_traceback", None),
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.failures, self.instances))
 
 
 class ReloadError(DaemonError):

@@ -49,7 +49,20 @@ _DEFAULTS: dict[str, object] = {
     "on_reload": None,
     "signals": None,
     "ready_fd": None,
+    "restart": None,
+    "restart_delay": 1.0,
+    "restart_backoff": 2.0,
+    "restart_max_delay": 60.0,
+    "restart_reset_after": 60.0,
+    "start_limit": (5, 60.0),
+    "restart_prevent_exit_codes": (),
+    "instances": None,
 }
+
+RESTART_MODES = ("on-failure", "on-abnormal", "always")
+
+# Options that only make sense where a function runs again: not daemonize().
+_FUNCTION_ONLY = ("restart", "instances")
 
 
 def _path(caller: str, name: str, value: object, *, optional: bool) -> str | None:
@@ -207,6 +220,14 @@ class Options:
     on_reload: Callable[[], object] | None
     signals: tuple[tuple[int, Callable[[int, Any], object]], ...]
     ready_fd: int | None
+    restart: str | None
+    restart_delay: float
+    restart_backoff: float
+    restart_max_delay: float
+    restart_reset_after: float
+    start_limit: tuple[int, float] | None
+    restart_prevent_exit_codes: tuple[int, ...]
+    instances: int | None
 
     @classmethod
     def build(cls, caller: str, given: Mapping[str, object]) -> Options:
@@ -259,6 +280,13 @@ class Options:
         setattr_(self, "on_reload", on_reload)
         setattr_(self, "signals", _signals(caller, values["signals"]))
         setattr_(self, "ready_fd", _ready_fd(caller, values["ready_fd"]))
+        for name in _FUNCTION_ONLY:
+            if caller == "daemonize" and values[name] is not None:
+                raise TypeError(
+                    f"daemonize() got {name}={_show(values[name])}, but daemonize() has no function to run "
+                    f"again; decorate the function with @daemon({name}=...) instead"
+                )
+        _restart_options(caller, values, setattr_, self, cap_given="restart_max_delay" in given)
         return self
 
     def replace(self, caller: str, **changes: object) -> Options:
@@ -273,6 +301,99 @@ class Options:
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _DEFAULTS)
         return f"Options({fields})"
+
+
+def _restart_options(
+    caller: str, values: Mapping[str, object], setattr_: Any, target: Options, *, cap_given: bool
+) -> None:
+    """Validate ``restart=`` and its companions, and ``instances=``; set them on *target*.
+
+    A ``restart_delay`` above the default cap, without a cap given, raises
+    the cap to it (a constant delay) rather than refusing the value.
+    """
+    restart = values["restart"]
+    if restart is not None and not isinstance(restart, str):
+        raise TypeError(
+            f"{caller}(): restart must be None or one of {', '.join(map(repr, RESTART_MODES))}, "
+            f"not {type(restart).__name__} {_show(restart)}"
+        )
+    if restart is not None and restart not in RESTART_MODES:
+        import difflib
+
+        close = difflib.get_close_matches(restart, RESTART_MODES, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(
+            f"{caller}(): restart must be None or one of {', '.join(map(repr, RESTART_MODES))}, "
+            f"not {_show(restart)}{hint}"
+        )
+    setattr_(target, "restart", restart)
+    delay = seconds(caller, "restart_delay", values["restart_delay"], positive=False)
+    backoff = seconds(caller, "restart_backoff", values["restart_backoff"], positive=True)
+    if backoff < 1:
+        raise ValueError(f"{caller}(): restart_backoff must be at least 1 (1: a constant delay), not {_show(backoff)}")
+    max_delay = seconds(caller, "restart_max_delay", values["restart_max_delay"], positive=False)
+    if max_delay < delay and not cap_given:
+        max_delay = delay
+    if max_delay < delay:
+        raise ValueError(
+            f"{caller}(): restart_max_delay={_show(values['restart_max_delay'])} is below "
+            f"restart_delay={_show(values['restart_delay'])}: the cap must be at least the first delay"
+        )
+    setattr_(target, "restart_delay", delay)
+    setattr_(target, "restart_backoff", backoff)
+    setattr_(target, "restart_max_delay", max_delay)
+    setattr_(
+        target,
+        "restart_reset_after",
+        seconds(caller, "restart_reset_after", values["restart_reset_after"], positive=True),
+    )
+    setattr_(target, "start_limit", _start_limit(caller, values["start_limit"]))
+    setattr_(target, "restart_prevent_exit_codes", _exit_codes(caller, values["restart_prevent_exit_codes"]))
+    instances = values["instances"]
+    if instances is not None:
+        if isinstance(instances, bool) or not isinstance(instances, int):
+            raise TypeError(
+                f"{caller}(): instances must be a number of workers (int) or None, "
+                f"not {type(instances).__name__} {_show(instances)}"
+            )
+        if not 1 <= instances <= 4096:
+            raise ValueError(f"{caller}(): instances must be between 1 and 4096, not {_show(instances)}")
+    setattr_(target, "instances", instances)
+
+
+def _start_limit(caller: str, value: object) -> tuple[int, float] | None:
+    """``(burst, interval)``: more than *burst* starts within *interval* s gives up; None: never."""
+    if value is None:
+        return None
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(
+            f"{caller}(): start_limit must be None or a tuple (starts, seconds) such as (5, 60.0), "
+            f"not {type(value).__name__} {_show(value)}"
+        )
+    burst, interval = value
+    if isinstance(burst, bool) or not isinstance(burst, int):
+        raise TypeError(f"{caller}(): start_limit[0] must be a number of starts (int), not {_show(burst)}")
+    if burst < 1:
+        raise ValueError(f"{caller}(): start_limit[0] must be at least 1 start, not {_show(burst)}")
+    return int(burst), seconds(caller, "start_limit[1]", interval, positive=True)
+
+
+def _exit_codes(caller: str, value: object) -> tuple[int, ...]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(
+            f"{caller}(): restart_prevent_exit_codes must be an iterable of exit statuses (ints 0 to 255), "
+            f"not {type(value).__name__} {_show(value)}"
+        )
+    codes = tuple(value)
+    for code in codes:
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise TypeError(
+                f"{caller}(): restart_prevent_exit_codes items must be exit statuses (int), "
+                f"not {type(code).__name__} {_show(code)}"
+            )
+        if not 0 <= code <= 255:
+            raise ValueError(f"{caller}(): restart_prevent_exit_codes: {_show(code)} is not an exit status (0 to 255)")
+    return tuple(int(code) for code in codes)
 
 
 def _ready_fd(caller: str, value: object) -> int | None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import stat
 
-__all__ = ["StateFile", "read_state", "state_path"]
+__all__ = ["StateFile", "anonymous_state_path", "read_state", "state_path"]
 
 _FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | os.O_NONBLOCK
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | os.O_NONBLOCK
@@ -31,6 +31,30 @@ _READ_TRIES = 20  # a torn read needs a write racing it: a retry or two at most
 def state_path(pidfile: str) -> str:
     """Where the state file of the daemon with *pidfile* lives."""
     return pidfile + ".state"
+
+
+def anonymous_state_path(pid: int, *, create: bool = False) -> str | None:
+    """The state file of a supervisor without a pidfile, by its pid: in a private per-user directory.
+
+    ``<tmp>/daemondeco-<uid>/<pid>.state``, the directory ``0o700`` and ours
+    (else None: another user could plant or read files there). With
+    *create* the directory is made if missing.
+    """
+    import tempfile
+
+    directory = os.path.join(tempfile.gettempdir(), f"daemondeco-{os.getuid()}")
+    try:
+        if create:
+            try:
+                os.mkdir(directory, 0o700)
+            except FileExistsError:
+                pass
+        info = os.lstat(directory)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        return None
+    return os.path.join(directory, f"{pid}.state")
 
 
 class StateFile:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias
 
 from typing_extensions import TypedDict
 
@@ -50,3 +50,11 @@ class DaemonOptions(TypedDict, total=False):
     prevent_core: bool
     on_reload: Callable[[], object] | None
     signals: dict[int, Any] | None
+    restart: Literal["on-failure", "on-abnormal", "always"] | None
+    restart_delay: float
+    restart_backoff: float
+    restart_max_delay: float
+    restart_reset_after: float
+    start_limit: tuple[int, float] | None
+    restart_prevent_exit_codes: Sequence[int]
+    instances: int | None

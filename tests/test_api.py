@@ -39,6 +39,8 @@ PUBLIC = {
     "AlreadyRunningError",
     "StartupError",
     "DaemonWarning",
+    "WorkerGroup",  # issue 9: worker groups (instances=N)
+    "GroupStartError",
 }
 
 

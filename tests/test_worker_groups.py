@@ -1,0 +1,265 @@
+"""Worker groups and keyed workers (issue 9, point 4), with real processes.
+
+``process_daemonize(instances=N)`` with a ``{i}`` pidfile template starts N
+workers, each holding its own pidfile; a template with other fields is
+filled from the call's arguments, so "one worker per key" is a lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+from conftest import Sandbox, alive, wait_until
+
+import daemondeco
+
+GROUP = """
+import json, os, sys, time
+from pathlib import Path
+import daemondeco
+from daemondeco import process_daemonize
+
+HERE = Path(__file__).resolve().parent
+
+def report(**values):
+    print(json.dumps(values), flush=True)
+
+@process_daemonize(pidfile=str(HERE / "sync-{i}.pid"), instances=8, stdout=HERE / "group.log", {options})
+def work():
+{body}
+"""
+
+SERVE = """
+try:
+    daemondeco.notify_ready()  # inside the try: a stop after readiness always runs the finally
+    while True:
+        time.sleep(0.05)
+finally:
+    (HERE / f"finally-{os.getpid()}").touch()
+"""
+
+
+def group_script(sandbox: Sandbox, main: str, options: str = 'ready="notify"', body: str = SERVE) -> str:
+    indented = "\n".join("    " + line for line in body.strip().splitlines())
+    return GROUP.replace("{options}", options).replace("{body}", indented) + main
+
+
+def pidfiles(sandbox: Sandbox) -> list[int | None]:
+    return [daemondeco.Pidfile(sandbox.path / f"sync-{i}.pid").locked_by() for i in range(8)]
+
+
+def test_eight_members_start_together_and_stop_together(sandbox: Sandbox) -> None:
+    code = group_script(
+        sandbox,
+        """
+group = work()
+report(pids=group.pids, status=group.status(), n=len(group), members=[m.pid for m in group])
+sys.stdin.readline()
+report(stopped=group.stop(), status=group.status(), running=group.is_running())
+""",
+    )
+    import subprocess
+
+    proc = sandbox.popen(code, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdin is not None
+    started = json.loads(proc.stdout.readline())
+    assert started["n"] == 8 and len(set(started["pids"])) == 8
+    assert started["status"] == started["pids"] == started["members"]
+    assert pidfiles(sandbox) == started["pids"]  # each member holds its own pidfile
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    stopped = json.loads(proc.stdout.readline())
+    assert proc.wait(30) == 0
+    assert stopped == {"stopped": True, "status": [None] * 8, "running": False}
+    assert pidfiles(sandbox) == [None] * 8
+    assert len(list(sandbox.path.glob("finally-*"))) == 8
+    assert sandbox.live_pids() == []
+
+
+def test_a_killed_member_is_the_only_one_restarted(sandbox: Sandbox) -> None:
+    code = group_script(
+        sandbox,
+        """
+group = work()
+before = [m.worker_pid for m in group]
+os.kill(before[3], 9)
+deadline = time.monotonic() + 10
+while group[3].worker_pid in (None, before[3]) and time.monotonic() < deadline:
+    time.sleep(0.01)
+report(before=before, after=[m.worker_pid for m in group], restarts=[m.restarts for m in group],
+       supervisors=group.pids, status=group.status())
+group.stop()
+""",
+        options='ready="start", restart="on-failure", restart_delay=0.05',
+    )
+    result = sandbox.run(code)
+    assert result.returncode == 0, result
+    [seen] = result.reports()
+    before, after = seen["before"], seen["after"]
+    assert isinstance(before, list) and isinstance(after, list)
+    assert [a == b for a, b in zip(before, after, strict=True)] == [True] * 3 + [False] + [True] * 4
+    assert seen["restarts"] == [0, 0, 0, 1, 0, 0, 0, 0]
+    assert seen["status"] == seen["supervisors"]  # the supervisors never changed
+
+
+def test_a_member_failing_at_start_fails_the_call_and_stops_the_others(sandbox: Sandbox) -> None:
+    body = (
+        """
+slot = 0
+while True:
+    try:
+        os.close(os.open(HERE / f"slot-{slot}", os.O_CREAT | os.O_EXCL))
+        break
+    except FileExistsError:
+        slot += 1
+if slot == 5:
+    raise ValueError("no credentials for this slot")
+"""
+        + SERVE
+    )
+    code = group_script(
+        sandbox,
+        """
+try:
+    work()
+except daemondeco.GroupStartError as exc:
+    report(failed=sorted(exc.failures), kinds=[type(e).__name__ for e in exc.failures.values()],
+           message=str(exc), is_startup=isinstance(exc, daemondeco.StartupError))
+""",
+        options='ready="notify", restart="always", restart_delay=0.05',
+        body=body,
+    )
+    result = sandbox.run(code)
+    assert result.returncode == 0, result
+    [seen] = result.reports()
+    assert seen["kinds"] == ["StartupError"] and len(seen["failed"]) == 1 and seen["is_startup"]
+    assert "1 of 8 workers failed to start" in seen["message"] and "no credentials" in seen["message"]
+    assert pidfiles(sandbox) == [None] * 8
+    assert len(list(sandbox.path.glob("finally-*"))) == 7  # every member that had started was stopped
+    assert sandbox.live_pids() == []
+
+
+KEYED = """
+import json, os, sys, time
+from pathlib import Path
+import daemondeco
+from daemondeco import process_daemonize
+
+HERE = Path(__file__).resolve().parent
+
+def report(**values):
+    print(json.dumps(values), flush=True)
+
+@process_daemonize(pidfile=str(HERE / "sync-{account}.pid"))
+def sync(account, full=False):
+    time.sleep(60)
+
+alice = sync("alice")
+bob = sync(account="bob", full=True)
+try:
+    sync("alice", full=True)
+except daemondeco.AlreadyRunningError as exc:
+    report(message=str(exc), key=exc.key, pid=exc.pid, alice=alice.pid, bob=bob.pid,
+           pidfiles=sorted(p.name for p in HERE.glob("sync-*.pid")))
+alice.stop()
+bob.stop()
+"""
+
+
+def test_keyed_workers_one_per_key(sandbox: Sandbox) -> None:
+    result = sandbox.run(KEYED)
+    assert result.returncode == 0, result
+    [seen] = result.reports()
+    assert seen["key"] == "account='alice'" and seen["pid"] == seen["alice"] != seen["bob"]
+    assert str(seen["message"]).startswith("already running for account='alice': pidfile")
+    assert seen["pidfiles"] == ["sync-alice.pid", "sync-bob.pid"]
+
+
+@pytest.mark.parametrize(
+    ("options", "text"),
+    [
+        pytest.param({"pidfile": "/tmp/x-{acount}.pid"}, "{acount} is not a parameter", id="typo"),
+        pytest.param({"pidfile": "/tmp/x-{i}.pid"}, "{i} needs instances=N", id="index-without-instances"),
+        pytest.param({"pidfile": "/tmp/x.pid", "instances": 3}, "needs a pidfile template with {i}", id="no-index"),
+        pytest.param({"pidfile": "/tmp/x-{}.pid"}, "must name a parameter", id="positional"),
+    ],
+)
+def test_bad_templates_fail_at_decoration(options: dict[str, object], text: str) -> None:
+    def sync(account: str) -> None:
+        pass
+
+    with pytest.raises(ValueError) as info:
+        daemondeco.process_daemonize(**options)(sync)  # type: ignore[call-overload]
+    assert text in str(info.value)
+
+
+def test_a_key_that_cannot_be_a_file_name_is_refused_before_any_fork(sandbox: Sandbox) -> None:
+    result = sandbox.run(
+        """
+from daemondeco import process_daemonize
+
+@process_daemonize(pidfile="/tmp/never-{account}.pid")
+def sync(account):
+    pass
+
+try:
+    sync("../etc")
+except ValueError as exc:
+    print(exc)
+"""
+    )
+    assert result.returncode == 0 and "account='../etc' cannot be part of a file name" in result.stdout, result
+    assert sandbox.live_pids() == []
+
+
+def test_a_member_restarts_alone_after_its_worker_is_signalled(sandbox: Sandbox) -> None:
+    """A worker killed from outside by SIGTERM (a clean death) is restarted with restart='always' only."""
+    code = group_script(
+        sandbox,
+        """
+group = work()
+print(json.dumps([m.worker_pid for m in group]), flush=True)
+time.sleep(60)
+""",
+        options='ready="start", restart="always", restart_delay=0.05',
+    )
+    import subprocess
+
+    proc = sandbox.popen(code, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    workers = json.loads(proc.stdout.readline())
+    os.kill(workers[0], signal.SIGTERM)
+    supervisor = daemondeco.Pidfile(sandbox.path / "sync-0.pid").locked_by()
+    assert supervisor is not None
+
+    def restarted() -> bool:
+        state = json.loads((sandbox.path / "sync-0.pid.state").read_text() or "{}")
+        return state.get("restarts") == 1 and state.get("worker_pid") not in (None, workers[0])
+
+    wait_until(restarted, what="member 0's restart")
+    assert alive(supervisor) and all(alive(pid) for pid in workers[1:])
+
+
+def test_a_group_handle_waits_indexes_and_shows_itself(sandbox: Sandbox) -> None:
+    code = group_script(
+        sandbox,
+        """
+group = work()
+report(repr=repr(group), first=group[0].pid, pids=group.pids, waited=group.wait(0.1))
+os.kill(group[0].pid, 15)
+for member in group:
+    if member is not group[0]:
+        member.stop()
+report(waited=group.wait(10), running=group.is_running(), repr=repr(group))
+""",
+        body=SERVE,
+    )
+    result = sandbox.run(code)
+    assert result.returncode == 0, result
+    first, second = result.reports()
+    assert first["repr"] == "<WorkerGroup 8 members, 8 running>" and first["waited"] is False
+    assert first["first"] == first["pids"][0]  # type: ignore[index]
+    assert second == {"waited": True, "running": False, "repr": "<WorkerGroup 8 members, 0 running>"}
