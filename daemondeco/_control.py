@@ -343,7 +343,7 @@ class DaemonProcess:
         without a pidfile in a private per-user directory under the
         system's temp directory (not with ``user=``/``chroot=``).
 
-        .. versionadded:: 0.3
+        .. versionadded:: 0.1
         """
         pid = self._supervision().get("worker_pid")
         return pid if isinstance(pid, int) else None
@@ -352,7 +352,7 @@ class DaemonProcess:
     def restarts(self) -> int:
         """With ``restart=``: how many times the supervisor restarted the function (0 otherwise).
 
-        .. versionadded:: 0.3
+        .. versionadded:: 0.1
         """
         count = self._supervision().get("restarts")
         return count if isinstance(count, int) else 0
@@ -366,7 +366,7 @@ class DaemonProcess:
         ``uptime_s``, ``exception`` (``"ValueError: ..."`` when it raised),
         ``traceback``, ``time`` (``time.time()`` of the death).
 
-        .. versionadded:: 0.3
+        .. versionadded:: 0.1
         """
         last = self._supervision().get("last_exit")
         return last if isinstance(last, dict) else None
@@ -375,7 +375,7 @@ class DaemonProcess:
     def next_restart_in(self) -> float | None:
         """With ``restart=``: seconds until the next worker starts, while the supervisor waits; else None.
 
-        .. versionadded:: 0.3
+        .. versionadded:: 0.1
         """
         wait = self._supervision().get("next_restart_in")
         return wait if isinstance(wait, float) else None

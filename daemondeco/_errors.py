@@ -129,7 +129,7 @@ class GroupStartError(StartupError):
             (``StartupError``, ``AlreadyRunningError``, ``OSError``...).
         instances: how many members the call asked for.
 
-    .. versionadded:: 0.3
+    .. versionadded:: 0.1
 
     """
 

@@ -192,7 +192,7 @@ class WorkerGroup:
     member holds its own pidfile and, with ``restart=``, is restarted on its
     own. ``stop()`` stops them all together.
 
-    .. versionadded:: 0.3
+    .. versionadded:: 0.1
 
     """
 
