@@ -173,9 +173,7 @@ def test_every_module_says_its_concern(module: str) -> None:
     assert len(docstring.splitlines()[0]) > 15, f"daemondeco/{module}.py: the first line should name its concern"
 
 
-@pytest.mark.parametrize(
-    "name", [name for name in daemondeco.__all__ if isinstance(getattr(daemondeco, name), type)]
-)
+@pytest.mark.parametrize("name", [name for name in daemondeco.__all__ if isinstance(getattr(daemondeco, name), type)])
 def test_public_classes_report_the_public_module(name: str) -> None:
     assert getattr(daemondeco, name).__module__ == "daemondeco"
 
