@@ -176,6 +176,8 @@ def test_kill_9_then_start(sandbox: Sandbox, impl: str) -> None:
     first = sandbox.run(code)
     assert first.returncode == 0, first
     pid = pidfile_pid(sandbox.path / "d.pid")
+    started = sandbox.path / "started.txt"
+    wait_until(lambda: started.exists() and started.read_text() == f"{pid}\n", what="the body of the first daemon")
     os.kill(pid, signal.SIGKILL)
     assert wait_exit(pid, 10)
     second = sandbox.run(code)
@@ -593,7 +595,7 @@ def test_explicit_open_and_close(sandbox: Sandbox, opening: str, closing: str) -
     )
     assert result.returncode == 0, result
     status = sandbox.path / "status.txt"
-    wait_until(lambda: "closed" in status.read_text(), what="close() in the daemon")
+    wait_until(lambda: status.exists() and "closed" in status.read_text(), what="close() in the daemon")
     opened, closed = status.read_text().splitlines()
     assert alive(int(opened.split()[1]))
     assert closed == "closed False False"
@@ -681,7 +683,8 @@ def test_the_readme_example_runs_unchanged(sandbox: Sandbox) -> None:
         PYTHONPATH=f"{sandbox.path}:{Path(__file__).resolve().parent.parent}",
     )
     assert result.returncode == 0, result
-    wait_until((sandbox.path / "spam.out").exists, what="do_main_program in the daemon")
+    out = sandbox.path / "spam.out"
+    wait_until(lambda: out.exists() and out.read_text().endswith("\n"), what="do_main_program in the daemon")
     words = (sandbox.path / "spam.out").read_text().split()
     assert words[0] == "main" and words[3] == "False"  # not a session leader: the second fork happened
 
@@ -756,7 +759,8 @@ def test_the_pep_3143_example_runs_unchanged(sandbox: Sandbox) -> None:
     )
     assert result.returncode == 0, result
     work = sandbox.path / "var/lib/foo"
-    wait_until((work / "main.txt").exists, what="do_main_program")
+    main = work / "main.txt"
+    wait_until(lambda: main.exists() and main.read_text().endswith("\n"), what="do_main_program")
     pid, gid = map(int, (work / "main.txt").read_text().split())
     import grp
 
@@ -767,3 +771,143 @@ def test_the_pep_3143_example_runs_unchanged(sandbox: Sandbox) -> None:
     assert wait_exit(pid, 10)
     assert (work / "cleanup.txt").read_text() == "cleaned\n"
     assert zombie_exit_code(pid) == 0
+
+
+# -- more of what an operator sees ----------------------------------------------------------------
+
+
+@BOTH
+def test_a_pidfile_in_a_missing_directory(sandbox: Sandbox, impl: str) -> None:
+    result = sandbox.run(
+        program(
+            impl,
+            """
+            lock = pidfile.TimeoutPIDLockFile(os.path.join(HERE, "no-such-dir", "d.pid"), -1)
+            with daemon.DaemonContext(working_directory=HERE, pidfile=lock):
+                time.sleep(60)
+            """,
+        )
+    )
+    if impl == "python-daemon":
+        assert (result.returncode, result.stderr) == (0, ""), result  # LockFailed in the daemon, unseen
+        wait_gone(sandbox)
+        return
+    assert result.returncode == 1, result
+    assert "LockFailed: failed to create" in result.stderr and "no-such-dir" in result.stderr, result
+    assert sandbox.live_pids() == []
+
+
+@ROOT_ONLY
+@BOTH
+def test_a_root_owned_pidfile_directory_with_a_switch_of_user(sandbox: Sandbox, impl: str) -> None:
+    """python-daemon creates the pidfile after setuid (E-uid): the daemon dies; here it is created before."""
+    run_dir = sandbox.path / "run"
+    run_dir.mkdir(mode=0o755)
+    result = sandbox.run(
+        program(
+            impl,
+            """
+            lock = pidfile.TimeoutPIDLockFile(os.path.join(HERE, "run", "d.pid"), -1)
+            with daemon.DaemonContext(working_directory="/", uid=65534, gid=65534, pidfile=lock):
+                time.sleep(60)
+            """,
+        )
+    )
+    assert result.returncode == 0, result
+    if impl == "python-daemon":
+        wait_gone(sandbox)
+        assert not (run_dir / "d.pid").exists()
+        return
+    pid = read_pid(run_dir / "d.pid")
+    assert proc_status(pid)["Uid"].split() == ["65534"] * 4
+    assert daemondeco.Pidfile(run_dir / "d.pid").locked_by() == pid
+
+
+@BOTH
+def test_a_child_forked_inside_the_context_leaves_the_pidfile_alone(sandbox: Sandbox, impl: str) -> None:
+    result = sandbox.run(
+        program(
+            impl,
+            """
+            err = open(os.path.join(HERE, "err.log"), "a")
+            lock = pidfile.TimeoutPIDLockFile(os.path.join(HERE, "d.pid"), -1)
+            with daemon.DaemonContext(working_directory=HERE, pidfile=lock, stderr=err):
+                child = os.fork()
+                if child == 0:
+                    sys.exit(0)  # a worker leaving normally, inside the with block
+                _, status = os.waitpid(child, 0)
+                with open(os.path.join(HERE, "child.txt"), "w") as f:
+                    f.write(f"{os.waitstatus_to_exitcode(status)}\\n")
+                time.sleep(60)
+            """,
+        )
+    )
+    assert result.returncode == 0, result
+    child = sandbox.path / "child.txt"
+    wait_until(lambda: child.exists() and child.read_text().endswith("\n"), what="the child's exit status")
+    err = (sandbox.path / "err.log").read_text()
+    if impl == "python-daemon":
+        assert child.read_text() == "1\n" and "NotMyLock" in err, err  # E12
+        return
+    assert child.read_text() == "0\n" and err == "", err
+    pid = read_pid(sandbox.path / "d.pid")
+    assert daemondeco.Pidfile(sandbox.path / "d.pid").locked_by() == pid
+
+
+def test_python_m_daemondeco_stops_a_compat_daemon(sandbox: Sandbox) -> None:
+    assert sandbox.run(program("compat", SLEEPER.format(timeout=-1))).returncode == 0
+    pid = read_pid(sandbox.path / "d.pid")
+    status = sandbox.run_module("status", "d.pid")
+    assert status.returncode == 0 and str(pid) in status.stdout, status
+    stopped = sandbox.run_module("stop", "d.pid")
+    assert stopped.returncode == 0, stopped
+    assert not alive(pid) and not (sandbox.path / "d.pid").exists()
+    assert zombie_exit_code(pid) == 0
+
+
+def test_the_daemon_gets_umask_working_directory_and_no_core_dumps(sandbox: Sandbox) -> None:
+    (sandbox.path / "work").mkdir()
+    result = sandbox.run(
+        program(
+            "compat",
+            """
+            import resource
+            context = daemon.DaemonContext(working_directory=os.path.join(HERE, "work"), umask=0o027,
+                                           pidfile=os.path.join(HERE, "d.pid"), stdout=open("out.log", "a"))
+            with context:
+                print(oct(os.umask(0o027)), os.path.basename(os.getcwd()),
+                      resource.getrlimit(resource.RLIMIT_CORE) == (0, 0), flush=True)
+            """,
+        )
+    )
+    assert result.returncode == 0, result
+    wait_gone(sandbox)
+    assert (sandbox.path / "out.log").read_text() == "0o27 work True\n"
+
+
+def test_under_notify_socket_it_runs_in_the_foreground_and_says_ready(sandbox: Sandbox) -> None:
+    import socket
+
+    address = str(sandbox.path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(address)
+        listener.settimeout(10)
+        script = sandbox.write(
+            "prog.py",
+            program(
+                "compat",
+                """
+                with daemon.DaemonContext(working_directory=HERE, pidfile=os.path.join(HERE, "d.pid")):
+                    time.sleep(60)
+                """,
+            ),
+        )
+        launcher = subprocess.Popen(
+            [sys.executable, str(script)], cwd=sandbox.path, env=sandbox.env(NOTIFY_SOCKET=address)
+        )
+        sandbox.extra_pids.append(launcher.pid)
+        message = listener.recv(4096).decode()
+    assert "READY=1" in message and f"MAINPID={launcher.pid}" in message, message
+    assert read_pid(sandbox.path / "d.pid") == launcher.pid  # no fork: systemd's main pid is the daemon
+    launcher.send_signal(signal.SIGTERM)
+    assert launcher.wait(10) == 0
