@@ -911,3 +911,70 @@ def test_under_notify_socket_it_runs_in_the_foreground_and_says_ready(sandbox: S
     assert read_pid(sandbox.path / "d.pid") == launcher.pid  # no fork: systemd's main pid is the daemon
     launcher.send_signal(signal.SIGTERM)
     assert launcher.wait(10) == 0
+
+
+@BOTH
+def test_stdout_sys_stdout_keeps_the_launchers_stream(sandbox: Sandbox, impl: str) -> None:
+    """cherry-common's shape: ``stdout=sys.stdout, stderr=sys.stderr`` keep the launcher's files."""
+    script = sandbox.write(
+        "prog.py",
+        program(
+            impl,
+            """
+            with daemon.DaemonContext(working_directory=HERE, stdout=sys.stdout, stderr=sys.stderr):
+                print("out from the daemon", flush=True)
+                print("err from the daemon", file=sys.stderr, flush=True)
+            """,
+        ),
+    )
+    with open(sandbox.path / "out.log", "w") as out, open(sandbox.path / "err.log", "w") as err:
+        done = subprocess.run(
+            [sys.executable, str(script)], stdout=out, stderr=err, env=sandbox.env(), cwd=sandbox.path, timeout=30
+        )
+    assert done.returncode == 0
+    wait_gone(sandbox)
+    assert (sandbox.path / "out.log").read_text() == "out from the daemon\n"
+    assert (sandbox.path / "err.log").read_text() == "err from the daemon\n"
+
+
+@BOTH
+def test_files_preserve_with_a_log_handler(sandbox: Sandbox, impl: str) -> None:
+    """Airflow's and Bcfg2's shape: the handler's stream listed by hand keeps working in both."""
+    result = sandbox.run(
+        program(
+            impl,
+            """
+            import logging
+            handler = logging.FileHandler(os.path.join(HERE, "app.log"))
+            logger = logging.getLogger("app")
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+            with daemon.DaemonContext(working_directory=HERE, files_preserve=[handler.stream]):
+                logger.info("kept by files_preserve")
+            """,
+        )
+    )
+    assert result.returncode == 0, result
+    wait_gone(sandbox)
+    assert (sandbox.path / "app.log").read_text() == "kept by files_preserve\n"
+
+
+def test_without_lockfile_installed(sandbox: Sandbox) -> None:
+    result = sandbox.run(
+        """
+        import os, sys
+        sys.modules["lockfile"] = None  # import lockfile -> ImportError, as where it is not installed
+        import daemondeco.compat as daemon
+        from daemondeco.compat import pidfile
+        print([c.__name__ for c in pidfile.LockTimeout.__mro__][:5])
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "x.pid")
+        with pidfile.TimeoutPIDLockFile(path, 1) as lock:
+            try:
+                pidfile.PIDLockFile(path).acquire()
+            except pidfile.AlreadyLocked as exc:
+                print("AlreadyLocked", exc)
+        """
+    )
+    assert result.returncode == 0, result
+    assert "['LockTimeout', 'LockError', 'Error', 'Exception', 'BaseException']" in result.stdout, result
+    assert "AlreadyLocked" in result.stdout and "locked by pid" in result.stdout, result

@@ -96,7 +96,7 @@ def make_default_signal_map() -> dict[int, str | None]:
 class _Plan:
     """What ``open()`` resolved in the launcher, used again in the daemon."""
 
-    __slots__ = ("entered", "lock", "options", "signals", "stdio", "timeout")
+    __slots__ = ("copies", "entered", "lock", "options", "signals", "stdio", "timeout")
 
     def __init__(self) -> None:
         self.options: Options | None = None
@@ -105,6 +105,13 @@ class _Plan:
         self.entered: Any = None  # another context manager, entered in the daemon
         self.signals: dict[int, Any] = {}
         self.stdio: list[int | None] = [None, None, None]  # fds of stdio objects to dup2 onto 0, 1, 2
+        self.copies: list[int] = []  # copies above 2 of stdio objects that are fds 0-2 (sys.stdout...)
+
+    def close_copies(self) -> None:
+        """Close the copies made of fds 0-2 (in the launcher after a failure, in the daemon once used)."""
+        for fd in self.copies:
+            os.close(fd)
+        self.copies = []
 
 
 def _fileno(item: object, what: str) -> int:
@@ -223,8 +230,13 @@ class DaemonContext:
         """
         if self._is_open:
             return
-        plan = self._resolve()
-        self._start(plan)
+        plan = _Plan()
+        try:
+            self._resolve(plan)
+            self._start(plan)
+        except BaseException:
+            plan.close_copies()  # the launcher is raising: nothing forked carries on with them
+            raise
         # From here on: the daemon (or this process, when not detaching).
         try:
             self._finish_open(plan)
@@ -240,9 +252,8 @@ class DaemonContext:
         """Tell the launcher (and systemd) that the daemon is ready: with ``ready="notify"``, it exits 0 now."""
         notify_ready()
 
-    def _resolve(self) -> _Plan:
-        """Check every option in the launcher; nothing has forked yet."""
-        plan = _Plan()
+    def _resolve(self, plan: _Plan) -> None:
+        """Check every option in the launcher, into *plan*; nothing has forked yet."""
         if self.ready not in ("open", "notify"):
             raise ValueError(f"DaemonContext: ready must be 'open' or 'notify', not {self.ready!r}")
         if not isinstance(self.detach_process, bool):
@@ -257,8 +268,19 @@ class DaemonContext:
             if isinstance(target, (str, os.PathLike)):
                 paths[name] = os.fsdecode(os.fspath(target))
                 continue
-            plan.stdio[index] = _fileno(target, name)
-            keep.append(plan.stdio[index])  # type: ignore[arg-type]
+            fd = _fileno(target, name)
+            if fd <= 2:
+                # stdout=sys.stdout: python-daemon's dup2 onto itself keeps the launcher's stream.
+                # The engine points 0-2 at /dev/null first, so hand it a copy that survives that.
+                import fcntl
+
+                try:
+                    fd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+                except OSError as exc:
+                    raise TypeError(f"DaemonContext: {name} {target!r}: its fd {fd} is not open ({exc})") from None
+                plan.copies.append(fd)
+            plan.stdio[index] = fd
+            keep.append(fd)
         for item in list(self.files_preserve or ()):
             fd = _fileno(item, "files_preserve item")
             try:
@@ -271,7 +293,6 @@ class DaemonContext:
         self._resolve_pidfile(plan)
         plan.options = self._options(plan, paths, keep)
         self._check_owner()
-        return plan
 
     def _handler(self, target: object) -> Any:
         import signal
@@ -391,6 +412,7 @@ class DaemonContext:
         for target, fd in enumerate(plan.stdio):
             if fd is not None and fd != target:
                 os.dup2(fd, target)
+        plan.close_copies()
         if not self.detach_process:  # python-daemon redirects unset streams in the foreground too
             null = None
             for target, (name, fd) in enumerate(zip(("stdin", "stdout", "stderr"), plan.stdio, strict=True)):
