@@ -132,6 +132,14 @@ def _fileno(item: object, what: str) -> int:
     return fd
 
 
+def _raised_by_fork(exc: BaseException) -> bool:
+    """True if *exc* came out of the engine's ``fork()`` calls (its innermost frame is the detach step)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_name == "detach" and "_engine" in tb.tb_frame.f_code.co_filename
+
+
 class DaemonContext:
     """A PEP 3143 daemon context, python-daemon's API on daemondeco's engine.
 
@@ -398,12 +406,25 @@ class DaemonContext:
 
     @staticmethod
     def _environment_error(exc: BaseException, path: str | None) -> None:
-        """Re-raise a launcher-side failure under python-daemon's class for it."""
+        """Re-raise a launcher-side failure under python-daemon's class for it.
+
+        The pidfile's own path -> ``LockFailed``; ``fork()`` failing ->
+        ``DaemonProcessDetachError``; the rest (directories, owner, chroot,
+        stdio targets) -> ``DaemonOSEnvironmentError``. The errno and file
+        name of an ``OSError`` are kept on the new exception.
+        """
         if path is not None and (getattr(exc, "filename", None) == path or repr(path) in str(exc)):
             from .pidfile import LockFailed
 
             raise LockFailed(f"failed to create {path}: {exc}") from exc
-        raise DaemonOSEnvironmentError(f"Unable to set up the daemon's environment: {exc}") from exc
+        error: OSError
+        if isinstance(exc, OSError) and _raised_by_fork(exc):
+            error = DaemonProcessDetachError(f"Unable to detach the process ({exc})")
+        else:
+            error = DaemonOSEnvironmentError(f"Unable to set up the daemon's environment ({exc})")
+        if isinstance(exc, OSError):
+            error.errno, error.filename = exc.errno, exc.filename
+        raise error from exc
 
     def _finish_open(self, plan: _Plan) -> None:
         """In the daemon: stdio objects, signal handlers, a foreign pidfile, then open."""
