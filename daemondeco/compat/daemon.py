@@ -133,11 +133,15 @@ def _fileno(item: object, what: str) -> int:
 
 
 def _raised_by_fork(exc: BaseException) -> bool:
-    """True if *exc* came out of the engine's ``fork()`` calls (its innermost frame is the detach step)."""
+    """True if *exc* came out of the engine's ``fork()`` (the innermost daemondeco frame is the detach step)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    innermost = None
     tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.startswith(package):
+            innermost = tb.tb_frame.f_code
         tb = tb.tb_next
-    return tb is not None and tb.tb_frame.f_code.co_name == "detach" and "_engine" in tb.tb_frame.f_code.co_filename
+    return innermost is not None and innermost.co_name == "detach" and "_engine" in innermost.co_filename
 
 
 class DaemonContext:
@@ -410,21 +414,18 @@ class DaemonContext:
 
         The pidfile's own path -> ``LockFailed``; ``fork()`` failing ->
         ``DaemonProcessDetachError``; the rest (directories, owner, chroot,
-        stdio targets) -> ``DaemonOSEnvironmentError``. The errno and file
-        name of an ``OSError`` are kept on the new exception.
+        stdio targets) -> ``DaemonOSEnvironmentError``. The errno of an
+        ``OSError`` is kept on the new exception.
         """
         if path is not None and (getattr(exc, "filename", None) == path or repr(path) in str(exc)):
             from .pidfile import LockFailed
 
             raise LockFailed(f"failed to create {path}: {exc}") from exc
-        error: OSError
+        number = exc.errno if isinstance(exc, OSError) and exc.errno else None
+        details = (number,) if number is not None else ()
         if isinstance(exc, OSError) and _raised_by_fork(exc):
-            error = DaemonProcessDetachError(f"Unable to detach the process ({exc})")
-        else:
-            error = DaemonOSEnvironmentError(f"Unable to set up the daemon's environment ({exc})")
-        if isinstance(exc, OSError):
-            error.errno, error.filename = exc.errno, exc.filename
-        raise error from exc
+            raise DaemonProcessDetachError(*details, f"Unable to detach the process ({exc})") from exc
+        raise DaemonOSEnvironmentError(*details, f"Unable to set up the daemon's environment ({exc})") from exc
 
     def _finish_open(self, plan: _Plan) -> None:
         """In the daemon: stdio objects, signal handlers, a foreign pidfile, then open."""
