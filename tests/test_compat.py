@@ -978,3 +978,30 @@ def test_without_lockfile_installed(sandbox: Sandbox) -> None:
     assert result.returncode == 0, result
     assert "['LockTimeout', 'LockError', 'Error', 'Exception', 'BaseException']" in result.stdout, result
     assert "AlreadyLocked" in result.stdout and "locked by pid" in result.stdout, result
+
+
+@ROOT_ONLY
+def test_chroot_directory(sandbox: Sandbox) -> None:
+    jail = sandbox.path / "jail"
+    jail.mkdir()
+    (jail / "inside.txt").write_text("")
+    result = sandbox.run(
+        program(
+            "compat",
+            """
+            out = open(os.path.join(HERE, "out.log"), "a")
+            with daemon.DaemonContext(chroot_directory=os.path.join(HERE, "jail"), stdout=out):
+                print(os.getcwd(), sorted(os.listdir("/")), flush=True)
+            """,
+        )
+    )
+    assert result.returncode == 0, result
+    wait_gone(sandbox)
+    assert (sandbox.path / "out.log").read_text() == "/ ['inside.txt']\n"
+
+
+def test_a_missing_chroot_directory_raises_in_the_launcher(sandbox: Sandbox) -> None:
+    result = sandbox.run(program("compat", "daemon.DaemonContext(chroot_directory='/no/such/jail').open()\n"))
+    assert result.returncode == 1, result
+    assert "DaemonOSEnvironmentError" in result.stderr and "/no/such/jail" in result.stderr, result
+    assert sandbox.live_pids() == []
