@@ -373,6 +373,13 @@ class DaemonContext:
 
         assert plan.options is not None
         path, timeout = plan.lock, plan.timeout
+        # What the daemon will import anyway, loaded before the fork: a fresh
+        # child pays copy-on-write faults for every page an import touches.
+        # (python-daemon imports resource at its own import.)
+        if self.prevent_core:
+            import resource  # noqa: F401
+        if path is not None:
+            import json  # noqa: F401 - the state file next to the pidfile
         deadline = time.monotonic() + timeout if timeout is not None and timeout > 0 else None
         while True:
             if path is not None:
