@@ -1005,3 +1005,34 @@ def test_a_missing_chroot_directory_raises_in_the_launcher(sandbox: Sandbox) -> 
     assert result.returncode == 1, result
     assert "DaemonOSEnvironmentError" in result.stderr and "/no/such/jail" in result.stderr, result
     assert sandbox.live_pids() == []
+
+
+def test_stdio_paths_are_reopened_on_sighup(sandbox: Sandbox) -> None:
+    """The EdgeDB-style extension: stdout as a path, reopened on SIGHUP (logrotate without copytruncate)."""
+    code = program(
+        "compat",
+        """
+        with daemon.DaemonContext(working_directory=HERE, stdout=os.path.join(HERE, "out.log"),
+                                  pidfile=os.path.join(HERE, "d.pid")):
+            while True:
+                print("tick", flush=True)
+                time.sleep(0.05)
+        """,
+    )
+    assert sandbox.run(code).returncode == 0
+    pid = read_pid(sandbox.path / "d.pid")
+    log = sandbox.path / "out.log"
+    wait_until(lambda: "tick" in log.read_text(), what="output in out.log")
+    log.rename(sandbox.path / "out.log.1")
+    os.kill(pid, signal.SIGHUP)
+    wait_until(lambda: log.exists() and "tick" in log.read_text(), what="a reopened out.log")
+    assert alive(pid)
+
+
+def test_without_stdio_paths_sighup_keeps_its_default_as_in_python_daemon(sandbox: Sandbox) -> None:
+    assert sandbox.run(program("compat", SLEEPER.format(timeout=-1))).returncode == 0
+    pid = read_pid(sandbox.path / "d.pid")
+    os.kill(pid, signal.SIGHUP)
+    assert wait_exit(pid, 10)
+    assert zombie_exit_code(pid) == -signal.SIGHUP
+    assert not daemondeco.Pidfile(sandbox.path / "d.pid").is_locked()  # stale: the next start takes it over
