@@ -172,7 +172,7 @@ class DaemonContext:
         ready_timeout: seconds the launcher waits for readiness before giving up.
         startup_grace: seconds the launcher keeps watching after readiness.
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
 
     """
 

@@ -138,7 +138,7 @@ class PIDLockFile:
         threaded: accepted for compatibility; ignored (the lock is per process).
         timeout: the default ``acquire`` timeout in seconds (``None`` or ``<= 0``: do not wait).
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
 
     """
 
@@ -241,7 +241,7 @@ class TimeoutPIDLockFile(PIDLockFile):
         acquire_timeout: seconds ``acquire()`` waits when called without a
             timeout (``None`` or ``<= 0``: refuse at once).
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
 
     """
 
