@@ -1041,3 +1041,60 @@ def test_without_stdio_paths_sighup_keeps_its_default_as_in_python_daemon(sandbo
     assert wait_exit(pid, 10)
     assert zombie_exit_code(pid) == -signal.SIGHUP
     assert not daemondeco.Pidfile(sandbox.path / "d.pid").is_locked()  # stale: the next start takes it over
+
+
+def test_the_module_level_steps(sandbox: Sandbox) -> None:
+    """python-daemon's ``daemon.daemon`` functions that programs call by hand, on their own."""
+    result = sandbox.run(
+        program(
+            "compat",
+            """
+            import resource, socket
+            from daemondeco.compat import daemon as dd
+            lines = []
+            dd.prevent_core_dump()
+            lines.append(f"core {resource.getrlimit(resource.RLIMIT_CORE)}")
+            left, right = socket.socketpair()
+            superserver = dd.is_process_started_by_superserver()
+            lines.append(f"socket {dd.is_socket(left.fileno())} {dd.is_socket(0)} {superserver}")
+            keep = os.open(os.devnull, os.O_RDONLY)
+            extra = [os.open(os.devnull, os.O_RDONLY) for _ in range(5)]
+            out = open("out.log", "w")
+            dd.redirect_stream(sys.stdout, out)  # fd 1 is out.log from now on
+            dd.close_all_open_files(exclude={0, 1, 2, keep})
+            listed = sorted(int(name) for name in os.listdir("/proc/self/fd"))  # with the listing's own fd
+            lines.append(f"keep {keep} open {' '.join(map(str, listed))}")
+            os.write(1, ("\\n".join(lines) + "\\n").encode())
+            """,
+        )
+    )
+    assert result.returncode == 0, result
+    core, sock, fds = (sandbox.path / "out.log").read_text().splitlines()
+    assert core == "core (0, 0)"
+    assert sock == "socket True False False"
+    words = fds.split()
+    keep, listed = int(words[1]), {int(fd) for fd in words[3:]}
+    assert {0, 1, 2, keep} <= listed and len(listed - {0, 1, 2, keep}) <= 1, fds  # at most the listing's fd
+
+
+@ROOT_ONLY
+def test_change_process_owner_sets_the_gid_with_initgroups(sandbox: Sandbox) -> None:
+    result = sandbox.run(
+        program(
+            "compat",
+            """
+            from daemondeco.compat import daemon as dd
+            dd.change_process_owner(65534, 65534, initgroups=True)
+            print(os.getresuid(), os.getresgid(), 0 in os.getgroups(), flush=True)
+            try:
+                dd.change_process_owner(0, 0)
+            except dd.DaemonOSEnvironmentError as exc:
+                print("refused", exc.__cause__.__class__.__name__)
+            """,
+        )
+    )
+    assert result.returncode == 0, result
+    assert result.stdout.splitlines() == [
+        "(65534, 65534, 65534) (65534, 65534, 65534) False",
+        "refused PermissionError",
+    ], result

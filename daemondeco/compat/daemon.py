@@ -44,8 +44,14 @@ __all__ = [
     "DaemonOSEnvironmentError",
     "DaemonProcessDetachError",
     "StartupError",
+    "change_process_owner",
+    "close_all_open_files",
     "is_detach_process_context_required",
+    "is_process_started_by_superserver",
+    "is_socket",
     "make_default_signal_map",
+    "prevent_core_dump",
+    "redirect_stream",
 ]
 
 
@@ -76,13 +82,7 @@ def is_detach_process_context_required() -> bool:
     """
     if os.environ.get("DAEMONDECO_FOREGROUND") == "1" or os.environ.get("NOTIFY_SOCKET"):
         return False
-    import stat
-
-    try:
-        fd = sys.__stdin__.fileno()  # type: ignore[union-attr]
-        return not stat.S_ISSOCK(os.fstat(fd).st_mode)
-    except (AttributeError, OSError, ValueError):
-        return True
+    return not is_process_started_by_superserver()
 
 
 def make_default_signal_map() -> dict[int, str | None]:
@@ -91,6 +91,92 @@ def make_default_signal_map() -> dict[int, str | None]:
 
     names: dict[str, str | None] = {"SIGTSTP": None, "SIGTTIN": None, "SIGTTOU": None, "SIGTERM": "terminate"}
     return {getattr(signal, name): target for name, target in names.items() if hasattr(signal, name)}
+
+
+# -- python-daemon's module-level steps, for programs that call them directly ----
+
+
+def is_socket(fd: int) -> bool:
+    """True if *fd* is an open socket."""
+    import stat
+
+    try:
+        return stat.S_ISSOCK(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
+def is_process_started_by_superserver() -> bool:
+    """True if stdin is a socket (inetd, systemd ``StandardInput=socket``); False if closed."""
+    try:
+        return is_socket(sys.__stdin__.fileno())  # type: ignore[union-attr]
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def prevent_core_dump() -> None:
+    """Forbid core dumps of this process: ``RLIMIT_CORE`` soft and hard 0."""
+    import resource
+
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (OSError, ValueError) as exc:
+        raise DaemonOSEnvironmentError(f"Unable to prevent core dump ({exc})") from exc
+
+
+def change_process_owner(uid: int, gid: int, initgroups: bool = False) -> None:
+    """Switch this process to *uid* and *gid*; with *initgroups*, also to the user's groups.
+
+    Unlike python-daemon 3.1.2, ``initgroups=True`` sets the primary gid too
+    (``initgroups`` then ``setgid``), and a uid without passwd entry is an
+    error rather than a silent ``initgroups=False``.
+
+    Raises:
+        DaemonOSEnvironmentError: the switch failed.
+
+    """
+    try:
+        if initgroups:
+            import pwd
+
+            os.initgroups(pwd.getpwuid(uid).pw_name, gid)
+        os.setgid(gid)
+        os.setuid(uid)
+    except (KeyError, OSError) as exc:
+        raise DaemonOSEnvironmentError(f"Unable to change process owner ({exc!r})") from exc
+
+
+def close_all_open_files(exclude: set[int] | frozenset[int] | None = None) -> None:
+    """Close every open fd of this process except those in *exclude*.
+
+    The cost follows the open fds (``/proc/self/fd``), not ``RLIMIT_NOFILE``.
+    """
+    keep = set(exclude or ())
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        top = limit if 0 < limit < 2**20 else 2048  # python-daemon's MAXFD when unlimited
+        start = 0
+        for fd in [*sorted(fd for fd in keep if fd < top), top]:
+            os.closerange(start, fd)
+            start = fd + 1
+        return
+    for name in names:
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the listing's own fd, already closed
+
+
+def redirect_stream(system_stream: Any, target_stream: Any) -> None:
+    """Point *system_stream*'s fd at *target_stream*'s file (``None``: ``/dev/null``), as python-daemon does."""
+    target_fd = os.open(os.devnull, os.O_RDWR) if target_stream is None else target_stream.fileno()
+    os.dup2(target_fd, system_stream.fileno())
 
 
 class _Plan:
