@@ -6,6 +6,9 @@
   import from it, and nothing else; no module imports a sibling's
   underscore name or reaches into another module's private attributes.
 * Every module's docstring names its concern.
+* The public subpackage ``daemondeco.compat`` keeps the same rules: its
+  modules (named ``compat.<module>``) count as neighbours of the package's
+  private modules, and its own private modules have an ``__all__`` contract.
 * Public classes report ``__module__ == "daemondeco"``.
 * Where ``fork``/``flock`` are missing, every public entry point raises
   ``DaemonError``, never ``AttributeError``.
@@ -23,23 +26,33 @@ from conftest import ROOT, Sandbox
 import daemondeco
 
 PACKAGE = ROOT / "daemondeco"
-MODULES = sorted(path.stem for path in PACKAGE.glob("*.py"))
+SUBPACKAGES = ("compat",)  # public subpackages, whose modules are named "compat.<module>" here
+MODULES = sorted(path.stem for path in PACKAGE.glob("*.py")) + sorted(
+    f"{sub}.{path.stem}" for sub in SUBPACKAGES for path in (PACKAGE / sub).glob("*.py")
+)
 
 
 def _tree(module: str) -> ast.Module:
-    return ast.parse((PACKAGE / f"{module}.py").read_text(), filename=f"daemondeco/{module}.py")
+    relative = module.replace(".", "/") + ".py"
+    return ast.parse((PACKAGE / relative).read_text(), filename=f"daemondeco/{relative}")
 
 
 def _sibling_imports(module: str) -> Iterator[tuple[str, list[str], int]]:
     """(sibling, names imported from it, line) for every relative import, wherever it stands."""
+    package = module.rpartition(".")[0]  # "" for the package's own modules, "compat" in the subpackage
     for node in ast.walk(_tree(module)):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            names = [alias.name for alias in node.names]
-            if node.module is None:  # from . import _proc, _signals
-                for name in names:
-                    yield name, [], node.lineno
-            else:
-                yield node.module, names, node.lineno
+        if not isinstance(node, ast.ImportFrom) or node.level not in (1, 2) or (node.level == 2 and not package):
+            continue
+        prefix = f"{package}." if package and node.level == 1 else ""
+        names = [alias.name for alias in node.names]
+        if node.module is None:  # from . import _proc, _signals / from .. import DaemonError
+            for name in names:
+                if prefix + name in MODULES:
+                    yield prefix + name, [], node.lineno
+                else:
+                    yield prefix + "__init__", [name], node.lineno
+        else:
+            yield prefix + node.module, names, node.lineno
 
 
 def _graph() -> dict[str, set[str]]:
@@ -106,7 +119,11 @@ def _isort_key(name: str) -> tuple[int, str]:
     return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
 
 
-PRIVATE = [module for module in MODULES if module.startswith("_") and module not in ("__init__", "__main__")]
+PRIVATE = [
+    module
+    for module in MODULES
+    if module.rpartition(".")[2].startswith("_") and module.rpartition(".")[2] not in ("__init__", "__main__")
+]
 
 
 @pytest.mark.parametrize("module", PRIVATE)
@@ -143,7 +160,7 @@ _REACH = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\.(_[a-z][A-Za-z0-9_]*)")
 
 @pytest.mark.parametrize("module", MODULES)
 def test_no_module_reaches_into_another_ones_private_attributes(module: str) -> None:
-    source = (PACKAGE / f"{module}.py").read_text()
+    source = (PACKAGE / (module.replace(".", "/") + ".py")).read_text()
     reaches = {f"{owner}.{name}" for owner, name in _REACH.findall(source) if owner not in ("self", "cls")}
     unexpected = reaches - ALLOWED_PRIVATE_ATTRIBUTES
     assert not unexpected, f"daemondeco/{module}.py reaches into private attributes: {sorted(unexpected)}"
@@ -156,9 +173,7 @@ def test_every_module_says_its_concern(module: str) -> None:
     assert len(docstring.splitlines()[0]) > 15, f"daemondeco/{module}.py: the first line should name its concern"
 
 
-@pytest.mark.parametrize(
-    "name", [name for name in daemondeco.__all__ if isinstance(getattr(daemondeco, name), type)]
-)
+@pytest.mark.parametrize("name", [name for name in daemondeco.__all__ if isinstance(getattr(daemondeco, name), type)])
 def test_public_classes_report_the_public_module(name: str) -> None:
     assert getattr(daemondeco, name).__module__ == "daemondeco"
 
