@@ -12,6 +12,11 @@ a sandbox and runs ``examples/ticker.py`` under the real manager:
 * logrotate: the log renamed, reopened by ``python -m daemondeco reload``,
   and no error when the daemon is not running.
 
+The pages of ``docs/howto/``, ``docs/explanation/``, the tutorial and the
+internals page name the tests behind what they say: every test they cite
+must exist, and the internals page must name every private API the package
+uses (``tests/test_structure.py``'s allow-list and ``import _module`` lines).
+
 Installing means copying with the guides' absolute paths mapped into the
 sandbox (``/opt/ticker``, ``/var/lib/ticker``, ``/var/log/ticker``) and
 ``/usr/bin/python3`` mapped to this interpreter; nothing else is changed.
@@ -119,6 +124,42 @@ def test_the_guide_shows_the_example_file_verbatim(page: str, example: str) -> N
 def test_every_example_file_is_shown_by_a_guide() -> None:
     files = {str(path.relative_to(EXAMPLES)) for path in EXAMPLES.rglob("*") if path.is_file()}
     assert files == {example for _, example in SHOWN}
+
+
+# -- the pages name tests that exist, and every private API ---------------------------
+
+PAGES = [
+    ROOT / "docs" / "tutorial.md",
+    ROOT / "docs" / "internals.md",
+    *sorted((ROOT / "docs" / "howto").glob("*.md")),
+    *sorted((ROOT / "docs" / "explanation").glob("*.md")),
+]
+_CITED = re.compile(r"`tests/(test_\w+)\.py(?:::(test_\w+))?`")
+_BARE = re.compile(r"`(test_\w+)`")
+
+
+@pytest.mark.parametrize("page", [pytest.param(p, id=str(p.relative_to(ROOT / "docs"))) for p in PAGES])
+def test_every_test_a_page_cites_exists(page: Path) -> None:
+    text = page.read_text()
+    every = "".join(path.read_text() for path in sorted((ROOT / "tests").glob("test_*.py")))
+    for module, name in _CITED.findall(text):
+        source = ROOT / "tests" / f"{module}.py"
+        assert source.exists(), f"{page.name} cites tests/{module}.py, which does not exist"
+        if name:
+            assert f"def {name}(" in source.read_text(), f"{page.name} cites {module}.py::{name}, which does not exist"
+    for name in _BARE.findall(text):
+        assert f"def {name}(" in every, f"{page.name} cites the test {name}, which does not exist"
+
+
+def test_the_internals_page_names_every_private_api_the_package_uses() -> None:
+    from test_structure import ALLOWED_PRIVATE_ATTRIBUTES
+
+    names = set(ALLOWED_PRIVATE_ATTRIBUTES)
+    for path in (ROOT / "daemondeco").glob("*.py"):
+        names |= set(re.findall(r"^\s*import (_[a-z]\w*)", path.read_text(), re.MULTILINE))
+    text = (ROOT / "docs" / "internals.md").read_text()
+    missing = sorted(name for name in names if name.split(".")[-1] not in text)
+    assert not missing, f"docs/internals.md does not explain {missing}"
 
 
 # -- runit ---------------------------------------------------------------------------
