@@ -310,3 +310,45 @@ def test_logrotate_renames_the_log_and_ticker_reopens_it(sandbox: Sandbox) -> No
     # Not running: `reload` exits 7, which the postrotate script accepts.
     done = subprocess.run(rotate, capture_output=True, text=True, timeout=60, env=sandbox.env())
     assert done.returncode == 0, done
+
+
+# -- start-stop-daemon, as OpenRC (and Debian init scripts) use it ---------------------
+
+
+def test_start_stop_daemon_forking_start_and_stop_as_openrc_uses_them(sandbox: Sandbox) -> None:
+    """docs/howto/openrc.md's forking style: the launcher's exit is the start's outcome, the pidfile the stop's."""
+    _need("dpkg", "start-stop-daemon")
+    (sandbox.path / "opt").mkdir()
+    ticker = sandbox.path / "opt" / "ticker.py"
+    shutil.copy(ROOT / "examples" / "ticker.py", ticker)
+    state_dir = sandbox.path / "var" / "lib" / "ticker"
+    pidfile = state_dir / "ticker.pid"
+    env = sandbox.env(TICKER_DIR=str(state_dir))
+    ssd = ["start-stop-daemon", "--pidfile", str(pidfile)]
+
+    def start(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [*ssd, "--start", "--exec", sys.executable, "--", str(ticker), "start", *args]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+
+    failed = start("-1")
+    assert failed.returncode == 1, failed
+    assert "ValueError: interval must be a positive number of seconds" in failed.stderr, failed
+    assert ticker_pid(sandbox) is None, "nothing left running"
+
+    started = start()
+    assert started.returncode == 0, started
+    pid = ticker_pid(sandbox)
+    assert pid is not None, "ready when start-stop-daemon returns"
+    assert pidfile.read_text() == f"{pid}\n", "the pidfile is complete when the launcher exits"
+    status = subprocess.run(
+        [sys.executable, "-m", "daemondeco", "status", "--json", str(pidfile)], env=env, capture_output=True, text=True
+    )
+    assert '"state": "ready"' in status.stdout, status
+
+    stopped = subprocess.run(
+        [*ssd, "--stop", "--retry", "TERM/15/KILL/5"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert stopped.returncode == 0, stopped
+    assert wait_exit(pid, 10)
+    assert ticker_pid(sandbox) is None
+    wait_for_text(state_dir / "ticker.log", f"ticker {pid} stopping after tick")  # SIGTERM ran the finally block
