@@ -269,6 +269,8 @@ def test_monit_starts_restarts_and_stops_ticker(sandbox: Sandbox) -> None:
         stat = proc_stat(pid)
         assert stat is not None
         assert stat.ppid != monit.pid, "`start` detached: the daemon is not monit's child"
+        # Killed once ready (its first tick comes after notify_ready()), so that monit's start succeeded.
+        wait_for_text(sandbox.path / "var" / "lib" / "ticker" / "ticker.log", "tick 1")
         os.kill(pid, signal.SIGKILL)
         wait_until(lambda: ticker_pid(sandbox) not in (None, pid), timeout=30, what="monit to restart ticker")
         again = ticker_pid(sandbox)
