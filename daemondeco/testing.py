@@ -220,7 +220,7 @@ class DaemonRunner:
             :meth:`~RunningDaemon.close`) so that the daemon is stopped.
 
         Raises:
-            StartupError: the daemon raised or exited before it was ready, or
+            daemondeco.StartupError: the daemon raised or exited before it was ready, or
                 was not ready within ``ready_timeout`` (then it was stopped).
                 The message carries the daemon's traceback; on Python 3.11+ a
                 note adds the end of its log when there is no traceback.
@@ -421,7 +421,7 @@ class RunningDaemon:
         name. Safe to call twice.
 
         Raises:
-            DaemonError: the daemon's process survived SIGKILL.
+            daemondeco.DaemonError: the daemon's process survived SIGKILL.
 
         """
         if self._closed:

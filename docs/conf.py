@@ -39,8 +39,6 @@ root_doc = "index"
 exclude_patterns = [
     "_build",
     "**/.ipynb_checkpoints",
-    # enabled when compat lands (daemondeco.compat is being built on another branch)
-    "reference/compat.md",
 ]
 templates_path: list[str] = []
 

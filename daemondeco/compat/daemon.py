@@ -242,7 +242,7 @@ class DaemonContext:
         initgroups: also set the user's supplementary groups (the primary gid is set too).
         prevent_core: forbid core dumps (RLIMIT_CORE 0) in the daemon.
         detach_process: fork into the background; None: decide with
-            :func:`is_detach_process_context_required` now.
+            :func:`~daemondeco.compat.daemon.is_detach_process_context_required` now.
         files_preserve: fds (ints or objects with ``fileno()``) to keep open;
             configured ``logging`` handlers are kept without being listed. Never mutated.
         pidfile: a ``PIDLockFile``/``TimeoutPIDLockFile`` (this package's, lockfile's
@@ -252,7 +252,7 @@ class DaemonContext:
         stderr: file object for fd 2 (None: ``/dev/null``); a path is opened for append.
         signal_map: ``{signum: target}``; None -> ``SIG_IGN``, a str names a method
             of the context, anything else is installed as is. Default:
-            :func:`make_default_signal_map`.
+            :func:`~daemondeco.compat.daemon.make_default_signal_map`.
         ready: ``"open"``: the launcher exits 0 when ``open()`` returns in the daemon;
             ``"notify"``: when the daemon calls :meth:`notify_ready`.
         ready_timeout: seconds the launcher waits for readiness before giving up.
