@@ -49,6 +49,9 @@ _DEFAULTS: dict[str, object] = {
     "on_reload": None,
     "signals": None,
     "ready_fd": None,
+    "listen": None,
+    "on_drain": None,
+    "drain_timeout": None,
 }
 
 
@@ -207,6 +210,9 @@ class Options:
     on_reload: Callable[[], object] | None
     signals: tuple[tuple[int, Callable[[int, Any], object]], ...]
     ready_fd: int | None
+    listen: tuple[tuple[str, object], ...]  # (name, _sockets.Address or a bound socket.socket)
+    on_drain: Callable[[], object] | None
+    drain_timeout: float  # stop_timeout when not given
 
     @classmethod
     def build(cls, caller: str, given: Mapping[str, object]) -> Options:
@@ -259,12 +265,14 @@ class Options:
         setattr_(self, "on_reload", on_reload)
         setattr_(self, "signals", _signals(caller, values["signals"]))
         setattr_(self, "ready_fd", _ready_fd(caller, values["ready_fd"]))
+        _set_listen_options(self, caller, values)
         return self
 
     def replace(self, caller: str, **changes: object) -> Options:
         """A copy with *changes* applied, validated like ``build()``."""
         current: dict[str, object] = {name: getattr(self, name) for name in _DEFAULTS}
         current["signals"] = dict(self.signals)
+        current["listen"] = {name: getattr(target, "text", target) for name, target in self.listen} or None
         return Options.build(caller, {**current, **changes})
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -273,6 +281,22 @@ class Options:
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _DEFAULTS)
         return f"Options({fields})"
+
+
+def _set_listen_options(options: Options, caller: str, values: Mapping[str, object]) -> None:
+    """``listen``, ``on_drain`` and ``drain_timeout`` (default: ``stop_timeout``), validated."""
+    listen: tuple[tuple[str, object], ...] = ()
+    if values["listen"] is not None:
+        from ._sockets import check_listen  # lazy: `socket` only for daemons that listen
+
+        listen = check_listen(caller, values["listen"])
+    on_drain = values["on_drain"]
+    if on_drain is not None and not callable(on_drain):
+        raise TypeError(f"{caller}(): on_drain must be a callable taking no arguments, not {_show(on_drain)}")
+    drain = values["drain_timeout"]
+    drain_timeout = options.stop_timeout if drain is None else seconds(caller, "drain_timeout", drain, positive=False)
+    for name, value in (("listen", listen), ("on_drain", on_drain), ("drain_timeout", drain_timeout)):
+        object.__setattr__(options, name, value)
 
 
 def _ready_fd(caller: str, value: object) -> int | None:

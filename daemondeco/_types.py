@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeAlias
 
@@ -50,3 +51,6 @@ class DaemonOptions(TypedDict, total=False):
     prevent_core: bool
     on_reload: Callable[[], object] | None
     signals: dict[int, Any] | None
+    listen: dict[str, str | socket.socket] | None
+    on_drain: Callable[[], object] | None
+    drain_timeout: float | None
