@@ -326,6 +326,12 @@ DECORATED_ACTIONS = (
         (RELOAD_TIMEOUT_FLAG,),
     ),
     Action(
+        "run",
+        "run in the foreground, without detaching",
+        "Run the function in the foreground, without detaching (debugging, containers); Ctrl-C exits 130.",
+        words=True,
+    ),
+    Action(
         "upgrade",
         "start a successor that takes over the listen= sockets; no connection refused (0, 1 failed, 7)",
         "Zero-downtime upgrade: the daemon starts its successor from the same command line and hands it its"
@@ -333,12 +339,6 @@ DECORATED_ACTIONS = (
         " upgraded, 1 refused or the successor failed (its traceback; the old daemon keeps serving), 7 not"
         " running.",
         (UPGRADE_TIMEOUT_FLAG,),
-    ),
-    Action(
-        "run",
-        "run in the foreground, without detaching",
-        "Run the function in the foreground, without detaching (debugging, containers); Ctrl-C exits 130.",
-        words=True,
     ),
 )
 
@@ -597,14 +597,6 @@ MODULE_ACTIONS = (
         (RELOAD_TIMEOUT_FLAG,),
     ),
     Action(
-        "upgrade",
-        "hand the listen= sockets to a successor (0 upgraded, 1 refused or failed, 7 not running)",
-        "Zero-downtime upgrade of the daemon of PIDFILE: it starts its successor from its own command line and"
-        " hands it its sockets and pidfile. Exit 0 upgraded, 1 refused or the successor failed (its traceback"
-        " on stderr; the old daemon keeps serving), 7 not running.",
-        (UPGRADE_TIMEOUT_FLAG,),
-    ),
-    Action(
         "stop",
         "SIGTERM, then SIGKILL after --timeout (0 also if not running)",
         f"Stop the daemon of PIDFILE: SIGTERM, then SIGKILL after --timeout (default {STOP_TIMEOUT:g} s).",
@@ -616,6 +608,14 @@ MODULE_ACTIONS = (
                 "S",
             ),
         ),
+    ),
+    Action(
+        "upgrade",
+        "hand the listen= sockets to a successor (0 upgraded, 1 refused or failed, 7 not running)",
+        "Zero-downtime upgrade of the daemon of PIDFILE: it starts its successor from its own command line and"
+        " hands it its sockets and pidfile. Exit 0 upgraded, 1 refused or the successor failed (its traceback"
+        " on stderr; the old daemon keeps serving), 7 not running.",
+        (UPGRADE_TIMEOUT_FLAG,),
     ),
 )
 

@@ -127,9 +127,23 @@ def _start_successor(plan: Plan, timeout: float) -> str | None:
         text = output[-_OUTPUT_LIMIT:].decode("utf-8", "replace")
         return f"{text}daemondeco: the successor's launcher did not finish within {timeout:g} s\n"
     if launcher.returncode == 0:
-        return None
+        if _successor_named(plan.pidfile):
+            return None
+        text = output[-_OUTPUT_LIMIT:].decode("utf-8", "replace")
+        return (
+            f"{text}daemondeco: the successor's launcher exited 0, but no successor took over the pidfile "
+            "(does the program refuse to start while a daemon holds its pidfile?)\n"
+        )
     text = output[-_OUTPUT_LIMIT:].decode("utf-8", "replace")
     return text or f"daemondeco: the successor's launcher exited with status {launcher.returncode}\n"
+
+
+def _successor_named(pidfile: int | None) -> bool:
+    """True if the pidfile (our fd on it) names a process other than us now: the ready successor."""
+    if pidfile is None:
+        return True
+    first = os.pread(pidfile, 64, 0).split(b"\n", 1)[0].strip()
+    return first.isdigit() and int(first) != os.getpid()
 
 
 def _drain(runtime: Runtime) -> None:

@@ -39,6 +39,9 @@ PUBLIC = {
     "AlreadyRunningError",
     "StartupError",
     "DaemonWarning",
+    "UpgradeError",  # issue 10: sockets that survive
+    "sockets",
+    "listen_fds",
 }
 
 
