@@ -22,6 +22,7 @@ is shared and noisy: compare within one run only.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import socket
@@ -119,7 +120,7 @@ class Load:
 
     def longest_gap_ns(self, since: int) -> int:
         times = [t for t in self.answered if t >= since]
-        return max((b - a for a, b in zip(times, times[1:])), default=0)
+        return max((b - a for a, b in itertools.pairwise(times)), default=0)
 
 
 def free_port() -> int:
@@ -153,7 +154,7 @@ def one(harness: Harness, workdir: str, candidate: str, env: dict[str, str]) -> 
                 time.sleep(0.001)
         return load.failed, load.longest_gap_ns(opened)
     finally:
-        subprocess.run([sys.executable, script, "stop"], env=env, capture_output=True, timeout=60)
+        subprocess.run([sys.executable, script, "stop"], env=env, capture_output=True, timeout=60, check=False)
         harness.reap_orphans()
 
 
