@@ -483,6 +483,8 @@ def _listen_in_daemon(runtime: Runtime, prepared: Prepared, state: StateFile | N
         refusal = "the launcher's working directory is gone; use restart"
     elif state is None:
         refusal = "no state file next to the pidfile to acknowledge an upgrade; use restart"
+    elif any(signum == _signals.SIGUSR2 for signum, _ in prepared.options.signals):
+        refusal = "the signals option handles SIGUSR2, which asks for an upgrade; use restart"
     if refusal is None:
         from ._upgrade import Plan
 

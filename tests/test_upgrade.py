@@ -279,3 +279,35 @@ def test_ten_upgrades_in_a_row(sandbox: Sandbox) -> None:
 @pytest.mark.timeout(300)
 def test_fifty_upgrades_in_a_row(sandbox: Sandbox) -> None:
     _upgrades(sandbox, 50)
+
+
+HANGING_DRAIN_APP = APP.replace(
+    'ready="notify", on_drain=drain,', 'ready="notify", on_drain=lambda: stopped.wait(), drain_timeout=0.5,'
+)
+
+
+def test_an_on_drain_that_hangs_is_cut_at_drain_timeout(sandbox: Sandbox) -> None:
+    assert HANGING_DRAIN_APP != APP
+    port = free_port()
+    app = started(sandbox, port, HANGING_DRAIN_APP)
+    old = read_pid(app.pidfile)
+    began = time.monotonic()
+    assert app.run("upgrade").returncode == 0
+    assert wait_exit(old, timeout=10), "SIGTERM after drain_timeout ended the old daemon"
+    assert time.monotonic() - began < 8
+    new = read_pid(app.pidfile)
+    assert ask(socket.AF_INET, ("127.0.0.1", port)) == new
+    assert app.run("stop").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        pytest.param({"on_drain": 3}, "on_drain must be a callable", id="on_drain"),
+        pytest.param({"drain_timeout": -1}, "drain_timeout must be a finite number", id="drain_timeout"),
+        pytest.param({"drain_timeout": "5"}, "drain_timeout must be a number", id="drain_timeout-type"),
+    ],
+)
+def test_bad_drain_options_are_refused_at_decoration(options: dict[str, object], problem: str) -> None:
+    with pytest.raises((TypeError, ValueError), match=problem):
+        daemondeco.daemon(**options)  # type: ignore[arg-type]
