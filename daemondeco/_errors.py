@@ -146,7 +146,7 @@ class UpgradeError(DaemonError):
         daemon_traceback: the successor's output (its traceback), or ``None``.
         running: False when no daemon was running to upgrade (LSB exit 7).
 
-    .. versionadded:: 0.3
+    .. versionadded:: 0.2
 
     """
 

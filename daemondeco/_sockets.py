@@ -65,7 +65,7 @@ def sockets() -> dict[str, socket.socket]:
     name (``"unknown"`` when unnamed, then ``"unknown.1"``, ...). Works in a
     detached daemon and under ``.run()``; outside any daemon: ``{}``.
 
-    .. versionadded:: 0.3
+    .. versionadded:: 0.2
     """
     return dict(_sockets)
 
@@ -79,7 +79,7 @@ def listen_fds() -> dict[str, socket.socket]:
     launcher (or by this call, outside a daemon), which then removes the
     ``LISTEN_*`` variables; ``{}`` when nothing was activated.
 
-    .. versionadded:: 0.3
+    .. versionadded:: 0.2
     """
     if not _activated and "LISTEN_FDS" in os.environ:
         for name, fd in _name_uniquely(_take_activation()):

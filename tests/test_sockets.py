@@ -266,7 +266,9 @@ def _activated_run(sandbox: Sandbox, app: App, listen_arg: str, *extra: str) -> 
         stderr=subprocess.PIPE,
     )
     sandbox.extra_pids.append(activator.pid)
-    wait_until(lambda: 3 in open_fds(activator.pid), what="the activator listening")
+    assert activator.stderr is not None
+    line = activator.stderr.readline()  # "Listening on ADDR as 3." once it listens (the test's timeout bounds it)
+    assert "Listening on" in line, line
     return activator, socket_inode(activator.pid, 3)
 
 
