@@ -80,11 +80,21 @@ class Plan:
         return cls(argv, cwd, pidfile, state, sockets)
 
 
-def upgrade(runtime: Runtime) -> None:
+def upgrade(runtime: Runtime) -> None:  # pragma: no cover - its frame starts before the tracer is set
     """Run one upgrade of this daemon (the ``daemondeco-upgrade`` thread); never raises."""
     import threading
 
+    # Started with _thread (from a signal handler, where threading's locks may
+    # be held): take the tracer and profiler a threading.Thread would (coverage).
+    if (trace := threading.gettrace()) is not None:
+        sys.settrace(trace)
+    if (profile := threading.getprofile()) is not None:
+        sys.setprofile(profile)
     threading.current_thread().name = "daemondeco-upgrade"
+    _upgrade(runtime)  # a new frame: traced from its first line
+
+
+def _upgrade(runtime: Runtime) -> None:
     plan = runtime.upgrade_plan
     assert isinstance(plan, Plan)
     record: dict[str, object] = {"started_ns": time.monotonic_ns(), "finished_ns": None, "ok": None, "error": None}

@@ -311,3 +311,22 @@ def test_an_on_drain_that_hangs_is_cut_at_drain_timeout(sandbox: Sandbox) -> Non
 def test_bad_drain_options_are_refused_at_decoration(options: dict[str, object], problem: str) -> None:
     with pytest.raises((TypeError, ValueError), match=problem):
         daemondeco.daemon(**options)  # type: ignore[arg-type]
+
+
+def test_a_successor_that_says_already_running_is_a_failed_upgrade(sandbox: Sandbox) -> None:
+    """A program that exits 0 without starting while its pidfile is held (a naive pre-check) must not end the old."""
+    naive = APP.replace(
+        "sys.exit(main.cli())",
+        'if daemondeco.Pidfile("app.pid").locked_by() is not None and sys.argv[1:] == ["start"]:\n'
+        '    print("already running"); sys.exit(0)\n'
+        "sys.exit(main.cli())",
+    )
+    port = free_port()
+    app = started(sandbox, port, naive)
+    old = read_pid(app.pidfile)
+    result = app.run("upgrade")
+    assert result.returncode == 1, result
+    assert "no successor took over the pidfile" in result.stderr, result
+    assert read_pid(app.pidfile) == old
+    assert ask(socket.AF_INET, ("127.0.0.1", port)) == old
+    assert app.run("stop").returncode == 0
