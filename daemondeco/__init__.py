@@ -10,7 +10,15 @@ Public names are re-exported here; the modules behind them are private.
 """
 
 from ._control import DaemonProcess
-from ._errors import AlreadyRunningError, DaemonError, DaemonWarning, GroupStartError, ReloadError, StartupError
+from ._errors import (
+    AlreadyRunningError,
+    DaemonError,
+    DaemonWarning,
+    GroupStartError,
+    ReloadError,
+    StartupError,
+    UpgradeError,
+)
 from ._group import WorkerGroup
 from ._pidfile import Pidfile
 from ._runtime import notify_extend, notify_ready, notify_status
@@ -19,26 +27,35 @@ from ._version import __version__ as __version__
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from ._decorators import DaemonFunction, WorkerFunction, daemon, daemonize, process_daemonize
+    from ._sockets import listen_fds, sockets
 del TYPE_CHECKING
 
 # The decorators are built on wrapt, whose import costs 17 ms (1.x) to 70 ms
 # (2.x) (benchmarks/): loaded at first use, so that `python -m daemondeco
 # status|stop|reload` and the other paths that decorate nothing never pay it.
 _DECORATORS = frozenset({"DaemonFunction", "WorkerFunction", "daemon", "daemonize", "process_daemonize"})
+# The sockets' functions import `socket`: loaded at first use too.
+_SOCKETS = frozenset({"listen_fds", "sockets"})
 
 
 def __getattr__(name: str) -> object:
+    value: object
     if name in _DECORATORS:
         from . import _decorators
 
         value = getattr(_decorators, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'daemondeco' has no attribute {name!r}")
+    elif name in _SOCKETS:
+        from . import _sockets
+
+        value = getattr(_sockets, name)
+    else:
+        raise AttributeError(f"module 'daemondeco' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _DECORATORS)
+    return sorted(set(globals()) | _DECORATORS | _SOCKETS)
 
 
 __all__ = [
@@ -51,14 +68,17 @@ __all__ = [
     "Pidfile",
     "ReloadError",
     "StartupError",
+    "UpgradeError",
     "WorkerFunction",
     "WorkerGroup",
     "daemon",
     "daemonize",
+    "listen_fds",
     "notify_extend",
     "notify_ready",
     "notify_status",
     "process_daemonize",
+    "sockets",
 ]
 
 # Tracebacks and reprs name the public home (daemondeco.StartupError), not a private module.
@@ -72,6 +92,7 @@ for _public in (
     Pidfile,
     ReloadError,
     StartupError,
+    UpgradeError,
     WorkerGroup,
 ):
     _public.__module__ = __name__

@@ -11,6 +11,7 @@ start      0 started or already running, 1 failed
 stop       0 stopped or not running, 1 failed to stop
 restart    0 restarted, 1 failed
 reload     0 reloaded, 1 failed (or the daemon died), 7 not running
+upgrade    0 upgraded, 1 refused or the successor failed, 7 not running
 any        2 usage error
 =========  ==============================================================
 
@@ -32,8 +33,16 @@ from __future__ import annotations
 import os
 import sys
 
-from ._control import pidfile_path, reload_pidfile, status_pidfile, status_report, stop_pidfile
-from ._errors import AlreadyRunningError, DaemonError, ReloadError, StartupError
+from ._control import (
+    can_upgrade,
+    pidfile_path,
+    reload_pidfile,
+    status_pidfile,
+    status_report,
+    stop_pidfile,
+    upgrade_pidfile,
+)
+from ._errors import AlreadyRunningError, DaemonError, ReloadError, StartupError, UpgradeError
 from ._options import STOP_TIMEOUT, reload_timeout, seconds
 from ._version import __version__
 
@@ -130,6 +139,23 @@ def report_reload(path: str, name: str, timeout: float | None) -> int:
         _say(f"{name}: {exc}", error=True)
         return 1
     _say(f"{name} reloaded (pid {pid})")
+    return 0
+
+
+def report_upgrade(path: str, name: str, timeout: float | None) -> int:
+    """Upgrade *name*'s daemon by pidfile *path* and wait for the successor; 0, 1 (refused, failed) or 7."""
+    pid = status_pidfile(path)
+    if pid is not None:
+        _say(f"Upgrading {name} (pid {pid})...", error=True)
+    try:
+        old, new = upgrade_pidfile(path, timeout)
+    except UpgradeError as exc:
+        if not exc.running:
+            _say(f"{name} is not running", error=True)
+            return NOT_RUNNING
+        _say(f"{name}: {exc}", error=True)
+        return 1
+    _say(f"{name} upgraded (pid {old} -> {new}); pid {old} drains and exits")
     return 0
 
 
@@ -268,6 +294,12 @@ RELOAD_TIMEOUT_FLAG = Flag(
     _reload_timeout_arg,
     "S",
 )
+UPGRADE_TIMEOUT_FLAG = Flag(
+    ("--timeout",),
+    "seconds to wait for the successor at most (default: as long as the daemon lives)",
+    _reload_timeout_arg,
+    "S",
+)
 JSON_FLAG = Flag(("--json",), "print one JSON object: pid, state, uptime_s, cpu_s, rss_bytes, threads, fds, ...")
 
 DECORATED_ACTIONS = (
@@ -285,8 +317,9 @@ DECORATED_ACTIONS = (
     ),
     Action(
         "restart",
-        "stop, then start",
-        "Stop the daemon (if it runs), then start it.",
+        "stop, then start (a daemon with listen= sockets: an upgrade, refusing no connection)",
+        "Stop the daemon (if it runs), then start it. A daemon with listen= sockets that can be upgraded"
+        " (see upgrade) is upgraded instead, when no words are given: its command line starts again.",
         (TIMEOUT_FLAG,),
         words=True,
     ),
@@ -308,6 +341,15 @@ DECORATED_ACTIONS = (
         "run in the foreground, without detaching",
         "Run the function in the foreground, without detaching (debugging, containers); Ctrl-C exits 130.",
         words=True,
+    ),
+    Action(
+        "upgrade",
+        "start a successor that takes over the listen= sockets; no connection refused (0, 1 failed, 7)",
+        "Zero-downtime upgrade: the daemon starts its successor from the same command line and hands it its"
+        " listen= sockets and pidfile; once the successor is ready the old daemon drains and exits. Exit 0"
+        " upgraded, 1 refused or the successor failed (its traceback; the old daemon keeps serving), 7 not"
+        " running.",
+        (UPGRADE_TIMEOUT_FLAG,),
     ),
 )
 
@@ -474,6 +516,8 @@ def run_decorated_cli(options: Options, function: Callable[..., Any], argv: Sequ
         return _run_foreground(options, function, name, extra)
     if action.name == "reload":
         return _guarded(name, "reload", lambda: report_reload(pidfile_path(options, "reload"), name, parsed.timeout))
+    if action.name == "upgrade":
+        return _guarded(name, "upgrade", lambda: report_upgrade(pidfile_path(options, "upgrade"), name, parsed.timeout))
     if action.name == "status":
         as_json = bool(parsed.json)
         return _guarded(name, "status", lambda: report_status(pidfile_path(options, "status"), name, as_json=as_json))
@@ -501,9 +545,17 @@ def _control(
             path = pidfile_path(options, action)
             if action == "stop":
                 return report_stop(path, name, timeout)
+            if options.listen and not extra and can_upgrade(path):  # the handover: no connection refused
+                return report_upgrade(path, name, None)
             if report_stop(path, name, timeout) != 0:
                 return 1
-        if options.pidfile is not None and (running := status_pidfile(os.path.abspath(options.pidfile))) is not None:
+        # A successor (an upgrade) starts while its predecessor holds the pidfile it hands over.
+        handing_over = "DAEMONDECO_HANDOVER" in os.environ
+        if (
+            options.pidfile is not None
+            and not handing_over
+            and (running := status_pidfile(os.path.abspath(options.pidfile))) is not None
+        ):
             _say(f"{name} is already running (pid {running})")
             return 0
         # Returns only in the launcher, and only by raising: the daemon's own
@@ -568,11 +620,19 @@ MODULE_ACTIONS = (
             ),
         ),
     ),
+    Action(
+        "upgrade",
+        "hand the listen= sockets to a successor (0 upgraded, 1 refused or failed, 7 not running)",
+        "Zero-downtime upgrade of the daemon of PIDFILE: it starts its successor from its own command line and"
+        " hands it its sockets and pidfile. Exit 0 upgraded, 1 refused or the successor failed (its traceback"
+        " on stderr; the old daemon keeps serving), 7 not running.",
+        (UPGRADE_TIMEOUT_FLAG,),
+    ),
 )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m daemondeco status|stop|reload PIDFILE [--timeout S] [--json]``; ``--version``, ``ACTION -h``."""
+    """``python -m daemondeco status|stop|reload|upgrade PIDFILE [--timeout S] [--json]``; ``--version``, ``-h``."""
     import argparse
 
     prog = "python -m daemondeco"
@@ -596,6 +656,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return report_status(path, name, as_json=args.json)
         if args.action == "reload":
             return report_reload(path, name, args.timeout)
+        if args.action == "upgrade":
+            return report_upgrade(path, name, args.timeout)
         return report_stop(path, name, STOP_TIMEOUT if args.timeout is None else args.timeout)
     except (OSError, DaemonError) as exc:
         _say(f"{name}: {exc}", error=True)

@@ -15,10 +15,10 @@ import os
 import time
 
 from . import _proc
-from ._errors import DaemonError, ReloadError
+from ._errors import DaemonError, ReloadError, UpgradeError
 from ._options import STOP_TIMEOUT, stop_timeout
 from ._pidfile import Watcher
-from ._signals import SIGHUP
+from ._signals import SIGHUP, SIGUSR2
 from ._state import anonymous_state_path, read_state, state_path
 
 TYPE_CHECKING = False
@@ -27,7 +27,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ._options import Options
 
-__all__ = ["DaemonProcess", "pidfile_path", "reload_pidfile", "status_pidfile", "status_report", "stop_pidfile"]
+__all__ = [
+    "DaemonProcess",
+    "can_upgrade",
+    "pidfile_path",
+    "reload_pidfile",
+    "status_pidfile",
+    "status_report",
+    "stop_pidfile",
+    "upgrade_pidfile",
+]
 
 
 def pidfile_path(options: Options, action: str) -> str:
@@ -142,6 +151,82 @@ def reload_pidfile(path: str, timeout: float | None) -> int:
                 raise ReloadError(f"daemon (pid {pid}) exited during reload", pid=pid)
             if not watch.wait(deadline):
                 raise ReloadError(f"daemon (pid {pid}) did not finish its reload within {timeout:g} s", pid=pid)
+
+
+def _upgrade_refusal(path: str, pid: int) -> str | None:
+    """Why the daemon *pid* of *path* cannot be upgraded now, or None."""
+    state = read_state(state_path(path))
+    if state is None:
+        return f"daemon (pid {pid}) keeps no state file next to its pidfile: an upgrade cannot be acknowledged"
+    if not state.get("sockets"):
+        return f"daemon (pid {pid}) has no listen= sockets: nothing to hand over; use restart"
+    refused = state.get("upgrade_refused")
+    if refused:
+        return f"daemon (pid {pid}) cannot be upgraded: {refused}"
+    if state.get("state") == "upgrading":
+        return f"daemon (pid {pid}) is already being upgraded: wait for that upgrade to finish"
+    if state.get("state") != "ready":
+        return f"daemon (pid {pid}) is {state.get('state') or 'starting'}: upgrade it once it is ready"
+    return None
+
+
+def can_upgrade(path: str) -> bool:
+    """True if a daemon runs under *path* and could hand its sockets to a successor now (``restart`` asks)."""
+    pid = _live_holder(path, wait_for_pid=False)
+    return pid is not None and _upgrade_refusal(path, pid) is None
+
+
+def upgrade_pidfile(path: str, timeout: float | None) -> tuple[int, int]:
+    """Upgrade the daemon holding *path*: its successor takes its sockets and pidfile; (old pid, new pid).
+
+    Sends SIGUSR2 and waits -- on the state file's changes (inotify) and the
+    daemon's exit (pidfd) -- until the pidfile names a live successor (which
+    writes its pid only once ready) or the daemon records that its successor
+    failed.
+
+    Raises:
+        UpgradeError: no daemon runs (``running=False``), the daemon cannot be
+            upgraded (no ``listen=`` sockets, under systemd, an upgrade already
+            in progress), the successor failed (with its output and traceback;
+            the old daemon keeps serving), or *timeout* passed.
+
+    """
+    pid = _live_holder(path, wait_for_pid=True)
+    if pid is None:
+        raise UpgradeError(f"no daemon is running (pidfile {path!r})", running=False)
+    refusal = _upgrade_refusal(path, pid)
+    if refusal is not None:
+        raise UpgradeError(refusal, pid=pid)
+    spath = state_path(path)
+    start_time = _proc.identity(pid)
+    with _StateWatch(spath, pid) as watch:
+        sent_at = time.monotonic_ns()
+        os.kill(pid, SIGUSR2)
+        deadline = _proc.deadline_in(timeout)
+        while True:
+            successor = _successor(path, pid)
+            if successor is not None:
+                return pid, successor
+            record = (read_state(spath) or {}).get("upgrade")
+            if isinstance(record, dict) and record.get("finished_ns") and record.get("started_ns", 0) >= sent_at:
+                raise UpgradeError(
+                    f"daemon (pid {pid}) could not be upgraded: its successor failed; the daemon keeps serving",
+                    pid=pid,
+                    daemon_traceback=str(record.get("error") or ""),
+                )
+            if not _proc.is_alive(pid, start_time):
+                successor = _successor(path, pid)
+                if successor is not None:
+                    return pid, successor
+                raise UpgradeError(f"daemon (pid {pid}) exited during the upgrade", pid=pid)
+            if not watch.wait(deadline):
+                raise UpgradeError(f"daemon (pid {pid}) did not finish its upgrade within {timeout:g} s", pid=pid)
+
+
+def _successor(path: str, pid: int) -> int | None:
+    """The live pid the locked pidfile names, if it is not *pid* (the upgraded daemon)."""
+    named = _live_holder(path, wait_for_pid=False)
+    return named if named is not None and named != pid else None
 
 
 class _StateWatch:

@@ -18,7 +18,15 @@ import wrapt
 
 from . import _engine
 from ._cli import run_decorated_cli
-from ._control import DaemonProcess, pidfile_path, reload_pidfile, status_pidfile, stop_pidfile
+from ._control import (
+    DaemonProcess,
+    can_upgrade,
+    pidfile_path,
+    reload_pidfile,
+    status_pidfile,
+    stop_pidfile,
+    upgrade_pidfile,
+)
 from ._errors import DaemonError
 from ._group import WorkerGroup, check_template, is_template, start_workers
 from ._options import Options, reload_timeout, stop_timeout
@@ -121,8 +129,47 @@ class _DaemonControl(Generic[P, R]):
         """
         reload_pidfile(pidfile_path(self._options(), "reload"), reload_timeout(timeout))
 
+    def upgrade(self, timeout: float | None = None) -> int:
+        """Zero-downtime upgrade: the daemon starts its successor and hands it its ``listen=`` sockets.
+
+        The successor runs the daemon's own command line again (the new code)
+        and takes over the sockets and the pidfile's lock (never released:
+        ``status`` never says "not running"); once it is ready the old
+        daemon calls ``on_drain`` and exits. Connections are neither refused
+        nor reset meanwhile.
+
+        Args:
+            timeout: seconds to wait at most; None: as long as the daemon lives.
+
+        Returns:
+            The successor's pid.
+
+        Raises:
+            UpgradeError: no daemon runs, it has no ``listen=`` sockets ("use
+                restart"), it runs under systemd (use the fd store), an upgrade
+                is in progress, or the successor failed (its traceback; the
+                old daemon keeps serving and the pidfile is untouched).
+
+        .. versionadded:: 0.2
+
+        """
+        return upgrade_pidfile(pidfile_path(self._options(), "upgrade"), reload_timeout(timeout))[1]
+
     def restart(self, *args: P.args, **kwargs: P.kwargs) -> NoReturn:
-        """Stop the running daemon (if any), then start a new one."""
+        """Stop the running daemon (if any), then start a new one.
+
+        A daemon with ``listen=`` sockets that can be upgraded is upgraded
+        instead (see :meth:`upgrade`) when no arguments are given; then this
+        returns... never: like ``start``, the calling process exits 0.
+        """
+        options = self._options()
+        if options.listen and not args and not kwargs and options.pidfile is not None:
+            path = pidfile_path(options, "restart")
+            if can_upgrade(path):
+                upgrade_pidfile(path, None)
+                import sys
+
+                sys.exit(0)
         if not self.stop():
             path = pidfile_path(self._options(), "restart")
             raise DaemonError(f"restart(): could not stop the daemon of pidfile {path!r}")
@@ -154,9 +201,10 @@ class BoundDaemonFunction(_DaemonControl[P, R], _BoundFunctionWrapper):
 
 
 class DaemonFunction(_DaemonControl[P, R], _FunctionWrapper):
-    """What ``@daemon`` returns: the function, plus ``start``, ``run``, ``status``, ``stop``, ``restart``, ``cli``.
+    """What ``@daemon`` returns: the function, plus its control methods (``start``, ``stop``, ``upgrade``...).
 
-    Calling it (or ``.start()``) in the launching process detaches a daemon
+    The methods: ``start``, ``run``, ``status``, ``stop``, ``reload``,
+    ``restart``, ``upgrade`` and ``cli``. Calling it (or ``.start()``) in the launching process detaches a daemon
     that runs the function; the launcher exits 0 once the daemon is ready, or
     raises :class:`StartupError` carrying the daemon's traceback.
 

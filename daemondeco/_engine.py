@@ -54,6 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, NoReturn
 
     from ._options import Options
+    from ._sockets import Handover, Resolved
     from ._types import Handler
 
 __all__ = ["Foreground", "daemonize_here", "launch", "run_foreground", "spawn"]
@@ -61,6 +62,8 @@ __all__ = ["Foreground", "daemonize_here", "launch", "run_foreground", "spawn"]
 # The environment's ready_fd (s6, OpenRC supervise-daemon --notify fd:N, finit),
 # used when the option is None; removed from the daemon's environment.
 READY_FD_VARIABLE = "DAEMONDECO_READY_FD"
+# Set by a daemon starting its successor (an upgrade); read by _sockets.
+HANDOVER_VARIABLE = "DAEMONDECO_HANDOVER"
 
 
 # -- in the launcher, before any fork ---------------------------------------
@@ -118,9 +121,14 @@ class Prepared:
         self.stdio: tuple[int, int, int] = (-1, -1, -1)
         self.fd_table_size: int | None = None  # read right before the fork
         self.ready_fd: int | None = None
+        self.sockets: Resolved | None = None  # listen= and activated sockets
+        self.handover: Handover | None = None  # an upgrade: what the previous generation handed us
+        self.launch_cwd = ""  # where a successor's command line runs (an upgrade)
 
     def close(self) -> None:
         """Close the launcher's copies of everything (the daemon has its own)."""
+        if self.sockets is not None:
+            self.sockets.close_launcher_copies()
         for fd in self.launcher_copies:
             os.close(fd)
         self.launcher_copies = []
@@ -147,12 +155,25 @@ def prepare(options: Options, *, worker: bool = False) -> Prepared:
             prepared.ready_fd = above_stdio(ready_fd, keep_original=True)
             if prepared.ready_fd != ready_fd:
                 prepared.launcher_copies.append(prepared.ready_fd)
+        listening = _wants_sockets(options)
+        if listening:
+            prepared.handover = _take_handover()
         if options.pidfile is not None:
             # First, so that "already running" leaves no new log file behind.
             pidfile = Holder(os.path.abspath(options.pidfile))
-            pidfile.lock()
+            if prepared.handover is not None and prepared.handover.pidfile is not None:
+                pidfile.adopt(prepared.handover.pidfile)  # an upgrade: the lock is never released
+            else:
+                pidfile.lock()
             prepared.pidfile = pidfile
             check_room(pidfile.fileno(), "pidfile", pidfile.path)
+        if listening:
+            prepared.sockets = _resolve_sockets(options, prepared.handover)
+            prepared.keep |= prepared.sockets.keep()
+            try:
+                prepared.launch_cwd = os.getcwd()
+            except OSError:  # a removed cwd: a successor could not run there either
+                prepared.launch_cwd = ""
         stdin = open_target(options.stdin, IN_FLAGS, "stdin")
         prepared.launcher_copies.append(stdin)
         stdout_path = options.stdout or os.devnull
@@ -172,6 +193,23 @@ def prepare(options: Options, *, worker: bool = False) -> Prepared:
         prepared.close()
         raise
     return prepared
+
+
+def _wants_sockets(options: Options) -> bool:
+    """Whether this start has sockets to resolve (``socket`` is imported only then)."""
+    return bool(options.listen) or "LISTEN_FDS" in os.environ or HANDOVER_VARIABLE in os.environ
+
+
+def _take_handover() -> Handover | None:
+    from ._sockets import read_handover
+
+    return read_handover()
+
+
+def _resolve_sockets(options: Options, handover: Handover | None) -> Resolved:
+    from ._sockets import resolve
+
+    return resolve(options.caller, options.listen, options.umask, handover)
 
 
 def _check_workdir(workdir: str, root: str | None = None) -> None:
@@ -371,17 +409,19 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
     pid = os.getpid()
     send(write_end, PID, str(pid).encode())
     pidfile = prepared.pidfile
-    if pidfile is not None:
+    handover = prepared.handover
+    if pidfile is not None and handover is None:
         pidfile.write_pid(pid)  # first: a refused start or a stop can name us at once
     os.umask(options.umask)
-    state = _open_state(pidfile)
+    state, successor_state = _daemon_state(pidfile, handover)
     for target, fd in enumerate(prepared.stdio):
         os.dup2(fd, target)
     keep = {0, 1, 2, write_end, *prepared.keep}
     if pidfile is not None:
         keep.add(pidfile.fileno())
-    if state is not None:
-        keep.add(state.fileno())
+    for held in (state, successor_state):
+        if held is not None:
+            keep.add(held.fileno())
     if prepared.ready_fd is not None:
         keep.add(prepared.ready_fd)
         os.set_inheritable(prepared.ready_fd, False)  # a program it execs must not hold it open
@@ -399,7 +439,10 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
         stdio_paths=prepared.stdio_paths,
         state=state,
         ready_fd=prepared.ready_fd,
+        adopt_at_ready=successor_state,
     )
+    if prepared.sockets is not None:
+        _listen_in_daemon(runtime, prepared, successor_state or state, upgradable=not worker and notifier is None)
     runtime.activate()
     _signals.reset_inherited(prepared.signal_state)
     _signals.install(options, runtime)
@@ -415,6 +458,45 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
         atexit._clear()
     if notifier is not None:
         notifier.start_watchdog()
+
+
+def _daemon_state(pidfile: Holder | None, handover: Handover | None) -> tuple[StateFile | None, StateFile | None]:
+    """(the state file, the one to adopt at readiness): an upgrade's successor writes nothing before it is ready."""
+    if handover is None:
+        return _open_state(pidfile), None
+    if pidfile is None or handover.state is None:
+        return None, None
+    return None, StateFile.adopt(state_path(pidfile.path), handover.state)
+
+
+def _listen_in_daemon(runtime: Runtime, prepared: Prepared, state: StateFile | None, *, upgradable: bool) -> None:
+    """Make the resolved sockets the daemon's (``sockets()``); plan its upgrade when it can have one."""
+    resolved = prepared.sockets
+    assert resolved is not None
+    resolved.install()
+    runtime.listening = tuple(resolved.fds)
+    refusal = None
+    if not resolved.fds:
+        refusal = "nothing to hand over (no listen= sockets); use restart"
+    elif not upgradable:
+        refusal = "a worker (process_daemonize) cannot be upgraded; use restart"
+    elif prepared.options.restart is not None:
+        # The supervisor would take the old worker's drain-and-exit for a crash, and SIGUSR2 is the worker's.
+        refusal = "a supervised daemon (restart=) cannot be upgraded; use restart"
+    elif not prepared.launch_cwd or prepared.pidfile is None:
+        refusal = "the launcher's working directory is gone; use restart"
+    elif state is None:
+        refusal = "no state file next to the pidfile to acknowledge an upgrade; use restart"
+    elif any(signum == _signals.SIGUSR2 for signum, _ in prepared.options.signals):
+        refusal = "the signals option handles SIGUSR2, which asks for an upgrade; use restart"
+    if refusal is None:
+        from ._upgrade import Plan
+
+        assert prepared.pidfile is not None
+        assert state is not None
+        runtime.upgrade_plan = Plan.here(prepared.launch_cwd, prepared.pidfile.fileno(), state.fileno(), resolved.fds)
+    if state is not None:
+        state.fields.update(sockets=list(resolved.fds), upgrade_refused=refusal, upgrade=None)
 
 
 def _fd_table_size() -> int | None:
@@ -523,7 +605,10 @@ class Foreground:
             self.pidfile.lock()
         self._previous_runtime: Runtime | None = None
         self._previous_handlers: dict[int, Handler] = {}
+        self._sockets: Resolved | None = None
         try:
+            # Before the notifier takes the LISTEN_* variables.
+            self._sockets = _resolve_sockets(options, None) if _wants_sockets(options) else None
             if self.pidfile is not None:
                 self.pidfile.write_pid(os.getpid())
             # .run() leaves stdio to the terminal: SIGHUP must not redirect it.
@@ -547,10 +632,13 @@ class Foreground:
                 state=state,
                 ready_fd=ready_fd,
             )
+            self._listen(state, systemd=notifier is not None)
             self._previous_runtime = self.runtime.activate()
             if _signals.in_main_thread():
                 self._previous_handlers = _signals.install(options, self.runtime)
         except BaseException:
+            if self._sockets is not None:
+                self._sockets.close_launcher_copies()
             _drop_ready_fd_copy(ready_fd, given_ready_fd)
             Runtime.deactivate(self._previous_runtime)
             if self.pidfile is not None and self.pidfile.pid is None:
@@ -560,6 +648,22 @@ class Foreground:
             raise
         if notifier is not None:
             notifier.start_watchdog()
+
+    def _listen(self, state: StateFile | None, *, systemd: bool) -> None:
+        """The sockets are this process's now; the state file says why it cannot be upgraded."""
+        resolved = self._sockets
+        if resolved is None:
+            return
+        resolved.install()
+        self.runtime.listening = tuple(resolved.fds)
+        if state is not None:
+            refusal = "a daemon run in the foreground cannot be upgraded; use restart"
+            if systemd:
+                refusal = (
+                    "under systemd (NOTIFY_SOCKET) use the fd store instead: set FileDescriptorStoreMax= "
+                    "in the unit and run systemctl restart"
+                )
+            state.fields.update(sockets=list(resolved.fds), upgrade_refused=refusal, upgrade=None)
 
     @classmethod
     def for_service(cls, options: Options) -> Foreground:
@@ -587,6 +691,8 @@ class Foreground:
         _signals.restore(self._previous_handlers)
         if self.runtime.state is not None:
             self.runtime.state.remove()
+        if self._sockets is not None:
+            self._sockets.uninstall()
         if self.pidfile is not None:
             self.pidfile.release()
 

@@ -8,6 +8,7 @@
           +-- StartupError        the daemon failed (or never got ready) after the fork
           |    +-- GroupStartError  members of a worker group failed to start
           +-- ReloadError         a reload failed, the daemon died during it, or none runs
+          +-- UpgradeError        an upgrade was refused, or its successor failed
     RuntimeWarning
      +-- DaemonWarning            something will not survive the fork (threads)
 
@@ -26,6 +27,7 @@ __all__ = [
     "ReloadError",
     "StartInterrupted",
     "StartupError",
+    "UpgradeError",
     "check_directory",
     "path_error",
 ]
@@ -189,6 +191,35 @@ class ReloadError(DaemonError):
 
 def _rebuild_reload_error(summary: str, pid: int | None, daemon_traceback: str | None, running: bool) -> ReloadError:
     return ReloadError(summary, pid=pid, daemon_traceback=daemon_traceback, running=running)
+
+
+class UpgradeError(DaemonError):
+    """An upgrade did not happen: refused, or the successor failed; the old daemon keeps serving.
+
+    Attributes:
+        pid: the running daemon's pid, when one was found.
+        daemon_traceback: the successor's output (its traceback), or ``None``.
+        running: False when no daemon was running to upgrade (LSB exit 7).
+
+    .. versionadded:: 0.2
+
+    """
+
+    def __init__(
+        self, summary: str, *, pid: int | None = None, daemon_traceback: str | None = None, running: bool = True
+    ) -> None:
+        self.summary = summary
+        self.pid = pid
+        self.daemon_traceback = daemon_traceback
+        self.running = running
+        super().__init__(_with_traceback(summary, daemon_traceback))
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_upgrade_error, (self.summary, self.pid, self.daemon_traceback, self.running))
+
+
+def _rebuild_upgrade_error(summary: str, pid: int | None, daemon_traceback: str | None, running: bool) -> UpgradeError:
+    return UpgradeError(summary, pid=pid, daemon_traceback=daemon_traceback, running=running)
 
 
 class StartInterrupted(KeyboardInterrupt):

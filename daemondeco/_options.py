@@ -57,6 +57,9 @@ _DEFAULTS: dict[str, object] = {
     "start_limit": (5, 60.0),
     "restart_prevent_exit_codes": (),
     "instances": None,
+    "listen": None,
+    "on_drain": None,
+    "drain_timeout": None,
 }
 
 RESTART_MODES = ("on-failure", "on-abnormal", "always")
@@ -228,6 +231,9 @@ class Options:
     start_limit: tuple[int, float] | None
     restart_prevent_exit_codes: tuple[int, ...]
     instances: int | None
+    listen: tuple[tuple[str, object], ...]  # (name, _sockets.Address or a bound socket.socket)
+    on_drain: Callable[[], object] | None
+    drain_timeout: float  # stop_timeout when not given
 
     @classmethod
     def build(cls, caller: str, given: Mapping[str, object]) -> Options:
@@ -287,12 +293,14 @@ class Options:
                     f"again; decorate the function with @daemon({name}=...) instead"
                 )
         _restart_options(caller, values, setattr_, self, cap_given="restart_max_delay" in given)
+        _set_listen_options(self, caller, values)
         return self
 
     def replace(self, caller: str, **changes: object) -> Options:
         """A copy with *changes* applied, validated like ``build()``."""
         current: dict[str, object] = {name: getattr(self, name) for name in _DEFAULTS}
         current["signals"] = dict(self.signals)
+        current["listen"] = {name: getattr(target, "text", target) for name, target in self.listen} or None
         return Options.build(caller, {**current, **changes})
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -394,6 +402,19 @@ def _exit_codes(caller: str, value: object) -> tuple[int, ...]:
         if not 0 <= code <= 255:
             raise ValueError(f"{caller}(): restart_prevent_exit_codes: {_show(code)} is not an exit status (0 to 255)")
     return tuple(int(code) for code in codes)
+def _set_listen_options(options: Options, caller: str, values: Mapping[str, object]) -> None:
+    """``listen``, ``on_drain`` and ``drain_timeout`` (default: ``stop_timeout``), validated."""
+    listen: tuple[tuple[str, object], ...] = ()
+    if values["listen"] is not None:
+        from ._sockets import check_listen  # lazy: `socket` only for daemons that listen
+        listen = check_listen(caller, values["listen"])
+    on_drain = values["on_drain"]
+    if on_drain is not None and not callable(on_drain):
+        raise TypeError(f"{caller}(): on_drain must be a callable taking no arguments, not {_show(on_drain)}")
+    drain = values["drain_timeout"]
+    drain_timeout = options.stop_timeout if drain is None else seconds(caller, "drain_timeout", drain, positive=False)
+    for name, value in (("listen", listen), ("on_drain", on_drain), ("drain_timeout", drain_timeout)):
+        object.__setattr__(options, name, value)
 
 
 def _ready_fd(caller: str, value: object) -> int | None:

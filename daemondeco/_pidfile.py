@@ -194,6 +194,23 @@ class Holder:
                 return
             os.close(fd)  # pragma: no cover - needs a precise race
 
+    def adopt(self, fd: int) -> None:
+        """Hold the lock through *fd*, the open file description a previous generation handed over.
+
+        The lock belongs to that description, so it is never released across
+        an upgrade; the file keeps the previous pid until :meth:`write_pid`.
+        """
+        require_posix()
+        try:
+            if not _same_file(self.path, fd):
+                raise DaemonError(f"pidfile {self.path!r}: the handed-over fd {fd} is not this file")
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours already: succeeds at once
+        except OSError as exc:
+            raise path_error(exc, "cannot adopt the handed-over pidfile", self.path) from None
+        fd = above_stdio(fd)
+        os.set_inheritable(fd, False)
+        self._fd = fd
+
     def _flock_or_raise(self, fd: int) -> None:
         """Lock *fd*, or raise AlreadyRunningError naming the holder's pid.
 

@@ -73,8 +73,16 @@ class Runtime:
         stdio_paths: tuple[str | None, str | None],
         state: StateFile | None = None,
         ready_fd: int | None = None,
+        adopt_at_ready: StateFile | None = None,
     ) -> None:
         self.owner = os.getpid()
+        self.options = options
+        # A successor (upgrade): the pidfile gets our pid and the state file is
+        # ours only once we are ready; until then both stay the previous daemon's.
+        self.adopt_at_ready = adopt_at_ready
+        self.upgrade_plan: object | None = None  # an _upgrade.Plan when this daemon can be upgraded
+        self.upgrading = False
+        self.listening: tuple[str, ...] = ()  # the listen= names, for the fd store
         self.state = state  # <pidfile>.state, for status --json and acknowledged reloads
         self.fd = fd
         self.ready_fd = ready_fd  # s6's notification-fd: "\n" and close at readiness
@@ -118,8 +126,16 @@ class Runtime:
         if self.ready or self.owner != os.getpid():
             return
         self.ready = True
+        if self.adopt_at_ready is not None:  # an upgrade's successor: the pidfile names us from now on
+            if self.pidfile is not None:
+                self.pidfile.write_pid(os.getpid())
+            self.state, self.adopt_at_ready = self.adopt_at_ready, None
         self._record(state="ready")
         self.notify(f"MAINPID={os.getpid()}", "READY=1")
+        if self.notifier is not None and self.notifier.fdstore > 0 and self.listening:
+            from ._sockets import store_fds
+
+            store_fds(self.notifier.send_with_fds, self.notifier.fdstore)
         if self.ready_fd is not None:
             fd, self.ready_fd = self.ready_fd, None
             try:
@@ -179,6 +195,28 @@ class Runtime:
         self._record(state="stopping")
         self.notify("STOPPING=1")
         return True
+
+    def record(self, **fields: object) -> None:
+        """Write *fields* into the state file (for ``_upgrade``)."""
+        self._record(**fields)
+
+    def request_upgrade(self) -> None:
+        """Start an upgrade and return at once (SIGUSR2); ignored while one runs or when impossible."""
+        if self.upgrading or self.upgrade_plan is None or self.owner != os.getpid() or self.stopping:
+            return
+        self.upgrading = True
+        import _thread
+
+        from ._upgrade import upgrade
+
+        _thread.start_new_thread(upgrade, (self,))
+
+    def hand_over(self) -> None:
+        """The successor is ready: it owns the pidfile and the state file from now on."""
+        if self.state is not None:
+            self.state.forget()
+            self.state = None
+        self.upgrade_plan = None
 
     def _record(self, **fields: object) -> None:
         """Write *fields* into the state file (the process that owns it only)."""
@@ -254,6 +292,10 @@ class Runtime:
             self._record(state=self._settled_state(), reload=outcome)
             if tell:
                 self.notify("READY=1")
+
+    def settled_state(self) -> str:
+        """What the state file says when nothing is in progress."""
+        return self._settled_state()
 
     def _settled_state(self) -> str:
         if self.stopping:

@@ -12,7 +12,10 @@
   handler runs between two bytecodes of the main thread, which may be in the
   middle of a write to the very stream the reload flushes (``RuntimeError:
   reentrant call``); gunicorn's rule, "a handler only records", avoids that.
-* The ``signals`` option adds handlers or overrides SIGHUP's.
+* SIGUSR2 asks a daemon that listens (``listen=``) for an upgrade
+  (``runtime.request_upgrade``, which starts a thread); elsewhere it keeps
+  its default.
+* The ``signals`` option adds handlers or overrides SIGHUP's (and SIGUSR2's).
 
 This module is the package's one way to reach signal numbers and functions:
 ``_signal``, the C module behind ``signal``, is loaded at interpreter start,
@@ -41,6 +44,13 @@ if TYPE_CHECKING:  # pragma: no cover
         def request_reload(self) -> None:
             """Ask for a reload; returns at once."""
 
+        def request_upgrade(self) -> None:
+            """Ask for an upgrade; returns at once."""
+
+        @property
+        def upgrade_plan(self) -> object | None:
+            """How to start a successor, when this daemon can be upgraded."""
+
 else:
     try:
         import _signal as signal
@@ -51,6 +61,7 @@ __all__ = [
     "SIGHUP",
     "SIGKILL",
     "SIGTERM",
+    "SIGUSR2",
     "forward",
     "ignore_interrupts",
     "in_main_thread",
@@ -65,6 +76,7 @@ SIGHUP: int = signal.SIGHUP
 SIGINT: int = signal.SIGINT
 SIGKILL: int = signal.SIGKILL
 SIGTERM: int = signal.SIGTERM
+SIGUSR2: int = signal.SIGUSR2
 
 # Signals an inherited SIG_IGN is taken off in the daemon. SIGPIPE stays
 # ignored: Python relies on that to raise BrokenPipeError.
@@ -129,7 +141,12 @@ def install(options: Options, runtime: Stoppable) -> dict[int, Handler]:
     def on_sighup(signum: int, frame: object) -> None:
         runtime.request_reload()
 
+    def on_sigusr2(signum: int, frame: object) -> None:
+        runtime.request_upgrade()
+
     wanted: dict[int, Handler] = {signal.SIGTERM: on_sigterm, signal.SIGHUP: on_sighup}
+    if runtime.upgrade_plan is not None:  # SIGUSR2 keeps its default meaning elsewhere
+        wanted[signal.SIGUSR2] = on_sigusr2
     for signum, handler in options.signals:
         # SIG_IGN/SIG_DFL arrive as signal.Handlers enums; _signal wants plain ints.
         wanted[signum] = handler if callable(handler) else int(handler)

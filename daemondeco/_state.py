@@ -71,6 +71,23 @@ class StateFile:
         self._size = 0
         self.fields: dict[str, object] = {"pid": os.getpid(), "state": "starting", "status": None, "reload": None}
 
+    @classmethod
+    def adopt(cls, path: str, fd: int) -> StateFile:
+        """The state file a previous generation handed over (its fd), left as it is until we write."""
+        self = cls.__new__(cls)
+        self.path = path
+        os.set_inheritable(fd, False)
+        self._fd = fd
+        self._size = os.fstat(fd).st_size
+        self.fields = {"pid": os.getpid(), "state": "starting", "status": None, "reload": None}
+        return self
+
+    def forget(self) -> None:
+        """Close the file without removing it: a successor writes it now."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
     def fileno(self) -> int:
         """The fd kept open across the daemon's fd closing."""
         return self._fd

@@ -10,11 +10,24 @@ from __future__ import annotations
 import os
 import time
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
+
 __all__ = ["MANAGER_VARIABLES", "SystemdNotifier", "monotonic_usec"]
 
 # Variables the service manager hands to the main process only; the daemon
 # reads them once and removes them, so its own children do not inherit them.
-MANAGER_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+# (The LISTEN_* variables are read by _sockets first, in the launcher; removed here too in case.)
+MANAGER_VARIABLES = (
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "FDSTORE",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+)
 
 
 class SystemdNotifier:
@@ -24,10 +37,11 @@ class SystemdNotifier:
     ``chroot``; a missing or broken socket is never fatal (``send`` says False).
     """
 
-    def __init__(self, address: str, watchdog_usec: int | None) -> None:
+    def __init__(self, address: str, watchdog_usec: int | None, fdstore: int = 0) -> None:
         import socket
 
         self.watchdog_usec = watchdog_usec
+        self.fdstore = fdstore  # $FDSTORE: how many fds the manager keeps for us (FileDescriptorStoreMax=)
         self._socket: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         try:
             self._socket.connect("\0" + address[1:] if address.startswith("@") else address)
@@ -50,7 +64,8 @@ class SystemdNotifier:
         watchdog_pid = found.get("WATCHDOG_PID", "")
         if found.get("WATCHDOG_USEC", "").isdigit() and watchdog_pid in ("", str(os.getpid())):
             watchdog_usec = int(found["WATCHDOG_USEC"]) or None
-        return cls(address, watchdog_usec)
+        store = found.get("FDSTORE", "")
+        return cls(address, watchdog_usec, int(store) if store.isdigit() else 0)
 
     def send(self, *fields: str) -> bool:
         """Send one datagram of ``KEY=VALUE`` lines; True if it went out."""
@@ -58,6 +73,21 @@ class SystemdNotifier:
             return False
         try:
             self._socket.send("\n".join(fields).encode())
+        except OSError:
+            return False
+        return True
+
+    def send_with_fds(self, fields: Sequence[str], fds: Sequence[int]) -> bool:
+        """Send one datagram with *fds* attached (``SCM_RIGHTS``), as ``FDSTORE=1`` needs; True if sent."""
+        if self._socket is None:
+            return False
+        import array
+        import socket
+
+        try:
+            self._socket.sendmsg(
+                ["\n".join(fields).encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+            )
         except OSError:
             return False
         return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol, TypeAlias
 
@@ -58,3 +59,6 @@ class DaemonOptions(TypedDict, total=False):
     start_limit: tuple[int, float] | None
     restart_prevent_exit_codes: Sequence[int]
     instances: int | None
+    listen: dict[str, str | socket.socket] | None
+    on_drain: Callable[[], object] | None
+    drain_timeout: float | None

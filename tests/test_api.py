@@ -41,6 +41,9 @@ PUBLIC = {
     "DaemonWarning",
     "WorkerGroup",  # issue 9: worker groups (instances=N)
     "GroupStartError",
+    "UpgradeError",  # issue 10: sockets that survive
+    "sockets",
+    "listen_fds",
 }
 
 

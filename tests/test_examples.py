@@ -18,6 +18,8 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -53,6 +55,7 @@ def assert_detached(pid: int) -> None:
 def daemondeco_cli(sandbox: Sandbox, *args: str) -> Result:
     """``python -m daemondeco ARGS`` as an operator runs it."""
     return sandbox.run_module(*args)
+
 
 def test_ticker_start_status_stop(sandbox: Sandbox) -> None:
     run = functools.partial(sandbox.run_file, TICKER, TICKER_DIR=str(sandbox.path))
@@ -294,6 +297,49 @@ def test_recipe3_http_server_mixin(sandbox: Sandbox, given_port: bool) -> None:
         get(url)
     assert run("status").returncode == 3
     assert run().returncode == 2
+
+
+def test_recipe3_upgrade_under_load_refuses_no_request(sandbox: Sandbox) -> None:
+    run = functools.partial(sandbox.run_file, recipe("03"), RECIPE_DIR=str(sandbox.path))
+    started = run("start")
+    assert started.returncode == 0, started
+    match = re.search(r"serving on (http://127\.0\.0\.1:(\d+)/)", started.stdout)
+    assert match, started
+    url, pidfile = match.group(1), sandbox.path / "03.pid"
+    old = read_pid(pidfile)
+    answers: dict[str, int] = {}
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:  # one request every millisecond, bounded
+        deadline = time.monotonic() + 20
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                body = get(url)
+                answers[body] = answers.get(body, 0) + 1
+            except (OSError, urllib.error.URLError) as exc:
+                errors.append(repr(exc))
+            stop.wait(0.001)
+
+    client = threading.Thread(target=load, daemon=True)
+    client.start()
+    try:
+        wait_until(lambda: f"hello from daemon {old}\n" in answers, what="the old daemon answering")
+        upgraded = run("upgrade")
+        assert upgraded.returncode == 0, upgraded
+        new = read_pid(pidfile)
+        assert new != old
+        wait_until(lambda: f"hello from daemon {new}\n" in answers, what="the new daemon answering")
+        assert wait_exit(old)
+    finally:
+        stop.set()
+        client.join(30)
+    assert errors == [], errors[:5]
+    assert set(answers) == {f"hello from daemon {old}\n", f"hello from daemon {new}\n"}
+    log = text(sandbox.path / "03.log")
+    assert f"daemon {old} stopped serving" in log, "on_drain ended serve_forever() and the finally block ran"
+    assert run("stop").returncode == 0
+    assert run("status").returncode == 3
 
 
 def test_recipe3_busy_port_fails_in_the_launcher(sandbox: Sandbox) -> None:

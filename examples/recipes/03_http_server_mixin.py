@@ -10,29 +10,33 @@ close it. Its flaws:
 * a port already in use, or a bad address, is only noticed where it cannot be
   reported, and the parent has exited 0 regardless.
 
-daemondeco's version binds in the launcher (a busy port fails right there,
-in the terminal), keeps the socket through the detach with
-``keep_fds=[server]``, and runs ``serve_forever()`` in the daemon. The socket
-listens before the fork, so connections queue in its backlog from the first
-moment: ``ready="start"`` is enough, and ``start`` returns when requests can
-be made.
+daemondeco's version names the address with ``listen=``: the launcher binds
+it (a busy port fails right there, in the terminal), the socket survives the
+detach, and the daemon finds it in ``daemondeco.sockets()``. Because
+daemondeco owns the socket, ``upgrade`` can hand it to a new version of the
+program without refusing a single connection: the new daemon starts, gets
+ready, takes over the pidfile, and only then does the old one stop accepting
+(``on_drain=server.shutdown``) and exit.
 
     python examples/recipes/03_http_server_mixin.py start    # prints the URL
+    python examples/recipes/03_http_server_mixin.py upgrade  # new code, same socket
     python examples/recipes/03_http_server_mixin.py status   # 0 running, 3 stopped
     python examples/recipes/03_http_server_mixin.py stop
 
-Listens on 127.0.0.1 only, on $RECIPE_PORT (default 0: a free port chosen by
-the kernel). Files go to $RECIPE_DIR (default: a per-user temp directory).
+Listens on 127.0.0.1 only, on $RECIPE_PORT (default 0: a free port chosen
+when the daemon first starts). Files go to $RECIPE_DIR (default: a per-user
+temp directory).
 """
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
-from daemondeco import Pidfile, daemon
+from daemondeco import Pidfile, daemon, notify_ready, sockets
 
 HOST = "127.0.0.1"  # loopback only: an example must not listen on the network
 PORT = int(os.environ.get("RECIPE_PORT") or 0)
@@ -44,17 +48,24 @@ LOG = os.path.join(RECIPE_DIR, "03.log")
 
 
 class DaemonMixin:
-    """The recipe's mixin, restated: ``serve_daemon()`` is ``serve_forever()`` in a daemon."""
+    """The recipe's mixin, restated: ``serve_daemon(address)`` is ``serve_forever()`` in a daemon."""
 
-    def serve_daemon(self, **options: Any) -> None:
-        """Detach, then serve until SIGTERM. Never returns: the launcher exits 0 once the daemon runs."""
+    socket: Any
+    server_address: Any
 
-        @daemon(keep_fds=[self], **options)  # the bound socket survives the fd closing
+    def serve_daemon(self, address: str, **options: Any) -> None:
+        """Detach, then serve on *address* until SIGTERM or an upgrade. Never returns."""
+
+        # on_drain: after an upgrade's successor is ready, stop accepting and finish the request in flight.
+        @daemon(listen={"http": address}, on_drain=self.shutdown, ready="notify", **options)
         def serve() -> None:
+            self.socket = sockets()["http"]  # bound by the launcher, or handed over by the previous daemon
+            self.server_address = self.socket.getsockname()
             print(f"daemon {os.getpid()} serving on {self.server_address}")
+            notify_ready()  # `start` (or `upgrade`) succeeds now
             try:
-                self.serve_forever()
-            finally:  # SIGTERM raises SystemExit out of serve_forever()
+                self.serve_forever(poll_interval=0.1)
+            finally:  # SIGTERM raises SystemExit out of serve_forever(); on_drain ends it
                 self.server_close()
                 print(f"daemon {os.getpid()} stopped serving")
 
@@ -75,22 +86,31 @@ class Hello(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+def free_port() -> int:
+    """A port free now (the kernel's choice); an upgrade keeps the socket, whatever this says then."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
 def main(argv: list[str]) -> int:
     action = argv[0] if argv else ""
-    if action in ("status", "stop"):
+    if action in ("status", "stop", "upgrade"):
         # Control needs only the pidfile: daemondeco's own command line.
         return subprocess.call([sys.executable, "-m", "daemondeco", action, PIDFILE])
     if action != "start":
-        print(f"usage: {os.path.basename(sys.argv[0])} start|status|stop", file=sys.stderr)
+        print(f"usage: {os.path.basename(sys.argv[0])} start|upgrade|status|stop", file=sys.stderr)
         return 2
     os.makedirs(RECIPE_DIR, exist_ok=True)
     running = Pidfile(PIDFILE).locked_by()
-    if running is not None:  # check before binding: a fixed port would be busy
+    # (During an upgrade the holder is our parent, the old daemon, handing over to us.)
+    if running is not None and running != os.getppid():
         print(f"already running (pid {running})")
         return 0
-    server = DaemonHTTPServer((HOST, PORT), Hello)  # binds and listens here, in the launcher
-    print(f"serving on http://{HOST}:{server.server_port}/ (log {LOG})", flush=True)
-    server.serve_daemon(pidfile=PIDFILE, stdout=LOG)  # request lines go to stderr = the log
+    port = PORT or free_port()
+    server = DaemonHTTPServer((HOST, port), Hello, bind_and_activate=False)  # daemondeco binds
+    print(f"serving on http://{HOST}:{port}/ (log {LOG})", flush=True)
+    server.serve_daemon(f"tcp://{HOST}:{port}", pidfile=PIDFILE, stdout=LOG)  # request lines: stderr, the log
     return 1  # not reached
 
 

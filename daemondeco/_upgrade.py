@@ -1,0 +1,186 @@
+"""Zero-downtime upgrade, the daemon's side: start the successor, hand over, drain, leave.
+
+On SIGUSR2 (sent by ``upgrade``) the daemon, in a thread of its own:
+
+1. records ``"upgrading"`` in its state file (a second request is refused);
+2. runs its own command line again (``sys.orig_argv``, from the launcher's
+   working directory), with ``DAEMONDECO_HANDOVER`` naming the fds it passes:
+   the listening sockets, the pidfile's open file description (whose
+   ``flock`` therefore is never released: ``status`` never says "not
+   running") and the state file. That launcher takes the sockets as source
+   (b) and the lock as its own, and exits 0 once its daemon is ready -- which
+   writes its pid into the pidfile only then;
+3. on success, gives the state file to the successor, calls ``on_drain``
+   (which should stop accepting and finish the requests in flight, e.g.
+   ``server.shutdown``; at most ``drain_timeout`` s), then stops itself
+   (SIGTERM: ``finally`` blocks run). The successor holds the same listening
+   sockets, so connections waiting in their backlog are never refused or
+   reset: whoever accepts first serves them. The listening sockets are not
+   closed under the daemon's own code (an accept loop on a closed fd spins);
+   they close with the process;
+4. on failure (exit status not 0, or no answer within ``ready_timeout`` and
+   ``stop_timeout`` more), kills what it started, keeps serving, leaves the
+   pidfile alone and records the successor's output (its traceback) for
+   ``upgrade`` to show.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from ._signals import SIGTERM
+from ._sockets import HANDOVER_VARIABLE, handover_environ
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Protocol
+
+    from ._options import Options
+
+    class Runtime(Protocol):
+        """What an upgrade needs of the daemon's runtime (``_runtime.Runtime``, which imports this module)."""
+
+        options: Options
+        upgrade_plan: object | None
+        upgrading: bool
+
+        def record(self, **fields: object) -> None:
+            """Write *fields* into the state file."""
+
+        def settled_state(self) -> str:
+            """The state when nothing is in progress."""
+
+        def hand_over(self) -> None:
+            """Give the pidfile and state file to the ready successor."""
+
+
+__all__ = ["Plan", "upgrade"]
+
+_OUTPUT_LIMIT = 64 * 1024  # the successor's output kept for the error: its tail
+
+
+class Plan:
+    """How to start this daemon's successor: its command line, where, and the fds it inherits."""
+
+    __slots__ = ("argv", "cwd", "pidfile", "sockets", "state")
+
+    def __init__(self, argv: list[str], cwd: str, pidfile: int | None, state: int | None, sockets: dict[str, int]):
+        self.argv = argv
+        self.cwd = cwd
+        self.pidfile = pidfile
+        self.state = state
+        self.sockets = sockets
+
+    @classmethod
+    def here(cls, cwd: str, pidfile: int | None, state: int | None, sockets: dict[str, int]) -> Plan:
+        """The plan for this process's own command line (read in the launcher or the daemon alike)."""
+        argv = [sys.executable, *getattr(sys, "orig_argv", sys.argv)[1:]]
+        return cls(argv, cwd, pidfile, state, sockets)
+
+
+def upgrade(runtime: Runtime) -> None:  # pragma: no cover - its frame starts before the tracer is set
+    """Run one upgrade of this daemon (the ``daemondeco-upgrade`` thread); never raises."""
+    import threading
+
+    # Started with _thread (from a signal handler, where threading's locks may
+    # be held): take the tracer and profiler a threading.Thread would (coverage).
+    if (trace := threading.gettrace()) is not None:
+        sys.settrace(trace)
+    if (profile := threading.getprofile()) is not None:
+        sys.setprofile(profile)
+    threading.current_thread().name = "daemondeco-upgrade"
+    _upgrade(runtime)  # a new frame: traced from its first line
+
+
+def _upgrade(runtime: Runtime) -> None:
+    plan = runtime.upgrade_plan
+    assert isinstance(plan, Plan)
+    record: dict[str, object] = {"started_ns": time.monotonic_ns(), "finished_ns": None, "ok": None, "error": None}
+    runtime.record(state="upgrading", upgrade=record)
+    try:
+        error = _start_successor(plan, runtime.options.ready_timeout + runtime.options.stop_timeout)
+    except BaseException as exc:  # nothing may escape into the daemon
+        error = f"daemondeco: could not start the successor: {type(exc).__name__}: {exc}\n"
+    if error is not None:
+        runtime.upgrading = False
+        outcome = {**record, "finished_ns": time.monotonic_ns(), "ok": False, "error": error}
+        runtime.record(state=runtime.settled_state(), upgrade=outcome)
+        _say(f"daemondeco: upgrade failed, this daemon keeps serving:\n{error}")
+        return
+    runtime.hand_over()
+    _drain(runtime)
+
+
+def _start_successor(plan: Plan, timeout: float) -> str | None:
+    """Start the successor's launcher and wait for it; None once its daemon is ready, else its output."""
+    import subprocess
+
+    env = dict(os.environ)
+    env[HANDOVER_VARIABLE] = handover_environ(os.getpid(), plan.pidfile, plan.state, plan.sockets)
+    fds = sorted({fd for fd in (plan.pidfile, plan.state, *plan.sockets.values()) if fd is not None})
+    launcher = subprocess.Popen(
+        plan.argv,
+        cwd=plan.cwd,
+        env=env,
+        pass_fds=fds,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        output, _ = launcher.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        launcher.kill()
+        output, _ = launcher.communicate()
+        text = output[-_OUTPUT_LIMIT:].decode("utf-8", "replace")
+        return f"{text}daemondeco: the successor's launcher did not finish within {timeout:g} s\n"
+    if launcher.returncode == 0:
+        if _successor_named(plan.pidfile):
+            return None
+        text = output[-_OUTPUT_LIMIT:].decode("utf-8", "replace")
+        return (
+            f"{text}daemondeco: the successor's launcher exited 0, but no successor took over the pidfile "
+            "(does the program refuse to start while a daemon holds its pidfile?)\n"
+        )
+    text = output[-_OUTPUT_LIMIT:].decode("utf-8", "replace")
+    return text or f"daemondeco: the successor's launcher exited with status {launcher.returncode}\n"
+
+
+def _successor_named(pidfile: int | None) -> bool:
+    """True if the pidfile (our fd on it) names a process other than us now: the ready successor."""
+    if pidfile is None:
+        return True
+    first = os.pread(pidfile, 64, 0).split(b"\n", 1)[0].strip()
+    return first.isdigit() and int(first) != os.getpid()
+
+
+def _drain(runtime: Runtime) -> None:
+    """Stop accepting, let ``on_drain`` finish the work in flight (bounded), then stop this daemon."""
+    import threading
+
+    on_drain = runtime.options.on_drain
+    if on_drain is not None:
+        done = threading.Thread(target=_call_quietly, args=(on_drain,), name="daemondeco-drain", daemon=True)
+        done.start()
+        done.join(min(runtime.options.drain_timeout, threading.TIMEOUT_MAX))
+    os.kill(os.getpid(), SIGTERM)
+    # As a stop would: SIGKILL-like end if the daemon outlives stop_timeout after its SIGTERM.
+    threading.Event().wait(min(runtime.options.stop_timeout + 1.0, threading.TIMEOUT_MAX))
+    os._exit(0)
+
+
+def _call_quietly(function: object) -> None:
+    try:
+        function()  # type: ignore[operator]
+    except BaseException as exc:
+        _say(f"daemondeco: on_drain raised {type(exc).__name__}: {exc}")
+
+
+def _say(text: str) -> None:
+    try:
+        sys.stderr.write(text if text.endswith("\n") else text + "\n")
+        sys.stderr.flush()
+    except BaseException:  # pragma: no cover - stderr is broken
+        pass
