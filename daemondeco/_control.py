@@ -58,8 +58,17 @@ def _stopped(watcher: Watcher, pid: int, start_time: int | None, timeout: float)
     return watcher.wait_released(deadline - time.monotonic())
 
 
+# A supervisor (restart=) gives its worker stop_timeout, then SIGKILLs the worker's process group
+# itself: whoever stops the supervisor waits that long and this much more before a SIGKILL, which
+# would leave the worker's own children running (PR_SET_PDEATHSIG reaches only the worker).
+SUPERVISOR_GRACE = 5.0
+
+
 def stop_pidfile(path: str, timeout: float, *, on_kill: Callable[[int, float], None] | None = None) -> bool:
     """Stop the daemon holding *path*'s lock: SIGTERM, wait, SIGKILL after *timeout*.
+
+    A supervisor (``restart=``) gets ``SUPERVISOR_GRACE`` more seconds: it
+    escalates on its worker's process group at *timeout* itself.
 
     True when no daemon holds the pidfile afterwards (also when none did);
     then a file the daemon left behind is removed. False when the lock could
@@ -77,6 +86,9 @@ def stop_pidfile(path: str, timeout: float, *, on_kill: Callable[[int, float], N
         if pid is None:
             return not watcher.locked()  # a start that failed meanwhile: nothing runs
         start_time = _proc.identity(pid)
+        state = read_state(state_path(path))
+        if state and state.get("supervised") and state.get("pid") == pid:
+            timeout += SUPERVISOR_GRACE
         killing = None if on_kill is None else (lambda: on_kill(pid, timeout))
         stopped = _proc.escalate(
             pid, start_time, timeout, lambda wait: _stopped(watcher, pid, start_time, wait), killing
@@ -491,7 +503,8 @@ class DaemonProcess:
         if self.pidfile is not None and status_pidfile(self.pidfile) == self.pid:
             stopped = stop_pidfile(self.pidfile, wait)
         else:
-            stopped = _proc.terminate(self.pid, wait, self._start_time)
+            grace = SUPERVISOR_GRACE if self._supervision() else 0.0
+            stopped = _proc.terminate(self.pid, wait + grace, self._start_time)
         if stopped:
             self._reap()
         return stopped

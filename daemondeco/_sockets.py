@@ -27,6 +27,8 @@ import errno
 import os
 import socket
 
+from ._systemd import forget_environ
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable, Mapping, Sequence
@@ -184,6 +186,7 @@ def check_listen(caller: str, value: object) -> tuple[tuple[str, object], ...]:
 def _take_activation() -> list[tuple[str, int]]:
     """(name, fd) of each fd systemd handed us; the ``LISTEN_*`` variables are removed."""
     found = {name: os.environ.pop(name) for name in LISTEN_VARIABLES if name in os.environ}
+    forget_environ(found)  # gone from /proc/<pid>/environ too
     pid, count = found.get("LISTEN_PID", ""), found.get("LISTEN_FDS", "")
     if not (pid.isdigit() and int(pid) == os.getpid() and count.isdigit()):
         return []  # not meant for us (an ancestor's, inherited): ignored, as sd_listen_fds() does

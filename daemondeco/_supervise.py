@@ -113,6 +113,7 @@ class _Relay(SystemdNotifier):
 
     def __init__(self, fd: int, watchdog_usec: int | None) -> None:  # no socket of its own
         self.watchdog_usec = watchdog_usec
+        self.fdstore = 0  # the supervisor, the main process, sends the listen= sockets to the fd store
         self._fd = fd
 
     def send(self, *fields: str) -> bool:

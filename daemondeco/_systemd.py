@@ -2,7 +2,9 @@
 
 The wire format: one ``AF_UNIX``/``SOCK_DGRAM`` datagram of newline-separated
 ``KEY=VALUE`` lines to the path in ``$NOTIFY_SOCKET`` (``@name`` for the
-abstract namespace). A missing or broken socket is never fatal.
+abstract namespace). A missing or broken socket is never fatal. The manager's
+variables, once read, are removed from the environment and from the block
+that `/proc/<pid>/environ` shows (`forget_environ`).
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
-__all__ = ["MANAGER_VARIABLES", "SystemdNotifier", "monotonic_usec"]
+__all__ = ["MANAGER_VARIABLES", "SystemdNotifier", "forget_environ", "monotonic_usec"]
 
 # Variables the service manager hands to the main process only; the daemon
 # reads them once and removes them, so its own children do not inherit them.
@@ -28,6 +30,38 @@ MANAGER_VARIABLES = (
     "LISTEN_PID",
     "LISTEN_FDNAMES",
 )
+
+
+def forget_environ(names: Iterable[str]) -> None:
+    """Blank the *names* entries in the environment block that ``/proc/<pid>/environ`` shows.
+
+    ``os.environ.pop()`` updates libc's ``environ`` array, but the kernel's
+    ``/proc/<pid>/environ`` reads the block the process was started with,
+    which only an exec replaces: an operator (or a monitor) would still see a
+    manager's ``LISTEN_FDS`` or ``NOTIFY_SOCKET`` there. Call this after the
+    variables were popped: their entries in that block are no longer pointed
+    at by anything, and are overwritten in place with NUL bytes. Best effort
+    (Linux's ``/proc/self/stat`` fields 50 and 51); elsewhere, nothing.
+    """
+    gone = tuple(f"{name}=".encode() for name in names if name not in os.environ)
+    if not gone:
+        return
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            data = stat.read()
+        fields = data[data.rindex(b")") + 2 :].split()
+        start, end = int(fields[50 - 3]), int(fields[51 - 3])
+    except (OSError, ValueError, IndexError):
+        return
+    if not 0 < start < end:
+        return
+    import ctypes
+
+    offset = start
+    for entry in ctypes.string_at(start, end - start).split(b"\0"):
+        if entry.startswith(gone):
+            ctypes.memset(offset, 0, len(entry))
+        offset += len(entry) + 1
 
 
 class SystemdNotifier:
@@ -57,6 +91,7 @@ class SystemdNotifier:
         the variables are only removed: a worker must not speak for the service.
         """
         found = {name: os.environ.pop(name) for name in MANAGER_VARIABLES if name in os.environ}
+        forget_environ(found)  # gone from /proc/<pid>/environ too
         address = found.get("NOTIFY_SOCKET", "")
         if not main_process or not address or address[0] not in "/@":
             return None

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import Sandbox, alive, open_fds, read_pid, wait_exit, wait_until
@@ -302,6 +303,10 @@ def test_socket_activation_serves_on_the_activated_fd(sandbox: Sandbox, family: 
     assert http["inode"] == inode, "the activated socket, not a new one"
     assert http["family"] == socket.AddressFamily(family).name
     assert report["environ"] == [] and report["child_environ"] == [], "LISTEN_* consumed and removed"
+    # What an operator sees: the kernel's copy of the environment the process started with.
+    environ = Path(f"/proc/{first}/environ").read_bytes().split(b"\0")
+    assert [entry for entry in environ if entry.startswith(b"LISTEN_")] == [], "gone from /proc/<pid>/environ"
+    assert any(entry.startswith(b"PATH=") for entry in environ), "the other variables are left alone"
     assert report["listen_fds"] == (["http"] if fdname else ["unknown"])
     assert set(report["sockets"]) == {"http"}, "a matched activated fd is not listed twice"  # type: ignore[arg-type]
     activator.send_signal(signal.SIGTERM)
