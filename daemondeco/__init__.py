@@ -12,18 +12,22 @@ Public names are re-exported here; the modules behind them are private.
 from ._control import DaemonProcess
 from ._errors import AlreadyRunningError, DaemonError, DaemonWarning, ReloadError, StartupError
 from ._pidfile import Pidfile
-from ._runtime import notify_extend, notify_ready, notify_status
 from ._version import __version__ as __version__
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from ._decorators import DaemonFunction, WorkerFunction, daemon, daemonize, process_daemonize
+    from ._runtime import notify_extend, notify_ready, notify_status
 del TYPE_CHECKING
 
 # The decorators are built on wrapt, whose import costs 17 ms (1.x) to 70 ms
 # (2.x) (benchmarks/): loaded at first use, so that `python -m daemondeco
 # status|stop|reload` and the other paths that decorate nothing never pay it.
+# The notify_* functions only make sense inside a daemon, which has imported
+# _runtime already: loading them lazily keeps _ready and _systemd off the
+# control path too.
 _DECORATORS = frozenset({"DaemonFunction", "WorkerFunction", "daemon", "daemonize", "process_daemonize"})
+_RUNTIME = frozenset({"notify_extend", "notify_ready", "notify_status"})
 
 
 def __getattr__(name: str) -> object:
@@ -31,13 +35,18 @@ def __getattr__(name: str) -> object:
         from . import _decorators
 
         value = getattr(_decorators, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'daemondeco' has no attribute {name!r}")
+    elif name in _RUNTIME:
+        from . import _runtime
+
+        value = getattr(_runtime, name)
+    else:
+        raise AttributeError(f"module 'daemondeco' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _DECORATORS)
+    return sorted(set(globals()) | _DECORATORS | _RUNTIME)
 
 
 __all__ = [
