@@ -275,12 +275,16 @@ def bench_detach(
 
 # -- 2. 100 workers ----------------------------------------------------------------
 
+# What users write instead of process_daemonize: multiprocessing's fork context (start() returns after the
+# fork; no new session, no readiness) and subprocess.Popen(start_new_session=True) (returns after exec).
+WORKER_PEERS = ["multiprocessing", "subprocess"]
+
 
 def bench_workers(
     h: Harness, quick: bool, preload: list[str], trees: dict[str, dict[str, str]], aliases: dict[str, str]
 ) -> dict:
     rounds, count = (3, 100) if quick else (8, 100)
-    cands = ["raw", "daemondeco", *(f"daemondeco/{label}" for label in trees)]
+    cands = ["raw", "daemondeco", *WORKER_PEERS, *(f"daemondeco/{label}" for label in trees)]
     log(f"\n## 2. {count} process_daemonize workers one after another ({rounds} rounds, interleaved)")
     per_round: dict[int, dict[str, float]] = {}
     each: dict[str, list[float]] = {c: [] for c in cands}
@@ -298,8 +302,10 @@ def bench_workers(
             each[cand].extend(result["each"])
     totals = {c: [row[c] for row in per_round.values()] for c in cands}
     ratio = paired_ratios(per_round, "daemondeco", "raw")
+    peer_ratios = {c: paired_ratios(per_round, c, "raw") for c in cands if c != "raw"}
     for c in cands:
-        log(f"{c:20} total ms {ms_text(totals[c]):>28}   per worker ms {ms_text(each[c]):>26}")
+        vs_raw = f"   {ratio_text(peer_ratios[c])} vs raw" if c != "raw" else ""
+        log(f"{c:20} total ms {ms_text(totals[c]):>28}   per worker ms {ms_text(each[c]):>26}{vs_raw}")
     compare = tree_ratios(per_round, ["daemondeco"], trees)
     log_tree_ratios(compare, "total of the loop")
     # tighter pairing: one caller alternating raw and daemondeco spawns (count of each)
@@ -362,6 +368,7 @@ def bench_workers(
         "total": {c: summary(totals[c]) for c in cands},
         "per_worker": {c: summary(each[c]) for c in cands},
         "ratio": summary(ratio),
+        "ratio_vs_raw": {c: summary(r) for c, r in peer_ratios.items()},
         "alternating": {
             "raw": summary(alt_each["raw"]),
             "daemondeco": summary(alt_each["daemondeco"]),
