@@ -97,6 +97,22 @@ def _logging_fds() -> set[int]:
     return fds
 
 
+def _in_environ(names: tuple[str, ...]) -> bool:
+    """Whether any of *names* is set (even empty) in ``os.environ``.
+
+    ``name in os.environ`` raises and catches a ``KeyError`` inside
+    ``os.environ`` for every name that is missing: a few allocations each,
+    which in a caller that keeps forking workers land on pages shared with
+    the live workers, so every one is a copy-on-write fault
+    (benchmarks/README.md, workers). The encoded mapping is read directly
+    where it exists.
+    """
+    data = getattr(os.environ, "_data", None)
+    if type(data) is dict and os.name == "posix":
+        return any(os.fsencode(name) in data for name in names)
+    return any(name in os.environ for name in names)  # pragma: no cover - not CPython's os.environ
+
+
 class Prepared:
     """What the launcher opened for the daemon; closed in the launcher after the fork."""
 
@@ -110,7 +126,8 @@ class Prepared:
         # Looked at here, before the fork, so the daemon only acts on what it
         # must: each page a fresh child touches is copied (~3 us a page).
         self.signal_state = _signals.inherited()
-        self.manager_env = any(name in os.environ for name in MANAGER_VARIABLES)
+        self.manager_env = _in_environ(MANAGER_VARIABLES)
+        self.ready_fd_env = _in_environ((READY_FD_VARIABLE,))  # for the daemon to remove
         self.std_swapped = swapped_std_streams()
         self.launcher_copies: list[int] = []
         self.keep: set[int] = set()
@@ -373,7 +390,7 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
     if pidfile is not None:
         pidfile.write_pid(pid)  # first: a refused start or a stop can name us at once
     os.umask(options.umask)
-    state = _open_state(pidfile)
+    state = _open_state(pidfile) if pidfile is not None else None
     for target, fd in enumerate(prepared.stdio):
         os.dup2(fd, target)
     keep = {0, 1, 2, write_end, *prepared.keep}
@@ -385,7 +402,8 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
         keep.add(prepared.ready_fd)
         os.set_inheritable(prepared.ready_fd, False)  # a program it execs must not hold it open
     close_fds(keep, prepared.fd_table_size)
-    os.environ.pop(READY_FD_VARIABLE, None)
+    if prepared.ready_fd_env:
+        os.environ.pop(READY_FD_VARIABLE, None)
     notifier = None
     if prepared.manager_env:  # before a chroot hides the socket
         notifier = SystemdNotifier.from_environ(main_process=not worker)
@@ -400,7 +418,8 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
         ready_fd=prepared.ready_fd,
     )
     runtime.activate()
-    _signals.reset_inherited(prepared.signal_state)
+    if prepared.signal_state.blocked or prepared.signal_state.ignored:  # else nothing to undo, nothing to touch
+        _signals.reset_inherited(prepared.signal_state)
     _signals.install(options, runtime)
     if prepared.std_swapped:
         rebind_std_streams(prepared.std_swapped)
