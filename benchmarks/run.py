@@ -954,8 +954,6 @@ def headline_rows(results: dict) -> list[list[str]]:
 
 def markdown_report(meta: dict, results: dict, scripts: list[dict], argv: list[str]) -> str:
     lines = [
-        "<!-- written by benchmarks/run.py --markdown; do not edit by hand -->",
-        "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with "
         f"`python benchmarks/run.py {' '.join(argv)}` in {meta.get('seconds', '?')} s"
         f"{' (--quick: few rounds, a smoke test)' if meta['quick'] else ''}.",
@@ -994,6 +992,26 @@ def markdown_report(meta: dict, results: dict, scripts: list[dict], argv: list[s
         lines += [f"- {note}" for note in data.get("notes", [])]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+MARK_START, MARK_END = "<!-- benchmarks/run.py: start -->", "<!-- benchmarks/run.py: end -->"
+
+
+def write_markdown(path: str, report: str) -> None:
+    """Write *report* to *path*; in a file that has the two markers, only between them.
+
+    So ``--markdown docs/performance.md`` refreshes the page's table and keeps its prose.
+    """
+    try:
+        with open(path) as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        text = ""
+    start, end = text.find(MARK_START), text.find(MARK_END)
+    if 0 <= start < end:
+        report = text[: start + len(MARK_START)] + "\n\n" + report + "\n" + text[end:]
+    with open(path, "w") as handle:
+        handle.write(report)
 
 
 # -- main ---------------------------------------------------------------------------------
@@ -1137,8 +1155,9 @@ def main(argv: list[str] | None = None) -> int:
     for data in scripts:
         log(f"{data.get('script', data['title']):20} {'NOT MEASURED: ' + data['error'] if 'error' in data else 'ran'}")
     if args.markdown:
-        with open(args.markdown, "w") as handle:
-            handle.write(markdown_report(meta, results, scripts, sys.argv[1:] if argv is None else list(argv)))
+        write_markdown(
+            args.markdown, markdown_report(meta, results, scripts, sys.argv[1:] if argv is None else list(argv))
+        )
         log(f"wrote {args.markdown}")
     if args.json:
         with open(args.json, "w") as handle:
