@@ -19,6 +19,7 @@ after flushing stdio, so no atexit handler or buffer runs twice.
 
 from __future__ import annotations
 
+import atexit  # a builtin module: imported here, not in every worker after its fork (benchmarks/)
 import os
 import sys
 
@@ -426,8 +427,6 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
     if prepared.stdio_paths != (None, None):  # nothing to see line by line in /dev/null
         line_buffered()
     if worker:
-        import atexit
-
         # The worker must not run its caller's exit handlers (tempfile
         # cleanup, multiprocessing teardown); it runs only its own.
         atexit._clear()
