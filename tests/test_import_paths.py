@@ -15,7 +15,7 @@ import json
 import pytest
 from conftest import Sandbox, alive, read_pid, wait_exit
 
-HEAVY = ("wrapt", "argparse", "shutil", "gettext", "inspect")
+HEAVY = ("wrapt", "argparse")  # argparse brings re, gettext, locale and shutil
 
 # Runs `python -m daemondeco ARGS` in this interpreter, then prints the exit code and the heavy modules loaded.
 AS_MODULE = f"""
