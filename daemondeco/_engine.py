@@ -98,20 +98,24 @@ def _logging_fds() -> set[int]:
     return fds
 
 
-def _in_environ(names: tuple[str, ...]) -> bool:
-    """Whether any of *names* is set (even empty) in ``os.environ``.
+def _in_environ(keys: tuple[bytes, ...]) -> bool:
+    """Whether any of *keys* (encoded names) is set, even empty, in ``os.environ``.
 
     ``name in os.environ`` raises and catches a ``KeyError`` inside
     ``os.environ`` for every name that is missing: a few allocations each,
     which in a caller that keeps forking workers land on pages shared with
     the live workers, so every one is a copy-on-write fault
     (benchmarks/README.md, workers). The encoded mapping is read directly
-    where it exists.
+    where it exists, with the keys encoded once.
     """
     data = getattr(os.environ, "_data", None)
-    if type(data) is dict and os.name == "posix":
-        return any(os.fsencode(name) in data for name in names)
-    return any(name in os.environ for name in names)  # pragma: no cover - not CPython's os.environ
+    if type(data) is not dict or os.name != "posix":  # pragma: no cover - not CPython's os.environ
+        return any(os.fsdecode(key) in os.environ for key in keys)
+    return not data.keys().isdisjoint(keys)  # in C: no generator, no exception
+
+
+_MANAGER_KEYS = tuple(map(os.fsencode, MANAGER_VARIABLES))
+_READY_FD_KEYS = (os.fsencode(READY_FD_VARIABLE),)
 
 
 class Prepared:
@@ -119,7 +123,8 @@ class Prepared:
 
     def __init__(self, options: Options) -> None:
         self.options = options
-        self.workdir = os.path.abspath(options.workdir)
+        # The default "/" is absolute and normal already: no need to run abspath's code.
+        self.workdir = options.workdir if options.workdir == "/" else os.path.abspath(options.workdir)
         self.identity: _privileges.Identity | None = None
         self.root: str | None = None
         self.stdio_paths = stdio_paths(options)
@@ -127,8 +132,8 @@ class Prepared:
         # Looked at here, before the fork, so the daemon only acts on what it
         # must: each page a fresh child touches is copied (~3 us a page).
         self.signal_state = _signals.inherited()
-        self.manager_env = _in_environ(MANAGER_VARIABLES)
-        self.ready_fd_env = _in_environ((READY_FD_VARIABLE,))  # for the daemon to remove
+        self.manager_env = _in_environ(_MANAGER_KEYS)
+        self.ready_fd_env = _in_environ(_READY_FD_KEYS)  # for the daemon to remove
         self.std_swapped = swapped_std_streams()
         self.launcher_copies: list[int] = []
         self.keep: set[int] = set()
