@@ -977,7 +977,8 @@ def markdown_report(meta: dict, results: dict, scripts: list[dict], argv: list[s
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         lines.append("")
     for data in scripts:
-        lines.append(f"### {data['title']} ({data.get('script', data['title'])})")
+        script = data.get("script", data["title"])
+        lines.append(f"### {data['title']}" + (f" ({script})" if script != data["title"] else ""))
         lines.append("")
         if "error" in data:
             lines += [f"Not measured: {data['error']}", ""]
