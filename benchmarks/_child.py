@@ -131,10 +131,17 @@ def _raise_exit(signum: int, frame: object) -> None:
 # -- job: detach (benchmarks 1 and 4) ------------------------------------------
 
 
+def preload(names) -> None:
+    """Import *names*; for daemondeco, its decorators too (they load wrapt lazily since issue 13)."""
+    for name in names:
+        module = __import__(name)
+        if name == "daemondeco":
+            module.process_daemonize  # noqa: B018 - the lazy import of _decorators and wrapt
+
+
 def job_detach() -> None:
     cand = CFG["candidate"]
-    for name in CFG.get("preload", ()):
-        __import__(name)
+    preload(CFG.get("preload", ()))
     nofile = CFG.get("nofile")
     if nofile:
         import resource
@@ -273,10 +280,9 @@ def job_closestep() -> None:
 
 
 def job_workers() -> None:
-    import daemondeco  # both candidates: same imports, same memory to fork
+    import daemondeco  # every candidate: same imports, same memory to fork
 
-    for name in CFG.get("preload", ()):
-        __import__(name)
+    preload(["daemondeco", *CFG.get("preload", ())])
 
     cand, count = CFG["candidate"], int(CFG["count"])
     pids: list[int] = []
@@ -325,6 +331,31 @@ def job_workers() -> None:
             t = now()
             pids.append(worker().pid)
             each.append(now() - t)
+    elif cand == "multiprocessing":
+        # what users write instead: start() returns after the fork, knowing nothing of the child's state
+        import multiprocessing
+
+        context = multiprocessing.get_context("fork")
+        start = now()
+        for _ in range(count):
+            t = now()
+            process = context.Process(target=body_close_report_sleep, daemon=False)
+            process.start()
+            pids.append(process.pid)
+            each.append(now() - t)
+    elif cand == "subprocess":
+        # the other thing users write: Popen returns once exec succeeded (here a tiny program, not a Python worker)
+        import subprocess
+
+        devnull = os.open(os.devnull, os.O_RDWR)
+        start = now()
+        for _ in range(count):
+            t = now()
+            child = subprocess.Popen(
+                ["sleep", "120"], start_new_session=True, stdin=devnull, stdout=devnull, stderr=devnull
+            )
+            pids.append(child.pid)
+            each.append(now() - t)
     else:
         raise SystemExit(f"unknown candidate {cand!r}")
     total = now() - start
@@ -335,6 +366,12 @@ def job_workers() -> None:
 
 
 # -- job: launch + stop (benchmark 3) ---------------------------------------------
+
+
+def body_close_report_sleep() -> None:
+    """A multiprocessing child: inherits every fd, so it must let go of the report pipe."""
+    os.close(REPORT)
+    body_sleep()
 
 
 def body_pid_sleep(*_args: object) -> None:

@@ -36,6 +36,7 @@ class Harness:
         self.errlog = os.path.join(self.tmpdir, "children.stderr")
         self.env = child_env(os.path.join(self.tmpdir, "pycache"))
         self._pidfds: dict[int, int] = {}  # every process we learnt of -> its pidfd
+        self.spawned_at = 0  # CLOCK_MONOTONIC ns just before the last posix_spawn
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
@@ -52,6 +53,7 @@ class Harness:
             pass
 
     def spawn(self, argv: list[str], pass_fd: int | None = None, env: dict[str, str] | None = None) -> int:
+        """posix_spawn *argv* (stdio: /dev/null and the error log), *pass_fd* inherited; track it."""
         actions = [
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
@@ -60,6 +62,7 @@ class Harness:
         if pass_fd is not None:
             os.set_inheritable(pass_fd, True)
         try:
+            self.spawned_at = time.monotonic_ns()  # the whole-start benchmarks count from here
             pid = os.posix_spawn(argv[0], argv, env if env is not None else self.env, file_actions=actions)
         finally:
             if pass_fd is not None:
@@ -76,10 +79,21 @@ class Harness:
         waits for the launcher's exit (pidfd), both within *timeout*. *env*
         replaces the children's environment (``tree_env``: another source tree).
         """
+        label = f"{config.get('job')}/{config.get('candidate')}"
+        return self.run_argv(
+            lambda fd: [self.python, CHILD, json.dumps({**config, "report_fd": fd, "tmpdir": self.tmpdir})],
+            timeout=timeout,
+            env=env,
+            label=label,
+        )
+
+    def run_argv(
+        self, make_argv, timeout: float = 60.0, env: dict[str, str] | None = None, label: str = "child"
+    ) -> tuple[list[str], int | None, int]:
+        """Spawn ``make_argv(report_fd)``; as ``run_child``, for any program (a report fd it inherits)."""
         read_end, write_end = os.pipe()
-        config = {**config, "report_fd": write_end, "tmpdir": self.tmpdir}
         try:
-            pid = self.spawn([self.python, CHILD, json.dumps(config)], pass_fd=write_end, env=env)
+            pid = self.spawn(make_argv(write_end), pass_fd=write_end, env=env)
         finally:
             os.close(write_end)
         pidfd = self._pidfds[pid]
@@ -92,9 +106,7 @@ class Harness:
             while not (eof and exited_at is not None):
                 wait_ms = int((deadline - time.monotonic()) * 1000)
                 if wait_ms <= 0:
-                    raise TimeoutError(
-                        f"child {config.get('job')}/{config.get('candidate')} timed out; see {self.errlog}"
-                    )
+                    raise TimeoutError(f"child {label} timed out; see {self.errlog}")
                 for fd, _ in poller.poll(wait_ms):
                     if fd == pidfd and exited_at is None:
                         exited_at = time.monotonic_ns()

@@ -16,7 +16,9 @@ Pairs, interleaved in a shuffled order every round, each against its baseline:
 Results: medians with quartiles and the paired per-round ratio against the
 baseline. The machine is shared and noisy: compare within one run only.
 
-    python benchmarks/operator.py [--rounds N]
+    python benchmarks/operator.py [--rounds N] [--quick] [--json PATH]
+
+``--json`` writes ``{"title", "rows", "notes"}`` (what benchmarks/run.py merges).
 """
 
 from __future__ import annotations
@@ -63,15 +65,21 @@ def _timed(argv: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
-def _quartiles(samples: list[float]) -> str:
+def _quartiles(samples: list[float], *, signed: bool = False) -> str:
     q1, median, q3 = statistics.quantiles(samples, n=4)
+    if signed:
+        return f"{median * 1000:+8.2f} ms [{q1 * 1000:+.2f} to {q3 * 1000:+.2f}]"
     return f"{median * 1000:8.2f} ms [{q1 * 1000:.2f}-{q3 * 1000:.2f}]"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--quick", action="store_true", help="10 rounds")
+    parser.add_argument("--json", metavar="PATH", help='write {"title", "rows", "notes"} to PATH')
     args = parser.parse_args()
+    if args.quick:
+        args.rounds = min(args.rounds, 10)
     sys.path.insert(0, str(ROOT))
     from daemondeco._control import reload_pidfile
 
@@ -127,13 +135,46 @@ def main() -> int:
                         )
         finally:
             os.kill(pid, signal.SIGTERM)
-        print(f"{'pair':<12} {'candidate':<34} {'baseline':<34} ratio (paired median)")
+        print(f"{'pair':<12} {'candidate':<34} {'baseline':<34} ratio (paired median)   difference (paired)")
+        rows = []
         for name, (candidate, baseline) in samples.items():
             ratios = [c / b for c, b in zip(candidate, baseline, strict=True)]
+            diffs = [c - b for c, b in zip(candidate, baseline, strict=True)]
             label = pairs[name][2]
             print(
                 f"{name:<12} {_quartiles(candidate):<34} {_quartiles(baseline):<34} "
-                f"{statistics.median(ratios):.2f}x vs {label}"
+                f"{statistics.median(ratios):.2f}x vs {label}   {_quartiles(diffs, signed=True)}"
+            )
+            rows.append(
+                {
+                    "pair": name,
+                    "candidate ms": _quartiles(candidate).strip(),
+                    "baseline": label,
+                    "baseline ms": _quartiles(baseline).strip(),
+                    "ratio (paired)": f"{statistics.median(ratios):.2f}x",
+                    "difference (paired)": _quartiles(diffs, signed=True).strip(),
+                }
+            )
+    control = statistics.median(c - b for c, b in zip(*samples["control"], strict=True)) * 1000
+    notes = [
+        f"python -m daemondeco status costs {control:+.1f} ms over python -c pass, paired "
+        f"(target: within 10 ms): {'MET' if control <= 10 else 'MISSED'}",
+        f"{args.rounds} rounds; candidate and baseline of a pair run back to back in a random order",
+    ]
+    print(notes[0])
+    if args.json:
+        import json
+
+        with open(args.json, "w") as handle:
+            json.dump(
+                {
+                    "title": "Operator commands (reload ack, status --json, control path)",
+                    "rows": rows,
+                    "notes": notes,
+                    "control_ms": control,
+                },
+                handle,
+                indent=1,
             )
     return 0
 

@@ -171,13 +171,13 @@ ABLATIONS = {
     "close_fds-listing": (
         _engine,
         "close_fds",
-        lambda keep: _listing_close(keep),  # noqa: PLW0108 - defined further down
+        lambda keep, top=None: _listing_close(keep),  # defined further down
         "close_fds listing /proc/self/fd, as before issue 6 (defect 9)",
     ),
     "close_fds-closerange-rlimit": (
         _engine,
         "close_fds",
-        lambda keep: _closerange_gaps(keep),  # noqa: PLW0108
+        lambda keep, top=None: _closerange_gaps(keep),
         "close_fds: closerange gaps up to RLIMIT_NOFILE, without reading /proc/self/status",
     ),
     "no-warn_threads": (_engine, "_warn_threads", _noop, "_warn_threads removed"),

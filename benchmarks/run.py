@@ -15,6 +15,16 @@ against a baseline measured in the same rounds. See benchmarks/README.md.
 ``--compare-tree LABEL=PATH`` adds, in benchmarks 1, 2 and 6, candidates that
 run another daemondeco source tree (``PYTHONPATH=PATH``), interleaved with the
 installed one, and reports paired per-round ratios "installed / LABEL".
+
+Then the scripts, each in its own process (``--quick --json PATH``): operator.py
+(reload acknowledgement, status --json, the control path) and every
+``benchmarks/bench_*.py`` present (whole start and memory, restart, upgrade...);
+a script that is missing, fails or writes no JSON is reported as such, and the
+run goes on. ``--markdown PATH`` writes one report of every figure
+(docs/performance.md includes it). ``--extra-python LABEL=PATH`` (a venv with
+wrapt 1.x, say) also runs benchmark 2, benchmark 5 and bench_startup.py under
+that interpreter. Children import daemondeco from this checkout
+(``PYTHONPATH``), under every interpreter.
 """
 
 from __future__ import annotations
@@ -275,12 +285,16 @@ def bench_detach(
 
 # -- 2. 100 workers ----------------------------------------------------------------
 
+# What users write instead of process_daemonize: multiprocessing's fork context (start() returns after the
+# fork; no new session, no readiness) and subprocess.Popen(start_new_session=True) (returns after exec).
+WORKER_PEERS = ["multiprocessing", "subprocess"]
+
 
 def bench_workers(
     h: Harness, quick: bool, preload: list[str], trees: dict[str, dict[str, str]], aliases: dict[str, str]
 ) -> dict:
     rounds, count = (3, 100) if quick else (8, 100)
-    cands = ["raw", "daemondeco", *(f"daemondeco/{label}" for label in trees)]
+    cands = ["raw", "daemondeco", *WORKER_PEERS, *(f"daemondeco/{label}" for label in trees)]
     log(f"\n## 2. {count} process_daemonize workers one after another ({rounds} rounds, interleaved)")
     per_round: dict[int, dict[str, float]] = {}
     each: dict[str, list[float]] = {c: [] for c in cands}
@@ -298,8 +312,10 @@ def bench_workers(
             each[cand].extend(result["each"])
     totals = {c: [row[c] for row in per_round.values()] for c in cands}
     ratio = paired_ratios(per_round, "daemondeco", "raw")
+    peer_ratios = {c: paired_ratios(per_round, c, "raw") for c in cands if c != "raw"}
     for c in cands:
-        log(f"{c:20} total ms {ms_text(totals[c]):>28}   per worker ms {ms_text(each[c]):>26}")
+        vs_raw = f"   {ratio_text(peer_ratios[c])} vs raw" if c != "raw" else ""
+        log(f"{c:20} total ms {ms_text(totals[c]):>28}   per worker ms {ms_text(each[c]):>26}{vs_raw}")
     compare = tree_ratios(per_round, ["daemondeco"], trees)
     log_tree_ratios(compare, "total of the loop")
     # tighter pairing: one caller alternating raw and daemondeco spawns (count of each)
@@ -362,6 +378,7 @@ def bench_workers(
         "total": {c: summary(totals[c]) for c in cands},
         "per_worker": {c: summary(each[c]) for c in cands},
         "ratio": summary(ratio),
+        "ratio_vs_raw": {c: summary(r) for c, r in peer_ratios.items()},
         "alternating": {
             "raw": summary(alt_each["raw"]),
             "daemondeco": summary(alt_each["daemondeco"]),
@@ -768,6 +785,236 @@ def bench_manyfds(
     }
 
 
+# -- the scripts: operator.py and every bench_*.py ---------------------------------------
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+SCRIPT_TIMEOUT = {True: 600, False: 1800}  # seconds, --quick or not
+
+
+def script_names() -> list[str]:
+    """operator.py, then every bench_*.py present, sorted."""
+    return ["operator.py", *sorted(n for n in os.listdir(HERE) if n.startswith("bench_") and n.endswith(".py"))]
+
+
+def run_script(name: str, quick: bool, extra: list[tuple[str, str]], tmpdir: str) -> dict:
+    """Run one script with ``--json``; its {"title", "rows", "notes"}, or {"title", "error"}."""
+    out = os.path.join(tmpdir, name.replace(".py", ".json"))
+    cmd = [sys.executable, os.path.join(HERE, name), "--json", out]
+    if quick:
+        cmd.append("--quick")
+    if name == "bench_startup.py":
+        cmd += [arg for label, py in extra for arg in ("--python", f"{label}={py}")]
+    log(f"\n## {name} ({' '.join(cmd[2:])})")
+    import subprocess
+
+    started = time.monotonic()
+    try:
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=SCRIPT_TIMEOUT[quick], cwd=ROOT)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"title": name, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        _reap_strays()
+    log(done.stdout.rstrip())
+    seconds = round(time.monotonic() - started, 1)
+    if done.returncode != 0:
+        tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+        return {"title": name, "error": f"exit {done.returncode}: {tail}", "seconds": seconds}
+    try:
+        with open(out) as handle:
+            data = json.load(handle)
+        if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+            raise ValueError("no rows")
+    except (OSError, ValueError) as exc:
+        return {"title": name, "error": f"no usable --json output ({exc})", "seconds": seconds}
+    data.setdefault("title", name)
+    data.setdefault("notes", [])
+    data["script"], data["seconds"] = name, seconds
+    return data
+
+
+def _reap_strays() -> None:
+    """This process is a child subreaper: reap what a script's daemons left re-parented to it."""
+    for _ in range(100000):
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+# -- the Markdown report ------------------------------------------------------------------
+
+
+def _fmt_ratio(s: dict | None) -> str:
+    if not s or not s.get("n"):
+        return "-"
+    return f"{s['median']:.2f}x [{s['q1']:.2f}-{s['q3']:.2f}]"
+
+
+def headline_rows(results: dict) -> list[list[str]]:
+    """[benchmark, figure, result, target, verdict] for the suite's own benchmarks."""
+    rows: list[list[str]] = []
+
+    def verdict(ok: object) -> str:
+        return "met" if ok else "**missed**"
+
+    if "detach" in results:
+        d = results["detach"]
+        for cand, metric, what in (
+            ("daemondeco", "exit", "`@daemon` start, launcher exit / raw floor"),
+            ("daemondeco-worker", "known", "`process_daemonize` start, call returns / raw floor"),
+            ("daemondeco-pidfile", "exit", "`@daemon(pidfile=)` start / raw floor"),
+        ):
+            s = d["table"].get(cand, {}).get(f"{metric}_ratio_vs_raw")
+            ok = bool(s and s.get("n") and s["median"] <= 1.3)
+            rows.append(["1 detach", what, _fmt_ratio(s), "1.3x", verdict(ok)])
+        for peer in ("python-daemon", "daemonize", "daemonocle"):
+            s = d["table"].get(peer, {}).get("body_ratio_vs_raw")
+            if s:
+                rows.append(["1 detach", f"{peer}: its daemon's code starts / raw", _fmt_ratio(s), "(peer)", ""])
+    for key, w in results.items():
+        if not key.startswith("workers"):
+            continue
+        label = key.partition(":")[2] or "this interpreter"
+        per = w["per_worker"]["daemondeco"]["median"] / 1e6
+        rows.append(
+            [
+                "2 workers",
+                f"100 `process_daemonize` starts / raw ({label}, {per:.2f} ms a worker)",
+                _fmt_ratio(w["ratio"]),
+                "1.3x",
+                verdict(w["verdict"]["met"]),
+            ]
+        )
+        rows.append(
+            [
+                "2 workers",
+                f"... alternating in one caller ({label})",
+                _fmt_ratio(w["alternating"]["pair_ratio"]),
+                "1.3x",
+                "",
+            ]
+        )
+        for peer, s in w.get("ratio_vs_raw", {}).items():
+            if peer in WORKER_PEERS:
+                rows.append(["2 workers", f"{peer} / raw ({label})", _fmt_ratio(s), "(what users write instead)", ""])
+    if "stop" in results:
+        v = results["stop"]["verdict"]
+        rows.append(
+            [
+                "3 stop",
+                "slowest daemondeco stop(), median",
+                f"{v['slowest_daemondeco_median_ms']:.2f} ms",
+                "20 ms",
+                verdict(v["met"]),
+            ]
+        )
+    if "fds" in results:
+        f = results["fds"]
+        for name in ("daemondeco", "daemondeco-worker"):
+            s = f["table"].get(name, {}).get("ratio_hi_lo")
+            rows.append(
+                [
+                    "4 fds",
+                    f"{name} at the hard RLIMIT_NOFILE / at 1024",
+                    _fmt_ratio(s),
+                    "~1x",
+                    verdict(f["verdict"]["met"]),
+                ]
+            )
+    if "import" in results:
+        v = results["import"]["verdict"]
+        for label, got in v.items():
+            if isinstance(got, dict):
+                rows.append(
+                    [
+                        "5 import",
+                        f"`import daemondeco`'s own modules, -X importtime ({label}, wrapt {got['wrapt']})",
+                        f"{got['importtime_own_ms']:.2f} ms",
+                        "5 ms",
+                        verdict(got["met"]),
+                    ]
+                )
+    if "manyfds" in results and not results["manyfds"].get("skipped"):
+        v = results["manyfds"]["verdict"]
+        got = v.get("step_vs_listing_at_many")
+        rows.append(
+            [
+                "6 manyfds",
+                "closing 5,000 fds / the old listing",
+                f"{got:.2f}x" if got else "-",
+                "0.5x",
+                verdict(v["met"]),
+            ]
+        )
+    return rows
+
+
+def markdown_report(meta: dict, results: dict, scripts: list[dict], argv: list[str]) -> str:
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with "
+        f"`python benchmarks/run.py {' '.join(argv)}` in {meta.get('seconds', '?')} s"
+        f"{' (--quick: few rounds, a smoke test)' if meta['quick'] else ''}.",
+        f"Machine: {meta['cpus']} CPUs, {meta['platform']}, Python {meta['python']}, "
+        f"load average {meta.get('load', '?')} at the start; RLIMIT_NOFILE {meta['rlimit_nofile']}.",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
+        f"daemondeco measured: {meta['daemondeco_source']}.",
+        "",
+        "Times are medians [q1-q3]; ratios are the median [q1-q3] of per-round ratios against a baseline "
+        "measured side by side in the same rounds. Compare ratios, not absolute times, across runs.",
+        "",
+    ]
+    rows = headline_rows(results)
+    if rows:
+        lines += [
+            "### The suite (benchmarks/run.py)",
+            "",
+            "| benchmark | figure | result | target | verdict |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines.append("")
+    for data in scripts:
+        script = data.get("script", data["title"])
+        lines.append(f"### {data['title']}" + (f" ({script})" if script != data["title"] else ""))
+        lines.append("")
+        if "error" in data:
+            lines += [f"Not measured: {data['error']}", ""]
+            continue
+        table = data["rows"]
+        if table:
+            keys = list(dict.fromkeys(k for row in table for k in row))
+            lines.append("| " + " | ".join(keys) + " |")
+            lines.append("|" + " --- |" * len(keys))
+            lines += ["| " + " | ".join(str(row.get(k, "")) for k in keys) + " |" for row in table]
+            lines.append("")
+        lines += [f"- {note}" for note in data.get("notes", [])]
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+MARK_START, MARK_END = "<!-- benchmarks/run.py: start -->", "<!-- benchmarks/run.py: end -->"
+
+
+def write_markdown(path: str, report: str) -> None:
+    """Write *report* to *path*; in a file that has the two markers, only between them.
+
+    So ``--markdown docs/performance.md`` refreshes the page's table and keeps its prose.
+    """
+    try:
+        with open(path) as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        text = ""
+    start, end = text.find(MARK_START), text.find(MARK_END)
+    if 0 <= start < end:
+        report = text[: start + len(MARK_START)] + "\n\n" + report + "\n" + text[end:]
+    with open(path, "w") as handle:
+        handle.write(report)
+
+
 # -- main ---------------------------------------------------------------------------------
 
 
@@ -776,8 +1023,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds (under ~40 s)")
     parser.add_argument("--json", metavar="OUT", help="write every sample and summary to OUT")
     parser.add_argument(
-        "--only", metavar="NAMES", help="comma-separated subset: detach,workers,stop,fds,import,manyfds"
+        "--only",
+        metavar="NAMES",
+        help="comma-separated subset: detach,workers,stop,fds,import,manyfds,scripts (operator.py and every "
+        "bench_*.py), or one script's name (operator.py, bench_startup.py...)",
     )
+    parser.add_argument("--markdown", metavar="PATH", help="write a Markdown report of every figure to PATH")
     parser.add_argument(
         "--preimport",
         metavar="MODS",
@@ -803,7 +1054,15 @@ def main(argv: list[str] | None = None) -> int:
     if not sys.platform.startswith("linux"):
         log("these benchmarks need Linux (pidfds, /proc, PR_SET_CHILD_SUBREAPER)")
         return 2
-    selected = args.only.split(",") if args.only else ["detach", "workers", "stop", "fds", "import", "manyfds"]
+    # Children (and the scripts) import daemondeco from this checkout, whatever is installed.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
+    sys.path.insert(0, ROOT)
+    suite = ["detach", "workers", "stop", "fds", "import", "manyfds"]
+    selected = args.only.split(",") if args.only else [*suite, "scripts"]
+    wanted_scripts = [n for n in script_names() if "scripts" in selected or n in selected]
+    for name in selected:
+        if name not in suite and name != "scripts" and name not in script_names():
+            parser.error(f"--only: no benchmark or script {name!r}")
     extra = [tuple(item.split("=", 1)) for item in args.extra_python]
     tree_paths = dict(item.split("=", 1) for item in args.compare_tree)
     if any(not label or "/" in label or "@" in label for label in tree_paths):
@@ -823,6 +1082,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "preimport": args.preimport,
         "compare_trees": {label: tree_source(path) for label, path in tree_paths.items()},
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
     log(
         f"# daemondeco benchmarks ({'quick' if args.quick else 'full'}) - Python {meta['python']}, "
@@ -849,6 +1109,14 @@ def main(argv: list[str] | None = None) -> int:
             results["detach"] = bench_detach(h, args.quick, peers, preload, trees)
         if "workers" in selected:
             results["workers"] = bench_workers(h, args.quick, args.preimport, trees, aliases)
+            for label, python in extra:
+                # the same benchmark under another interpreter (wrapt 1.x, say), this checkout's daemondeco
+                other = Harness(python)
+                try:
+                    log(f"(under {label}: {python})")
+                    results[f"workers:{label}"] = bench_workers(other, args.quick, args.preimport, {}, {})
+                finally:
+                    other.close()
         if "stop" in selected:
             results["stop"] = bench_stop(h, args.quick)
         if "fds" in selected:
@@ -866,10 +1134,32 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # finish the cleanup
         h.close()
         signal.signal(signal.SIGINT, old_int)
+    scripts = []
+    if wanted_scripts:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="daemondeco-bench-scripts-") as tmpdir:
+            for name in wanted_scripts:
+                if not os.path.exists(os.path.join(HERE, name)):
+                    scripts.append({"title": name, "error": "missing"})
+                    continue
+                got = run_script(name, args.quick, extra, tmpdir)
+                if "error" in got:
+                    log(f"{name}: NOT MEASURED: {got['error']}")
+                scripts.append(got)
+    results["scripts"] = scripts
     meta["seconds"] = round(time.monotonic() - started, 1)
     log(f"\n## summary ({meta['seconds']} s)")
-    for name in selected:
-        log(f"{name:8} {'MET' if results[name]['verdict']['met'] else 'MISSED'}  {results[name]['verdict']}")
+    for name, got in results.items():
+        if isinstance(got, dict) and "verdict" in got:
+            log(f"{name:8} {'MET' if got['verdict']['met'] else 'MISSED'}  {got['verdict']}")
+    for data in scripts:
+        log(f"{data.get('script', data['title']):20} {'NOT MEASURED: ' + data['error'] if 'error' in data else 'ran'}")
+    if args.markdown:
+        write_markdown(
+            args.markdown, markdown_report(meta, results, scripts, sys.argv[1:] if argv is None else list(argv))
+        )
+        log(f"wrote {args.markdown}")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=1, default=str)

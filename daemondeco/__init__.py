@@ -21,21 +21,25 @@ from ._errors import (
 )
 from ._group import WorkerGroup
 from ._pidfile import Pidfile
-from ._runtime import notify_extend, notify_ready, notify_status
 from ._version import __version__ as __version__
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from ._decorators import DaemonFunction, WorkerFunction, daemon, daemonize, process_daemonize
+    from ._runtime import notify_extend, notify_ready, notify_status
     from ._sockets import listen_fds, sockets
 del TYPE_CHECKING
 
 # The decorators are built on wrapt, whose import costs 17 ms (1.x) to 70 ms
 # (2.x) (benchmarks/): loaded at first use, so that `python -m daemondeco
 # status|stop|reload` and the other paths that decorate nothing never pay it.
+# The notify_* functions only make sense inside a daemon, which has imported
+# _runtime already: loading them lazily keeps _ready and _systemd off the
+# control path too.
 _DECORATORS = frozenset({"DaemonFunction", "WorkerFunction", "daemon", "daemonize", "process_daemonize"})
 # The sockets' functions import `socket`: loaded at first use too.
 _SOCKETS = frozenset({"listen_fds", "sockets"})
+_RUNTIME = frozenset({"notify_extend", "notify_ready", "notify_status"})
 
 
 def __getattr__(name: str) -> object:
@@ -48,6 +52,10 @@ def __getattr__(name: str) -> object:
         from . import _sockets
 
         value = getattr(_sockets, name)
+    elif name in _RUNTIME:
+        from . import _runtime
+
+        value = getattr(_runtime, name)
     else:
         raise AttributeError(f"module 'daemondeco' has no attribute {name!r}")
     globals()[name] = value
@@ -55,7 +63,7 @@ def __getattr__(name: str) -> object:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _DECORATORS | _SOCKETS)
+    return sorted(set(globals()) | _DECORATORS | _SOCKETS | _RUNTIME)
 
 
 __all__ = [

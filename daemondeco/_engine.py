@@ -19,6 +19,7 @@ after flushing stdio, so no atexit handler or buffer runs twice.
 
 from __future__ import annotations
 
+import atexit  # a builtin module: imported here, not in every worker after its fork (benchmarks/)
 import os
 import sys
 
@@ -101,12 +102,33 @@ def _logging_fds() -> set[int]:
     return fds
 
 
+def _in_environ(keys: tuple[bytes, ...]) -> bool:
+    """Whether any of *keys* (encoded names) is set, even empty, in ``os.environ``.
+
+    ``name in os.environ`` raises and catches a ``KeyError`` inside
+    ``os.environ`` for every name that is missing: a few allocations each,
+    which in a caller that keeps forking workers land on pages shared with
+    the live workers, so every one is a copy-on-write fault
+    (benchmarks/README.md, workers). The encoded mapping is read directly
+    where it exists, with the keys encoded once.
+    """
+    data = getattr(os.environ, "_data", None)
+    if type(data) is not dict or os.name != "posix":  # pragma: no cover - not CPython's os.environ
+        return any(os.fsdecode(key) in os.environ for key in keys)
+    return not data.keys().isdisjoint(keys)  # in C: no generator, no exception
+
+
+_MANAGER_KEYS = tuple(map(os.fsencode, MANAGER_VARIABLES))
+_READY_FD_KEYS = (os.fsencode(READY_FD_VARIABLE),)
+
+
 class Prepared:
     """What the launcher opened for the daemon; closed in the launcher after the fork."""
 
     def __init__(self, options: Options) -> None:
         self.options = options
-        self.workdir = os.path.abspath(options.workdir)
+        # The default "/" is absolute and normal already: no need to run abspath's code.
+        self.workdir = options.workdir if options.workdir == "/" else os.path.abspath(options.workdir)
         self.identity: _privileges.Identity | None = None
         self.root: str | None = None
         self.stdio_paths = stdio_paths(options)
@@ -114,7 +136,8 @@ class Prepared:
         # Looked at here, before the fork, so the daemon only acts on what it
         # must: each page a fresh child touches is copied (~3 us a page).
         self.signal_state = _signals.inherited()
-        self.manager_env = any(name in os.environ for name in MANAGER_VARIABLES)
+        self.manager_env = _in_environ(_MANAGER_KEYS)
+        self.ready_fd_env = _in_environ(_READY_FD_KEYS)  # for the daemon to remove
         self.std_swapped = swapped_std_streams()
         self.launcher_copies: list[int] = []
         self.keep: set[int] = set()
@@ -416,17 +439,11 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
     state, successor_state = _daemon_state(pidfile, handover)
     for target, fd in enumerate(prepared.stdio):
         os.dup2(fd, target)
-    keep = {0, 1, 2, write_end, *prepared.keep}
-    if pidfile is not None:
-        keep.add(pidfile.fileno())
-    for held in (state, successor_state):
-        if held is not None:
-            keep.add(held.fileno())
     if prepared.ready_fd is not None:
-        keep.add(prepared.ready_fd)
         os.set_inheritable(prepared.ready_fd, False)  # a program it execs must not hold it open
-    close_fds(keep, prepared.fd_table_size)
-    os.environ.pop(READY_FD_VARIABLE, None)
+    close_fds(_fds_to_keep(prepared, write_end, state, successor_state), prepared.fd_table_size)
+    if prepared.ready_fd_env:
+        os.environ.pop(READY_FD_VARIABLE, None)
     notifier = None
     if prepared.manager_env:  # before a chroot hides the socket
         notifier = SystemdNotifier.from_environ(main_process=not worker)
@@ -444,15 +461,14 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
     if prepared.sockets is not None:
         _listen_in_daemon(runtime, prepared, successor_state or state, upgradable=not worker and notifier is None)
     runtime.activate()
-    _signals.reset_inherited(prepared.signal_state)
+    if prepared.signal_state.blocked or prepared.signal_state.ignored:  # else nothing to undo, nothing to touch
+        _signals.reset_inherited(prepared.signal_state)
     _signals.install(options, runtime)
     if prepared.std_swapped:
         rebind_std_streams(prepared.std_swapped)
     if prepared.stdio_paths != (None, None):  # nothing to see line by line in /dev/null
         line_buffered()
     if worker:
-        import atexit
-
         # The worker must not run its caller's exit handlers (tempfile
         # cleanup, multiprocessing teardown); it runs only its own.
         atexit._clear()
@@ -460,10 +476,21 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
         notifier.start_watchdog()
 
 
+def _fds_to_keep(prepared: Prepared, write_end: int, *held: StateFile | None) -> set[int]:
+    """What the fd-closing step leaves open: stdio, the pipe, the pidfile, state files, kept and ready fds."""
+    keep = {0, 1, 2, write_end, *prepared.keep}
+    if prepared.pidfile is not None:
+        keep.add(prepared.pidfile.fileno())
+    keep.update(state.fileno() for state in held if state is not None)
+    if prepared.ready_fd is not None:
+        keep.add(prepared.ready_fd)
+    return keep
+
+
 def _daemon_state(pidfile: Holder | None, handover: Handover | None) -> tuple[StateFile | None, StateFile | None]:
     """(the state file, the one to adopt at readiness): an upgrade's successor writes nothing before it is ready."""
     if handover is None:
-        return _open_state(pidfile), None
+        return (_open_state(pidfile) if pidfile is not None else None), None
     if pidfile is None or handover.state is None:
         return None, None
     return None, StateFile.adopt(state_path(pidfile.path), handover.state)
