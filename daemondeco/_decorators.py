@@ -150,7 +150,7 @@ class _DaemonControl(Generic[P, R]):
                 is in progress, or the successor failed (its traceback; the
                 old daemon keeps serving and the pidfile is untouched).
 
-        .. versionadded:: 0.2
+        .. versionadded:: 0.1
 
         """
         return upgrade_pidfile(pidfile_path(self._options(), "upgrade"), reload_timeout(timeout))[1]

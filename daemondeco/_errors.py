@@ -201,7 +201,7 @@ class UpgradeError(DaemonError):
         daemon_traceback: the successor's output (its traceback), or ``None``.
         running: False when no daemon was running to upgrade (LSB exit 7).
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
 
     """
 

@@ -67,7 +67,7 @@ def sockets() -> dict[str, socket.socket]:
     name (``"unknown"`` when unnamed, then ``"unknown.1"``, ...). Works in a
     detached daemon and under ``.run()``; outside any daemon: ``{}``.
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
     """
     return dict(_sockets)
 
@@ -81,7 +81,7 @@ def listen_fds() -> dict[str, socket.socket]:
     launcher (or by this call, outside a daemon), which then removes the
     ``LISTEN_*`` variables; ``{}`` when nothing was activated.
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
     """
     if not _activated and "LISTEN_FDS" in os.environ:
         for name, fd in _name_uniquely(_take_activation()):
