@@ -539,10 +539,15 @@ class Supervisor:
 
     def _finish(self, status: int) -> NoReturn:
         """Release everything and leave: the pidfile last, so its lock means "something of ours runs"."""
-        runtime = self.runtime
-        try:
-            if self.worker is not None:  # pragma: no cover - every path waits for the worker first
-                _kill_group(self.worker.pid, signal.SIGKILL)
+        if self.worker is not None:  # pragma: no cover - every path waits for the worker first
+            _kill_group(self.worker.pid, signal.SIGKILL)
+        _leave(self.runtime, status)
+
+
+def _leave(runtime: Runtime | None, status: int) -> NoReturn:
+    """Tell a launcher that still listens, flush, remove the state file, release the pidfile (last), exit."""
+    try:
+        if runtime is not None:
             if runtime.fd is not None:
                 runtime.exited(status)
             flush_stdio()
@@ -550,8 +555,8 @@ class Supervisor:
                 runtime.state.remove()
             if runtime.pidfile is not None:
                 runtime.pidfile.release()
-        finally:
-            os._exit(status)
+    finally:
+        os._exit(status)
 
 
 def _delay(options: Options, failures: int) -> float:
@@ -599,14 +604,4 @@ def supervise(options: Options, func: Callable[..., Any], args: tuple[Any, ...],
 
         _log("failed:\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip("\n"))
     finally:
-        runtime = active()
-        try:
-            if runtime is not None:
-                runtime.exited(status)
-                flush_stdio()
-                if runtime.state is not None:
-                    runtime.state.remove()
-                if runtime.pidfile is not None:
-                    runtime.pidfile.release()
-        finally:
-            os._exit(status)
+        _leave(active(), status)
