@@ -959,7 +959,9 @@ def markdown_report(meta: dict, results: dict, scripts: list[dict], argv: list[s
         f"{' (--quick: few rounds, a smoke test)' if meta['quick'] else ''}.",
         f"Machine: {meta['cpus']} CPUs, {meta['platform']}, Python {meta['python']}, "
         f"load average {meta.get('load', '?')} at the start; RLIMIT_NOFILE {meta['rlimit_nofile']}.",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
+        # daemondeco itself is named by its source and git revision on the next line (the docs never
+        # write the package's version out: tests/test_docs.py).
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if k != "daemondeco") + ".",
         f"daemondeco measured: {meta['daemondeco_source']}.",
         "",
         "Times are medians [q1-q3]; ratios are the median [q1-q3] of per-round ratios against a baseline "

@@ -267,7 +267,7 @@ def test_the_guides_cli_synopsis_is_the_parsers(sandbox: Sandbox) -> None:
     written = [" ".join(line.split()) for line in guide.code.splitlines() if line.strip()]
     script = sandbox.write("prog.py", SYNOPSIS_APP)
     actual = []
-    for argv in ([], *([action] for action in ("start", "stop", "restart", "status", "reload", "run"))):
+    for argv in ([], *([action] for action in ("start", "stop", "restart", "status", "reload", "run", "upgrade"))):
         result = sandbox.run_file(script, *argv, "--help")
         assert result.returncode == 0, result
         usage = next(line for line in result.stdout.splitlines() if line.startswith("usage: "))
