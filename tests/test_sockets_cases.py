@@ -79,7 +79,7 @@ main.run()
             [mine.fileno()],
         )
     assert done.returncode == 0, done
-    fd, got_port, got_inode = json.loads(done.stdout)["web"]
+    _fd, got_port, got_inode = json.loads(done.stdout)["web"]
     assert (got_port, got_inode) == (port, inode), "the caller's own socket, not a new one"
 
 
