@@ -6,7 +6,9 @@ fault; nothing is left running and no pidfile is written.
 
 from __future__ import annotations
 
+import subprocess
 import textwrap
+from pathlib import Path
 
 import pytest
 from conftest import Result, Sandbox, read_pid, wait_exit, wait_until
@@ -134,3 +136,59 @@ def test_a_pidfile_object_whose_enter_fails_is_a_startup_error_with_its_tracebac
 
 def test_is_socket_is_false_for_a_closed_fd() -> None:
     assert daemondeco.compat.daemon.is_socket(987) is False
+
+
+# -- PIDLockFile (lockfile's API) against live holders ------------------------------------
+
+WAITER = """
+import sys
+from daemondeco.compat.pidlockfile import AlreadyLocked, PIDLockFile, TimeoutPIDLockFile
+
+lock = PIDLockFile(sys.argv[1])
+try:
+    lock.acquire(timeout=0)
+except AlreadyLocked as exc:
+    print("refused:", exc, flush=True)
+TimeoutPIDLockFile(sys.argv[1], acquire_timeout=20).acquire()
+print("acquired", lock.read_pid(), lock.i_am_locking(), flush=True)
+"""
+
+LOCK_HOLDER = """
+import sys
+import daemondeco
+pidfile = daemondeco.Pidfile(sys.argv[1])
+pidfile.acquire()
+print("locked", flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.mark.parametrize("holder", ["flock", "legacy"])
+def test_an_acquire_with_a_timeout_waits_for_the_holder_to_leave(sandbox: Sandbox, holder: str) -> None:
+    """A held pidfile: acquire(timeout=0) is refused naming the holder; a waiting acquire gets it once it leaves."""
+    path = sandbox.path / "d.pid"
+    if holder == "flock":
+        owner = sandbox.popen(LOCK_HOLDER, str(path), name="holder.py", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert owner.stdout is not None and owner.stdout.readline() == "locked\n"
+    else:  # an old python-daemon instance: its pid written in a file nobody locks, after it started
+        owner = sandbox.popen("import sys; sys.stdin.readline()", name="holder.py", stdin=subprocess.PIPE)
+        wait_until(lambda: Path(f"/proc/{owner.pid}/cmdline").read_bytes().count(b"holder.py"), what="the holder")
+        path.write_text(f"{owner.pid}\n")
+    waiter = sandbox.popen(WAITER, str(path), name="waiter.py", stdout=subprocess.PIPE)
+    assert waiter.stdout is not None
+    refused = waiter.stdout.readline()
+    assert refused.startswith("refused:") and str(owner.pid) in refused, refused
+    assert owner.stdin is not None
+    owner.stdin.close()
+    assert owner.wait(10) == 0
+    assert waiter.stdout.readline().split() == ["acquired", str(waiter.pid), "True"]
+    assert waiter.wait(10) == 0
+
+
+def test_lock_file_queries_on_paths_that_are_no_pidfile() -> None:
+    from daemondeco.compat.pidlockfile import PIDLockFile
+
+    missing = PIDLockFile("/nonexistent-dir/d.pid")
+    assert repr(missing) == "<PIDLockFile '/nonexistent-dir/d.pid'>"
+    assert (missing.is_locked(), missing.i_am_locking(), missing.read_pid()) == (False, False, None)
+    missing.break_lock()  # nothing to remove: no error
