@@ -1,0 +1,119 @@
+"""reload / upgrade / status of pidfiles an operator points them at, and the DaemonProcess handle's restart view.
+
+Each case runs ``python -m daemondeco`` (or a program) against real processes
+and checks the exit code and the message naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from conftest import Sandbox, alive, wait_until
+
+# Holds a pidfile's lock the way a program using daemondeco.Pidfile alone does: no state file beside it.
+LOCK_HOLDER = """
+import sys
+import daemondeco
+pidfile = daemondeco.Pidfile(sys.argv[1])
+pidfile.acquire()
+print("locked", flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.fixture
+def bare_holder(sandbox: Sandbox) -> subprocess.Popen[str]:
+    holder = sandbox.popen(
+        LOCK_HOLDER, str(sandbox.path / "d.pid"), name="holder.py", stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+    return holder
+
+
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        pytest.param("reload", "keeps no state file", id="reload"),
+        pytest.param(
+            "upgrade", "keeps no state file next to its pidfile: an upgrade cannot be acknowledged", id="upgrade"
+        ),
+    ],
+)
+def test_a_pidfile_held_by_a_program_without_state_cannot_be_reloaded_or_upgraded(
+    sandbox: Sandbox, bare_holder: subprocess.Popen[str], action: str, message: str
+) -> None:
+    result = sandbox.run_module(action, str(sandbox.path / "d.pid"))
+    assert result.returncode == 1, result
+    assert message in result.stderr and str(bare_holder.pid) in result.stderr, result
+    assert alive(bare_holder.pid), "nothing was signalled"
+    code, report = status_json(sandbox)
+    assert code == 0 and report["pid"] == bare_holder.pid and report["state"] == "starting"
+
+
+def status_json(sandbox: Sandbox) -> tuple[int, dict[str, object]]:
+    result = sandbox.run_module("status", str(sandbox.path / "d.pid"), "--json")
+    return result.returncode, json.loads(result.stdout)
+
+
+SLOW_RELOAD = """
+import os, sys, threading, time
+from pathlib import Path
+from daemondeco import daemon, notify_ready
+
+HERE = Path(__file__).resolve().parent
+
+def on_reload():
+    (HERE / "reloading").write_text(str(os.getpid()))
+    time.sleep(30)
+
+@daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", ready="notify", on_reload=on_reload)
+def main():
+    notify_ready()
+    while True:
+        time.sleep(0.05)
+
+sys.exit(main.cli())
+"""
+
+
+def test_a_reload_that_does_not_finish_in_time_fails_naming_the_timeout(sandbox: Sandbox) -> None:
+    pid = sandbox.start_daemon(SLOW_RELOAD, "start")
+    result = sandbox.run_module("reload", str(sandbox.path / "d.pid"), "--timeout", "1.5")
+    assert result.returncode == 1, result
+    assert f"daemon (pid {pid}) did not finish its reload within 1.5 s" in result.stderr, result
+    assert (sandbox.path / "reloading").read_text() == str(pid), "the reload had started"
+    assert alive(pid)
+
+
+def test_a_supervised_handle_shows_when_the_next_worker_starts(sandbox: Sandbox) -> None:
+    result = sandbox.run(
+        """
+import json, os, sys, time
+from pathlib import Path
+import daemondeco
+from daemondeco import process_daemonize
+
+HERE = Path(__file__).resolve().parent
+
+@process_daemonize(pidfile=HERE / "d.pid", stdout=HERE / "d.log", restart="on-failure", restart_delay=30.0)
+def work():
+    (HERE / "ran").write_text(str(os.getpid()))
+    sys.exit(3)
+
+handle = work()
+deadline = time.monotonic() + 10
+while handle.next_restart_in is None and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(json.dumps({"pid": handle.pid, "next": handle.next_restart_in, "worker": handle.worker_pid}), flush=True)
+handle.stop()
+print(json.dumps({"running": handle.is_running(), "next": handle.next_restart_in}))
+""",
+    )
+    assert result.returncode == 0, result
+    waiting, stopped = (json.loads(line) for line in result.stdout.splitlines())
+    assert isinstance(waiting["next"], float) and 0 < waiting["next"] <= 30, waiting
+    assert waiting["worker"] is None, "no worker while the supervisor waits"
+    assert stopped == {"running": False, "next": None}
+    wait_until(lambda: not alive(waiting["pid"]), what="the supervisor gone")
