@@ -117,3 +117,43 @@ print(json.dumps({"running": handle.is_running(), "next": handle.next_restart_in
     assert waiting["worker"] is None, "no worker while the supervisor waits"
     assert stopped == {"running": False, "next": None}
     wait_until(lambda: not alive(waiting["pid"]), what="the supervisor gone")
+
+
+@pytest.mark.parametrize(
+    "plant",
+    [
+        pytest.param("dir", id="a-directory"),
+        pytest.param("", id="empty"),
+        pytest.param('{"state": "ready", "pid": ', id="torn-json"),
+        pytest.param('["ready"]', id="not-an-object"),
+    ],
+)
+def test_status_of_a_holder_whose_state_file_is_unusable_says_starting(
+    sandbox: Sandbox, bare_holder: subprocess.Popen[str], plant: str
+) -> None:
+    state = sandbox.path / "d.pid.state"
+    if plant == "dir":
+        state.mkdir()
+    else:
+        state.write_text(plant)
+    code, report = status_json(sandbox)
+    assert code == 0, report
+    assert report["pid"] == bare_holder.pid and report["state"] == "starting" and report["status"] is None, report
+    text = sandbox.run_module("status", str(sandbox.path / "d.pid"))
+    assert text.returncode == 0 and str(bare_holder.pid) in text.stdout, text
+
+
+def test_a_fifo_planted_at_the_state_path_is_left_alone_and_the_daemon_still_starts(sandbox: Sandbox) -> None:
+    import os
+    import stat
+
+    state = sandbox.path / "d.pid.state"
+    os.mkfifo(state)
+    pid = sandbox.start_daemon(SLOW_RELOAD, "start")
+    assert stat.S_ISFIFO(os.lstat(state).st_mode), "never truncated, replaced or written"
+    code, report = status_json(sandbox)
+    assert code == 0 and report["pid"] == pid and report["state"] == "starting", report
+    refused = sandbox.run_module("reload", str(sandbox.path / "d.pid"))
+    assert refused.returncode == 1 and "keeps no state file" in refused.stderr, refused
+    assert sandbox.run_module("stop", str(sandbox.path / "d.pid")).returncode == 0
+    assert not alive(pid)
