@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import Sandbox, read_pid
+from conftest import Sandbox, alive, read_pid, wait_until
 
 import daemondeco
 
@@ -239,3 +239,66 @@ sys.exit(main.cli())
         client.settimeout(5)
         client.connect(str(sandbox.path / "given.sock"))
         assert int(client.recv(64)) == pid
+
+
+# -- upgrade: what the operator sees when the successor cannot take over -----------------
+
+UPGRADABLE = r"""
+import os, sys, time
+from pathlib import Path
+import daemondeco
+from daemondeco import daemon
+
+HERE = Path(__file__).resolve().parent
+if (HERE / "HANG").exists() and os.environ.get("DAEMONDECO_HANDOVER"):
+    time.sleep(60)  # the new version's launcher hangs before it starts anything
+
+def drain():
+    raise RuntimeError("drain broke")
+
+@daemon(pidfile=HERE / "u.pid", stdout=HERE / "u.log", listen={"web": f"unix://{HERE}/u.sock"}, ready="notify",
+        ready_timeout=1.0, stop_timeout=1.0, on_drain=drain, workdir=str(HERE / "work"))
+def main():
+    daemondeco.notify_ready()
+    while True:
+        time.sleep(0.05)
+
+sys.exit(main.cli())
+"""
+
+
+def start_upgradable(sandbox: Sandbox) -> int:
+    (sandbox.path / "work").mkdir()
+    return sandbox.start_daemon(UPGRADABLE, "start", pidfile="u.pid", name="up.py")
+
+
+def test_an_upgrade_whose_new_launcher_hangs_is_abandoned_and_the_old_daemon_keeps_serving(sandbox: Sandbox) -> None:
+    old = start_upgradable(sandbox)
+    (sandbox.path / "HANG").touch()
+    result = sandbox.run_module("upgrade", str(sandbox.path / "u.pid"))
+    assert result.returncode == 1, result
+    assert "the successor's launcher did not finish within 2 s" in result.stderr, result
+    assert daemondeco.Pidfile(sandbox.path / "u.pid").locked_by() == old
+    with socket.socket(socket.AF_UNIX) as client:
+        client.connect(str(sandbox.path / "u.sock"))  # still listening
+    assert sandbox.run_module("status", str(sandbox.path / "u.pid")).returncode == 0
+
+
+def test_an_upgrade_whose_workdir_is_gone_fails_naming_the_cause(sandbox: Sandbox) -> None:
+    old = start_upgradable(sandbox)
+    (sandbox.path / "work").rmdir()
+    result = sandbox.run_module("upgrade", str(sandbox.path / "u.pid"))
+    assert result.returncode == 1, result
+    assert "its successor failed; the daemon keeps" in result.stderr, result
+    assert f"workdir: No such file or directory: '{sandbox.path / 'work'}'" in result.stderr, result
+    assert daemondeco.Pidfile(sandbox.path / "u.pid").locked_by() == old
+
+
+def test_an_on_drain_that_raises_is_logged_and_the_upgrade_completes(sandbox: Sandbox) -> None:
+    old = start_upgradable(sandbox)
+    result = sandbox.run_module("upgrade", str(sandbox.path / "u.pid"))
+    assert result.returncode == 0, result
+    new = read_pid(sandbox.path / "u.pid")
+    assert new != old and daemondeco.Pidfile(sandbox.path / "u.pid").locked_by() == new
+    wait_until(lambda: "on_drain raised RuntimeError: drain broke" in (sandbox.path / "u.log").read_text(), what="log")
+    wait_until(lambda: not alive(old), what="the old daemon gone")
