@@ -157,3 +157,41 @@ def test_a_fifo_planted_at_the_state_path_is_left_alone_and_the_daemon_still_sta
     assert refused.returncode == 1 and "keeps no state file" in refused.stderr, refused
     assert sandbox.run_module("stop", str(sandbox.path / "d.pid")).returncode == 0
     assert not alive(pid)
+
+
+def test_control_errors_cross_a_process_pool_with_their_details(sandbox: Sandbox) -> None:
+    """A job in a ProcessPoolExecutor that reloads, upgrades or starts a daemon: the caller gets the same error back."""
+    result = sandbox.run(
+        """
+import json, pickle
+from concurrent.futures import ProcessPoolExecutor
+import daemondeco
+
+def fail(kind):
+    if kind == "running":
+        raise daemondeco.AlreadyRunningError("/run/a.pid", 42, key="account='x'")
+    if kind == "reload":
+        raise daemondeco.ReloadError("failed to reload", pid=42, daemon_traceback="Traceback: boom", running=True)
+    if kind == "upgrade":
+        raise daemondeco.UpgradeError("not upgraded", pid=43, daemon_traceback=None, running=False)
+    first = daemondeco.AlreadyRunningError("/run/w-1.pid", 44)
+    raise daemondeco.GroupStartError({1: first}, 4)
+
+out = {}
+with ProcessPoolExecutor(1) as pool:
+    for kind in ("running", "reload", "upgrade", "group"):
+        try:
+            pool.submit(fail, kind).result()
+        except daemondeco.DaemonError as exc:
+            out[kind] = [type(exc).__name__, str(exc), getattr(exc, "pid", None), getattr(exc, "running", None)]
+print(json.dumps(out))
+""",
+    )
+    assert result.returncode == 0, result
+    out = json.loads(result.stdout)
+    assert out["running"][0] == "AlreadyRunningError" and out["running"][2] == 42
+    assert "already running for account='x'" in out["running"][1]
+    assert out["reload"][0] == "ReloadError" and out["reload"][2:] == [42, True]
+    assert "Traceback: boom" in out["reload"][1]
+    assert out["upgrade"][0] == "UpgradeError" and out["upgrade"][2:] == [43, False]
+    assert out["group"][0] == "GroupStartError" and "/run/w-1.pid" in out["group"][1] and out["group"][2] == 44

@@ -201,3 +201,34 @@ first.stop()
     pid = int(result.stdout.split()[-1])
     assert not alive(pid)
     assert not (sandbox.path / "job-alpha.pid").exists() or read_pid(sandbox.path / "job-alpha.pid") != pid
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "text"),
+    [
+        pytest.param(
+            {"instances": "4"},
+            TypeError,
+            "instances must be a number of workers (int) or None, not str",
+            id="instances-str",
+        ),
+        pytest.param(
+            {"restart": "on-failure", "start_limit": (2.5, 10)},
+            TypeError,
+            "start_limit[0] must be a number of starts (int), not 2.5",
+            id="start-limit-float",
+        ),
+        pytest.param(
+            {"restart": "on-failure", "restart_prevent_exit_codes": [3, "4"]},
+            TypeError,
+            "restart_prevent_exit_codes items must be exit statuses (int), not str '4'",
+            id="exit-code-str",
+        ),
+    ],
+)
+def test_bad_supervision_values_are_refused_at_decoration_naming_them(
+    options: dict[str, object], error: type[Exception], text: str
+) -> None:
+    with pytest.raises(error) as raised:
+        daemondeco.process_daemonize(**options)  # type: ignore[call-overload]
+    assert text in str(raised.value)
