@@ -195,3 +195,46 @@ print(json.dumps(out))
     assert "Traceback: boom" in out["reload"][1]
     assert out["upgrade"][0] == "UpgradeError" and out["upgrade"][2:] == [43, False]
     assert out["group"][0] == "GroupStartError" and "/run/w-1.pid" in out["group"][1] and out["group"][2] == 44
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("action", ["reload", "upgrade"])
+@pytest.mark.parametrize("value", ["0", "soon"])
+def test_a_bad_timeout_is_a_usage_error_naming_it(sandbox: Sandbox, action: str, value: str) -> None:
+    result = sandbox.run_module(action, str(sandbox.path / "d.pid"), "--timeout", value)
+    assert result.returncode == 2, result
+    assert "--timeout" in result.stderr and value in result.stderr, result
+
+
+def test_a_name_the_terminal_cannot_encode_is_shown_escaped(sandbox: Sandbox) -> None:
+    result = sandbox.run_module("status", str(sandbox.path / "café.pid"), PYTHONIOENCODING="ascii:strict")
+    assert result.returncode == 3, result
+    assert "caf\\xe9.pid" in result.stdout + result.stderr, result
+
+
+def test_ctrl_c_in_the_foreground_run_exits_130(sandbox: Sandbox) -> None:
+    result = sandbox.run(
+        """
+import sys
+from pathlib import Path
+from daemondeco import daemon
+HERE = Path(__file__).resolve().parent
+
+@daemon(pidfile=HERE / "d.pid")
+def main():
+    raise KeyboardInterrupt
+
+sys.exit(main.cli())
+""",
+        "run",
+    )
+    assert result.returncode == 130, result
+    assert not (sandbox.path / "d.pid").exists() or daemondeco_unlocked(sandbox)
+
+
+def daemondeco_unlocked(sandbox: Sandbox) -> bool:
+    import daemondeco
+
+    return daemondeco.Pidfile(sandbox.path / "d.pid").locked_by() is None
