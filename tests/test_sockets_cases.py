@@ -302,3 +302,45 @@ def test_an_on_drain_that_raises_is_logged_and_the_upgrade_completes(sandbox: Sa
     assert new != old and daemondeco.Pidfile(sandbox.path / "u.pid").locked_by() == new
     wait_until(lambda: "on_drain raised RuntimeError: drain broke" in (sandbox.path / "u.log").read_text(), what="log")
     wait_until(lambda: not alive(old), what="the old daemon gone")
+
+
+REFUSING = r"""
+import os, signal, sys, time
+from pathlib import Path
+import daemondeco
+from daemondeco import daemon
+
+HERE = Path(__file__).resolve().parent
+
+@daemon(pidfile=HERE / "u.pid", stdout=HERE / "u.log", listen={"web": f"unix://{HERE}/u.sock"}, ready="notify",
+        {options})
+def main():
+    daemondeco.notify_ready()
+    while True:
+        time.sleep(0.05)
+
+sys.exit(main.cli())
+"""
+
+
+@pytest.mark.parametrize(
+    ("options", "refusal"),
+    [
+        pytest.param(
+            'restart="on-failure"', "a supervised daemon (restart=) cannot be upgraded; use restart", id="restart"
+        ),
+        pytest.param(
+            "signals={signal.SIGUSR2: lambda *_: None}",
+            "the signals option handles SIGUSR2, which asks for an upgrade; use restart",
+            id="sigusr2",
+        ),
+    ],
+)
+def test_a_daemon_that_cannot_hand_over_refuses_the_upgrade_and_keeps_serving(
+    sandbox: Sandbox, options: str, refusal: str
+) -> None:
+    old = sandbox.start_daemon(REFUSING.replace("{options}", options), "start", pidfile="u.pid", name="up.py")
+    result = sandbox.run_module("upgrade", str(sandbox.path / "u.pid"))
+    assert result.returncode == 1, result
+    assert refusal in result.stderr, result
+    assert daemondeco.Pidfile(sandbox.path / "u.pid").locked_by() == old and alive(old)
