@@ -232,3 +232,21 @@ def test_bad_supervision_values_are_refused_at_decoration_naming_them(
     with pytest.raises(error) as raised:
         daemondeco.process_daemonize(**options)  # type: ignore[call-overload]
     assert text in str(raised.value)
+
+
+def test_a_worker_leaving_with_a_message_exits_1_with_it_in_the_log_and_is_restarted(sandbox: Sandbox) -> None:
+    app = write_app(
+        sandbox,
+        """
+        if n == 1:
+            notify_ready()
+            sys.exit("fatal: the queue is gone")
+        serve()
+        """,
+        'ready="notify", restart="on-failure", restart_delay=0.05',
+    )
+    supervisor = sandbox.start_daemon(app, "start")
+    wait_until(lambda: len(runs(sandbox)) >= 2, timeout=15, what="the restart")
+    text = log(sandbox)
+    assert "fatal: the queue is gone" in text and "exited with status 1; restarting in" in text, text
+    assert alive(supervisor)
