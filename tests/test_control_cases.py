@@ -238,3 +238,57 @@ def daemondeco_unlocked(sandbox: Sandbox) -> bool:
     import daemondeco
 
     return daemondeco.Pidfile(sandbox.path / "d.pid").locked_by() is None
+
+
+# -- pidfiles that are not regular files ----------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["directory", "socket"])
+def test_a_pidfile_path_that_is_no_regular_file_fails_the_start_naming_it(sandbox: Sandbox, kind: str) -> None:
+    import socket
+
+    path = sandbox.path / "d.pid"
+    keep = None
+    if kind == "directory":
+        path.mkdir()
+    else:
+        keep = socket.socket(socket.AF_UNIX)
+        keep.bind(str(path))
+    try:
+        result = sandbox.run(
+            """
+import sys
+from pathlib import Path
+from daemondeco import daemon
+HERE = Path(__file__).resolve().parent
+
+@daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log")
+def main():
+    (HERE / "ran").touch()
+
+sys.exit(main.cli())
+""",
+            "start",
+        )
+    finally:
+        if keep is not None:
+            keep.close()
+    assert result.returncode == 1, result
+    assert str(path) in result.stderr and "regular file" in result.stderr, result
+    assert not (sandbox.path / "ran").exists() and sandbox.live_pids() == []
+
+
+def test_a_pidfile_shows_whether_it_is_held(sandbox: Sandbox) -> None:
+    result = sandbox.run(
+        """
+import daemondeco
+pidfile = daemondeco.Pidfile("d.pid")
+print(repr(pidfile))
+pidfile.acquire()
+print(repr(pidfile))
+""",
+    )
+    assert result.returncode == 0, result
+    free, held = result.stdout.splitlines()
+    assert free == f"Pidfile({str(sandbox.path / 'd.pid')!r}, not held)"
+    assert held.startswith(f"Pidfile({str(sandbox.path / 'd.pid')!r}, held, pid ")
