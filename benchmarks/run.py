@@ -952,6 +952,15 @@ def headline_rows(results: dict) -> list[list[str]]:
     return rows
 
 
+def _cell(value: object) -> str:
+    """A script's table cell: a summary dict as "median [q1-q3]", floats to 3 significant digits."""
+    if isinstance(value, dict) and {"median", "q1", "q3"} <= value.keys():
+        return f"{_cell(value['median'])} [{_cell(value['q1'])}-{_cell(value['q3'])}]"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
 def markdown_report(meta: dict, results: dict, scripts: list[dict], argv: list[str]) -> str:
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with "
@@ -990,7 +999,7 @@ def markdown_report(meta: dict, results: dict, scripts: list[dict], argv: list[s
             keys = list(dict.fromkeys(k for row in table for k in row))
             lines.append("| " + " | ".join(keys) + " |")
             lines.append("|" + " --- |" * len(keys))
-            lines += ["| " + " | ".join(str(row.get(k, "")) for k in keys) + " |" for row in table]
+            lines += ["| " + " | ".join(_cell(row.get(k, "")) for k in keys) + " |" for row in table]
             lines.append("")
         lines += [f"- {note}" for note in data.get("notes", [])]
         lines.append("")

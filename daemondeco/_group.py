@@ -20,7 +20,6 @@ the same verbs as :class:`DaemonProcess` (``stop``, ``is_running``, ``wait``).
 from __future__ import annotations
 
 import os
-import string
 
 from ._control import DaemonProcess
 from ._errors import AlreadyRunningError, DaemonError, GroupStartError
@@ -41,6 +40,8 @@ INDEX = "i"
 
 def _fields(pidfile: str) -> list[str]:
     try:
+        import string  # here: `import daemondeco` (and the control path) never pays for it
+
         parsed = list(string.Formatter().parse(pidfile))
     except ValueError as exc:
         raise ValueError(f"process_daemonize(): pidfile template {pidfile!r}: {exc}") from None
