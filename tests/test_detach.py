@@ -418,7 +418,7 @@ def test_output_is_not_duplicated_and_atexit_runs_once(sandbox: Sandbox) -> None
     assert result.stdout == "launcher says hello\n", "launcher output once, no atexit in the launcher"
     pid = read_pid(sandbox.path / "d.pid")
     # ready="start": ready as the function is called, so a SIGTERM sent at once could come before the print.
-    wait_until(lambda: (sandbox.path / "d.log").read_text(), what="the daemon's line")
+    wait_until((sandbox.path / "d.log").read_text, what="the daemon's line")
     os.kill(pid, signal.SIGTERM)
     assert wait_exit(pid)
     log = (sandbox.path / "d.log").read_text()
