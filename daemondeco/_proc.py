@@ -32,6 +32,7 @@ __all__ = [
     "is_alive",
     "poll_until",
     "reap_if_child",
+    "signal_quietly",
     "stat_fields",
     "terminate",
     "wait_exit",
@@ -156,7 +157,8 @@ def _poll_exit(pid: int, timeout: float | None, start_time: int | None) -> bool:
     return True
 
 
-def _signal(pid: int, signum: int) -> None:
+def signal_quietly(pid: int, signum: int) -> None:
+    """``kill(pid, signum)``; a process already gone is no error."""
     try:
         os.kill(pid, signum)
     except ProcessLookupError:
@@ -177,13 +179,13 @@ def escalate(
     *on_kill* is called right before that SIGKILL, so a caller can say the
     stop had to escalate.
     """
-    _signal(pid, SIGTERM)
+    signal_quietly(pid, SIGTERM)
     if gone(timeout):
         return True
     if is_alive(pid, start_time):
         if on_kill is not None:
             on_kill()
-        _signal(pid, SIGKILL)
+        signal_quietly(pid, SIGKILL)
     return gone(max(timeout, _KILL_GRACE))
 
 

@@ -33,9 +33,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ._options import Options
 
-__all__ = ["ERROR", "EXIT", "EXTEND", "PID", "READY", "await_ready", "describe_exception", "send"]
+__all__ = ["ERROR", "EXIT", "EXTEND", "PID", "READY", "await_ready", "describe_exception", "send", "unpack"]
 
 PID, READY, ERROR, EXIT, EXTEND, EOF = b"P", b"R", b"E", b"X", b"T", b""
+
+_HEADER = 5  # the tag byte and the payload's length (4 bytes, big-endian)
 
 # After Ctrl-C, how long the launcher waits for a daemon it has not heard of
 # yet to say its pid (its first act after fork + setsid + fork).
@@ -51,6 +53,12 @@ def send(fd: int, tag: bytes, payload: bytes = b"") -> bool:
     except OSError:  # BrokenPipeError: nobody listens any more
         return False
     return True
+
+
+def unpack(record: bytes) -> tuple[bytes, bytes]:
+    """``(tag, payload)`` of one whole frame, as a ``SOCK_SEQPACKET`` record holds it."""
+    size = int.from_bytes(record[1:_HEADER], "big")
+    return record[:1], record[_HEADER : _HEADER + size]
 
 
 def describe_exception(exc: BaseException) -> bytes:
@@ -99,14 +107,14 @@ class FrameReader:
                 self._eof = True
 
     def _take(self) -> tuple[bytes, bytes] | None:
-        if len(self._buffer) < 5:
+        if len(self._buffer) < _HEADER:
             return None
-        size = int.from_bytes(self._buffer[1:5], "big")
-        if len(self._buffer) < 5 + size:
+        size = int.from_bytes(self._buffer[1:_HEADER], "big")
+        if len(self._buffer) < _HEADER + size:
             return None
-        tag, payload = self._buffer[:1], self._buffer[5 : 5 + size]
-        self._buffer = self._buffer[5 + size :]
-        return tag, payload
+        frame = unpack(self._buffer)
+        self._buffer = self._buffer[_HEADER + size :]
+        return frame
 
 
 def await_ready(read_end: int, child: int, options: Options, *, leaving: bool) -> int:

@@ -39,6 +39,7 @@ __all__ = [
     "Runtime",
     "active",
     "call_main",
+    "exit_status",
     "notify_extend",
     "notify_ready",
     "notify_status",
@@ -428,7 +429,8 @@ async def _async_main(
         raise
 
 
-def _exit_status(exc: SystemExit) -> int:
+def exit_status(exc: SystemExit) -> int:
+    """The process status a ``SystemExit`` means, as the interpreter's (a message: printed, 1)."""
     code = exc.code
     if code is None:
         return 0
@@ -496,7 +498,7 @@ def run_in_daemon(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mappi
             call_main(func, args, kwargs, runtime)
             status = 0
         except SystemExit as exc:
-            status = _exit_status(exc)
+            status = exit_status(exc)
             runtime.exited(status)
         except BaseException as exc:
             runtime.failed(exc)

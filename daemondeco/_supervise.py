@@ -32,9 +32,9 @@ import sys
 import time
 
 from ._errors import DaemonWarning
-from ._proc import identity
-from ._ready import ERROR, EXIT, EXTEND, READY, describe_exception, send
-from ._runtime import Runtime, active, run_in_daemon
+from ._proc import identity, signal_quietly
+from ._ready import ERROR, EXIT, EXTEND, READY, describe_exception, send, unpack
+from ._runtime import Runtime, active, exit_status, run_in_daemon
 from ._signals import install as install_handlers
 from ._signals import signal_name
 from ._state import StateFile, anonymous_state_path
@@ -114,6 +114,7 @@ class _Relay(SystemdNotifier):
     def __init__(self, fd: int, watchdog_usec: int | None) -> None:  # no socket of its own
         self.watchdog_usec = watchdog_usec
         self.fdstore = 0  # the supervisor, the main process, sends the listen= sockets to the fd store
+        self._socket = None  # what SystemdNotifier's other methods see: no socket of the worker's own
         self._fd = fd
 
     def send(self, *fields: str) -> bool:
@@ -250,7 +251,7 @@ class Supervisor:
             elif signum == signal.SIGHUP:
                 self._reload()
             elif signum in self.forwarded and self.worker is not None:
-                _signal(self.worker.pid, signum)
+                signal_quietly(self.worker.pid, signum)
 
     def _stop(self) -> None:
         if not self.stopping:
@@ -262,7 +263,7 @@ class Supervisor:
             self._finish(0)
         # TERM for SIGINT too: the worker's SIGTERM ends in SystemExit(0) and its finally blocks
         # run; a forwarded SIGINT would end it in KeyboardInterrupt, a traceback and status 1.
-        _signal(self.worker.pid, signal.SIGTERM)
+        signal_quietly(self.worker.pid, signal.SIGTERM)
         if self.stop_deadline is None:
             self.stop_deadline = time.monotonic() + self.options.stop_timeout
 
@@ -272,7 +273,7 @@ class Supervisor:
         except OSError as exc:
             _log(f"reload: cannot reopen the log files: {exc}")
         if self.worker is not None:
-            _signal(self.worker.pid, signal.SIGHUP)  # the worker's reload acknowledges
+            signal_quietly(self.worker.pid, signal.SIGHUP)  # the worker's reload acknowledges
             return
         # Between two workers nothing else to reload: the next one starts with the new state.
         now = time.monotonic_ns()
@@ -376,11 +377,16 @@ class Supervisor:
             except OSError:
                 record = b""
             if not record:
-                self.poller.unregister(worker.channel)
-                os.close(worker.channel)
-                worker.channel = None
+                self._close_channel(worker)
                 return
-            self._on_frame(worker, record[:1], record[5:])
+            self._on_frame(worker, *unpack(record))
+
+    def _close_channel(self, worker: _Worker) -> None:
+        """Stop listening to *worker*'s socket and close our end."""
+        if worker.channel is not None:
+            self.poller.unregister(worker.channel)
+            os.close(worker.channel)
+            worker.channel = None
 
     def _on_frame(self, worker: _Worker, tag: bytes, payload: bytes) -> None:
         runtime = self.runtime
@@ -444,10 +450,7 @@ class Supervisor:
             worker = self.worker
             if worker is not None and pid == worker.pid:
                 self._read_channel(worker)  # its last words are already in the socket
-                if worker.channel is not None:  # a child of the worker keeps the socket: stop listening
-                    self.poller.unregister(worker.channel)
-                    os.close(worker.channel)
-                    worker.channel = None
+                self._close_channel(worker)  # a child of the worker may keep the socket open
                 self.worker = None
                 self._on_worker_exit(worker, status)
 
@@ -572,19 +575,12 @@ def _noop(signum: int, frame: object) -> None:
     """The handler that lets the wakeup fd carry the signal; the loop does the work."""
 
 
-def _signal(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
-
-
 def _kill_group(pid: int, signum: int) -> None:
     """Signal the worker's process group (it is its leader), else the worker alone."""
     try:
         os.killpg(pid, signum)
     except OSError:
-        _signal(pid, signum)
+        signal_quietly(pid, signum)
 
 
 def supervise(options: Options, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> NoReturn:
@@ -598,7 +594,7 @@ def supervise(options: Options, func: Callable[..., Any], args: tuple[Any, ...],
     try:
         Supervisor(options, func, args, kwargs).run()
     except SystemExit as exc:
-        status = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+        status = exit_status(exc)
     except BaseException as exc:
         import traceback
 
