@@ -46,7 +46,6 @@ from ._stdio import (
     stdio_paths,
     swapped_std_streams,
 )
-from ._supervise import supervise, warn_double_supervision
 from ._systemd import MANAGER_VARIABLES, SystemdNotifier
 
 TYPE_CHECKING = False
@@ -771,7 +770,7 @@ def launch(
 ) -> NoReturn:
     """A ``@daemon`` function called: the launcher leaves once ready, the daemon runs *func*."""
     if options.restart is not None:
-        warn_double_supervision(options, stacklevel=_user_stacklevel() + 1)
+        _warn_double_supervision(options)
     become_daemon(options, announce)
     _run_function(options, func, args, kwargs)
 
@@ -781,8 +780,21 @@ def _run_function(
 ) -> NoReturn:
     """In the daemon: run *func*, or with ``restart=`` supervise workers that run it (``_supervise``)."""
     if options.restart is not None:
+        from ._supervise import supervise  # loaded before the fork, by _warn_double_supervision
+
         supervise(options, func, args, kwargs)
     run_in_daemon(func, args, kwargs)
+
+
+def _warn_double_supervision(options: Options) -> None:
+    """In the launcher, with ``restart=``: load the supervisor (before the fork) and warn if a manager restarts too.
+
+    Loaded only then: ``_supervise`` (and the ``signal`` module, ``enum``) cost a
+    start without ``restart=`` about 6 ms.
+    """
+    from ._supervise import warn_double_supervision
+
+    warn_double_supervision(options, stacklevel=_user_stacklevel() + 1)
 
 
 def spawn(
@@ -790,7 +802,7 @@ def spawn(
 ) -> DaemonProcess:
     """A ``@process_daemonize`` function called: start a worker, return its handle here."""
     if options.restart is not None:
-        warn_double_supervision(options, stacklevel=_user_stacklevel() + 1)
+        _warn_double_supervision(options)
     prepared = prepare(options, worker=True)
     pid = detach(prepared, worker=True)
     if pid:
