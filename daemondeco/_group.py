@@ -97,12 +97,14 @@ def _key(
     """The values of the template's fields from the call's bound arguments, checked as path components."""
     import inspect
 
+    signature = inspect.signature(func)
     try:
-        bound = inspect.signature(func).bind(*args, **kwargs)
+        bound = signature.bind(*args, **kwargs)
     except TypeError as exc:
         raise TypeError(f"{getattr(func, '__qualname__', func)}(): {exc}") from None
     bound.apply_defaults()
-    values = {**bound.arguments, **bound.arguments.get(_var_keyword(func) or "", {})}
+    var_keyword = next((p.name for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD), "")
+    values = {**bound.arguments, **bound.arguments.get(var_keyword, {})}
     key = {}
     for field in fields:
         if field == INDEX or field in key:
@@ -117,15 +119,6 @@ def _key(
             )
         key[field] = text
     return key
-
-
-def _var_keyword(func: Callable[..., Any]) -> str | None:
-    import inspect
-
-    for parameter in inspect.signature(func).parameters.values():
-        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
-            return parameter.name
-    return None
 
 
 def _describe_key(key: Mapping[str, str]) -> str:
