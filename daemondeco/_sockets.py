@@ -92,6 +92,11 @@ def listen_fds() -> dict[str, socket.socket]:
 # -- addresses ------------------------------------------------------------------
 
 
+def _shown(text: str, limit: int) -> str:
+    """*text* for an error message: its repr, cut after *limit* characters (a 5,000-digit port)."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
 class Address:
     """A parsed ``tcp://host:port``, ``tcp://[v6]:port`` or ``unix:///path`` address."""
 
@@ -107,10 +112,12 @@ class Address:
     @classmethod
     def parse(cls, caller: str, name: str, text: str) -> Address:
         """Parse *text*, or ``ValueError`` naming the ``listen=`` entry."""
-        where = f"{caller}(): listen[{name!r}] = {text!r}"
+        where = f"{caller}(): listen[{name!r}] = {_shown(text, 200)}"
+        if "\0" in text:
+            raise ValueError(f"{where}: an address cannot contain a NUL byte")
         if text.startswith("unix://"):
             path = text[len("unix://") :]
-            if not path.startswith("/") or "\0" in path:
+            if not path.startswith("/"):
                 raise ValueError(f"{where}: a unix address is unix:///absolute/path")
             return cls(text, socket.AF_UNIX, path=path)
         if not text.startswith("tcp://"):
@@ -128,8 +135,13 @@ class Address:
                 raise ValueError(f"{where}: the port is missing (tcp://host:port)")
             if ":" in host:
                 raise ValueError(f"{where}: write an IPv6 address in brackets: tcp://[{host}]:{port_text}")
-        if not (port_text.isascii() and port_text.isdigit() and int(port_text) <= 65535):
-            raise ValueError(f"{where}: the port must be a number from 0 to 65535, not {port_text!r}")
+        if not (len(port_text) <= 5 and port_text.isascii() and port_text.isdigit() and int(port_text) <= 65535):
+            raise ValueError(f"{where}: the port must be a number from 0 to 65535, not {_shown(port_text, 20)}")
+        if host:
+            try:
+                host.encode("idna")  # what getaddrinfo() does with a str host, at bind time
+            except UnicodeError as exc:
+                raise ValueError(f"{where}: {host!r} is not a host name or address ({exc})") from None
         return cls(text, family, host=host or "0.0.0.0", port=int(port_text))
 
     def sockaddr(self) -> tuple[int, Any]:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Sandbox, alive, open_fds, read_pid, wait_exit, wait_until
+from conftest import Sandbox, alive, assert_refused, open_fds, read_pid, run_options_launcher, wait_exit, wait_until
 
 import daemondeco
 
@@ -229,6 +229,27 @@ def test_a_stale_unix_socket_file_is_replaced_but_a_live_one_is_not(sandbox: San
 def test_bad_listen_values_are_refused_at_decoration(listen: object, problem: str) -> None:
     with pytest.raises((TypeError, ValueError), match=problem):
         daemondeco.daemon(listen=listen)
+
+
+@pytest.mark.parametrize("form", ["daemon", "process_daemonize", "daemonize"])
+@pytest.mark.parametrize(
+    ("address", "texts"),
+    [
+        pytest.param(r"tcp://a..b:80", ["'a..b' is not a host name"], id="empty-label"),
+        pytest.param("tcp://" + "a" * 64 + ":80", ["a" * 64 + "' is not a host name"], id="64-letter-label"),
+        pytest.param(r"tcp://\udcff:80", [r"'\udcff' is not a host name"], id="lone-surrogate"),
+        pytest.param(r"tcp://[a..b]:80", ["'a..b' is not a host name"], id="ipv6-brackets-idna"),
+        pytest.param(r"tcp://127.0.0.1\x00junk:0", ["NUL byte", r"\x00junk"], id="nul-in-host"),
+        pytest.param(r"unix:///tmp/daemondeco-\x00.sock", ["NUL byte"], id="nul-in-unix-path"),
+        pytest.param("tcp://127.0.0.1:" + "9" * 5000, ["the port must be a number", "5000 characters"], id="huge-port"),
+    ],
+)
+def test_listen_addresses_that_cannot_be_bound_are_refused_before_the_fork(
+    sandbox: Sandbox, form: str, address: str, texts: list[str]
+) -> None:
+    """Hosts IDNA cannot encode, NUL bytes, a 5,000-digit port: a ValueError naming listen, nothing starts."""
+    result = run_options_launcher(sandbox, f'dict(WITH_FILES, listen={{"http": "{address}"}})', form)
+    assert_refused(sandbox, result, "ValueError", ["listen['http']", *texts])
 
 
 def test_sockets_is_empty_outside_a_daemon_and_works_under_run(sandbox: Sandbox) -> None:
