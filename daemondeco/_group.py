@@ -38,14 +38,59 @@ __all__ = ["WorkerGroup", "check_template", "is_template", "start_workers"]
 INDEX = "i"
 
 
-def _fields(pidfile: str) -> list[str]:
+def _parse(pidfile: str) -> list[tuple[str, str | None, str, str | None]]:
+    """The template's pieces: ``(literal text, field, format spec, conversion)``, as ``str.format`` reads them."""
     try:
         import string  # here: `import daemondeco` (and the control path) never pays for it
 
-        parsed = list(string.Formatter().parse(pidfile))
+        return [
+            (literal, field, spec or "", conversion)
+            for literal, field, spec, conversion in string.Formatter().parse(pidfile)
+        ]
     except ValueError as exc:
         raise ValueError(f"process_daemonize(): pidfile template {pidfile!r}: {exc}") from None
-    return [field for _, field, _, _ in parsed if field is not None]
+
+
+def _fields(pidfile: str) -> list[str]:
+    return [field for _, field, _, _ in _parse(pidfile) if field is not None]
+
+
+def _spelled(field: str, spec: str, conversion: str | None) -> str:
+    """``{field!conversion:spec}`` as written in the template."""
+    return "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+
+
+def _component(field: str, value: object, spec: str, conversion: str | None, template: str) -> str:
+    """One field's text in the file name: *value* converted and formatted with *spec*, checked as a name part."""
+    try:
+        if conversion == "r":
+            value = repr(value)
+        elif conversion == "a":
+            value = ascii(value)
+        elif conversion == "s":
+            value = str(value)
+        text = format(value, spec)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(
+            f"process_daemonize(): pidfile template {template!r}: {_spelled(field, spec, conversion)} "
+            f"cannot format {field}={value!r} ({type(exc).__name__}: {exc})"
+        ) from None
+    if not text or text in (".", "..") or "/" in text or "\0" in text:
+        raise ValueError(
+            f"process_daemonize(): pidfile template {template!r}: {field}={value!r} cannot be part of a file name "
+            f"(as {_spelled(field, spec, conversion)}: {text!r}; empty, '.', '..', or contains '/' or NUL)"
+        )
+    return text
+
+
+def _fill(template: str, values: Mapping[str, object]) -> str:
+    """The pidfile path: *template* with each field formatted from *values* and checked as a name part."""
+    parts = []
+    for literal, field, spec, conversion in _parse(template):
+        parts.append(literal)
+        if field is not None:
+            parts.append(_component(field, values[field], spec, conversion, template))
+    return "".join(parts)
 
 
 def is_template(options: Options) -> bool:
@@ -54,29 +99,58 @@ def is_template(options: Options) -> bool:
 
 
 def check_template(options: Options, func: Callable[..., Any]) -> None:
-    """At decoration time: every field of the template is ``{i}`` (with instances) or a parameter of *func*."""
+    """At decoration time: every field of the template is ``{i}`` (with instances) or a parameter of *func*.
+
+    A field may carry a format spec and a conversion (``{i:02d}``,
+    ``{account!s:>8}``); a spec with a nested field (``{i:{j}}``) is refused
+    here, and ``{i}``'s spec is tried on every index now.
+    """
     if options.pidfile is None:
         return
-    fields = _fields(options.pidfile)
+    template = options.pidfile
+    parsed = [(field, spec, conversion) for _, field, spec, conversion in _parse(template) if field is not None]
+    fields = [field for field, _, _ in parsed]
     if options.instances is not None and options.instances > 1 and INDEX not in fields:
         raise ValueError(
             f"process_daemonize(): instances={options.instances} needs a pidfile template with {{i}} "
-            f"(each worker holds its own pidfile), such as '/run/jobs/sync-{{i}}.pid', not {options.pidfile!r}"
+            f"(each worker holds its own pidfile), such as '/run/jobs/sync-{{i}}.pid', not {template!r}"
         )
-    for field in fields:
+    for field, spec, conversion in parsed:
         if not field or not field.isidentifier():
             raise ValueError(
-                f"process_daemonize(): pidfile template {options.pidfile!r}: {{{field}}} must name "
+                f"process_daemonize(): pidfile template {template!r}: {{{field}}} must name "
                 "a parameter of the function (or {i} with instances=)"
+            )
+        if "{" in spec or "}" in spec:
+            raise ValueError(
+                f"process_daemonize(): pidfile template {template!r}: {_spelled(field, spec, conversion)}: "
+                "a format spec cannot contain another field; write it out, such as {i:02d}"
             )
         if field == INDEX and options.instances is not None:
             continue
         if not _has_parameter(func, field):
             hint = " ({i} needs instances=N)" if field == INDEX else ""
             raise ValueError(
-                f"process_daemonize(): pidfile template {options.pidfile!r}: {{{field}}} is not a "
+                f"process_daemonize(): pidfile template {template!r}: {{{field}}} is not a "
                 f"parameter of {getattr(func, '__qualname__', func)!r}{hint}"
             )
+    if options.instances is not None and INDEX in fields:
+        _check_index_names(template, parsed, options.instances)
+
+
+def _check_index_names(template: str, parsed: list[tuple[str, str, str | None]], instances: int) -> None:
+    """Every index 0..instances-1 formats with ``{i}``'s specs into a distinct name part (or a ValueError now)."""
+    seen: dict[tuple[str, ...], int] = {}
+    for index in range(instances):
+        names = tuple(
+            _component(INDEX, index, spec, conversion, template) for field, spec, conversion in parsed if field == INDEX
+        )
+        if names in seen:
+            raise ValueError(
+                f"process_daemonize(): pidfile template {template!r}: members {seen[names]} and {index} "
+                f"would share one pidfile ({{i}} gives {names[0]!r} for both)"
+            )
+        seen[names] = index
 
 
 def _has_parameter(func: Callable[..., Any], name: str) -> bool:
@@ -92,9 +166,18 @@ def _has_parameter(func: Callable[..., Any], name: str) -> bool:
 
 
 def _key(
-    func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any], fields: list[str]
-) -> dict[str, str]:
-    """The values of the template's fields from the call's bound arguments, checked as path components."""
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    fields: list[str],
+    template: str,
+    *,
+    members: bool,
+) -> dict[str, object]:
+    """The values of the template's fields from the call's bound arguments, checked as path components.
+
+    With *members* (``instances=``), ``{i}`` is the member's index, not an argument.
+    """
     import inspect
 
     signature = inspect.signature(func)
@@ -105,23 +188,18 @@ def _key(
     bound.apply_defaults()
     var_keyword = next((p.name for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD), "")
     values = {**bound.arguments, **bound.arguments.get(var_keyword, {})}
-    key = {}
+    key: dict[str, object] = {}
     for field in fields:
-        if field == INDEX or field in key:
+        if (field == INDEX and members) or field in key:
             continue
         if field not in values:
             raise TypeError(f"pidfile template: the call gives no value for {{{field}}}")
-        text = str(values[field])
-        if not text or text in (".", "..") or "/" in text or "\0" in text:
-            raise ValueError(
-                f"pidfile template: {field}={values[field]!r} cannot be part of a file name "
-                "(empty, '.', '..', or contains '/' or NUL)"
-            )
-        key[field] = text
+        key[field] = values[field]
+    _fill(template, {INDEX: 0, **key})  # every field formats into a name part: checked before any fork
     return key
 
 
-def _describe_key(key: Mapping[str, str]) -> str:
+def _describe_key(key: Mapping[str, object]) -> str:
     return ", ".join(f"{name}={value!r}" for name, value in key.items())
 
 
@@ -134,8 +212,10 @@ def start_workers(
 ) -> DaemonProcess | WorkerGroup:
     """Start a keyed worker (a :class:`DaemonProcess`) or a group (a :class:`WorkerGroup`)."""
     template = options.pidfile
+    key: dict[str, object] = {}
     fields = _fields(template) if template is not None else []
-    key = _key(func, args, kwargs, fields) if fields else {}
+    if template is not None and fields:
+        key = _key(func, args, kwargs, fields, template, members=options.instances is not None)
     if options.instances is None:
         return _start_one(options, func, args, kwargs, spawn=spawn, key=key, index=None)
     members: list[DaemonProcess] = []
@@ -163,13 +243,13 @@ def _start_one(
     kwargs: Mapping[str, Any],
     *,
     spawn: Callable[[Options, Callable[..., Any], tuple[Any, ...], Mapping[str, Any]], DaemonProcess],
-    key: Mapping[str, str],
+    key: Mapping[str, object],
     index: int | None,
 ) -> DaemonProcess:
     changes: dict[str, object] = {"instances": None}
     if options.pidfile is not None:
-        fill = dict(key) if index is None else {**key, INDEX: str(index)}
-        changes["pidfile"] = options.pidfile.format(**fill)
+        fill = dict(key) if index is None else {**key, INDEX: index}
+        changes["pidfile"] = _fill(options.pidfile, fill)
     member = options.replace(options.caller, **changes)
     try:
         return spawn(member, func, args, kwargs)

@@ -196,6 +196,95 @@ def test_bad_templates_fail_at_decoration(options: dict[str, object], text: str)
     assert text in str(info.value)
 
 
+FORMATTED = """
+import json, os, sys, time
+from pathlib import Path
+import daemondeco
+from daemondeco import process_daemonize
+
+HERE = Path(__file__).resolve().parent
+os.register_at_fork(before=lambda: print(json.dumps({"fork": True}), flush=True))
+
+def report(**values):
+    print(json.dumps(values), flush=True)
+
+@process_daemonize(pidfile=str(HERE / "member-{i:02d}-{i:x}.pid"), instances=11, ready="start")
+def member():
+    time.sleep(60)
+
+@process_daemonize(pidfile=str(HERE / "account-{account:04d}.pid"), ready="start")
+def sync(account):
+    time.sleep(60)
+
+try:
+    sync("alice")
+except ValueError as exc:
+    report(refused=str(exc))
+group = member()
+one = sync(7)
+report(pidfiles=sorted(p.name for p in HERE.glob("*.pid")),
+       locked=[daemondeco.Pidfile(HERE / f"member-{i:02d}-{i:x}.pid").locked_by() for i in range(11)],
+       pids=group.pids, account=daemondeco.Pidfile(HERE / "account-0007.pid").locked_by(), one=one.pid)
+report(stopped=group.stop() and one.stop())
+"""
+
+
+def test_format_specs_in_pidfile_templates_format_the_index_and_the_key(sandbox: Sandbox) -> None:
+    """{i:02d}, {i:x} and {account:04d} format the int; a key the spec cannot format is refused before any fork."""
+    result = sandbox.run(FORMATTED)
+    assert result.returncode == 0, result
+    lines = result.reports()
+    refused = lines[0]["refused"]
+    assert isinstance(refused, str), lines
+    assert "pidfile template" in refused and "{account:04d} cannot format account='alice'" in refused, refused
+    assert "Unknown format code" in refused, refused
+    assert lines[1] == {"fork": True}, "the refused key must not fork; the group's first member is the first fork"
+    seen = next(line for line in lines if "pidfiles" in line)
+    members = [f"member-{i:02d}-{i:x}.pid" for i in range(11)]
+    assert seen["pidfiles"] == sorted([*members, "account-0007.pid"])
+    assert seen["locked"] == seen["pids"] and seen["account"] == seen["one"]
+    assert lines[-1] == {"stopped": True}
+    assert sandbox.live_pids() == []
+
+
+@pytest.mark.parametrize(
+    ("template", "instances", "texts"),
+    [
+        pytest.param("/tmp/x-{i:{j}}.pid", 2, ["{i:{j}}", "cannot contain another field"], id="nested-index"),
+        pytest.param("/tmp/x-{account:{width}}.pid", None, ["{account:{width}}", "cannot contain"], id="nested-key"),
+        pytest.param("/tmp/x-{i:q}.pid", 2, ["{i:q} cannot format i=0", "Unknown format code 'q'"], id="bad-code"),
+        pytest.param("/tmp/x-{i:.1}.pid", 2, ["{i:.1} cannot format i=0", "Precision not allowed"], id="precision"),
+        pytest.param("/tmp/x-{i!s:.1}.pid", 12, ["members 1 and 10 would share one pidfile"], id="collision"),
+        pytest.param("/tmp/x-{i:/>3}.pid", 2, ["i=0 cannot be part of a file name", "'//0'"], id="slash-fill"),
+    ],
+)
+def test_format_specs_that_cannot_work_are_refused_at_decoration(
+    sandbox: Sandbox, template: str, instances: int | None, texts: list[str]
+) -> None:
+    """The error names the pidfile template and the field, in the decorating process, before anything forks."""
+    result = sandbox.run(
+        f"""
+import os, sys
+os.register_at_fork(before=lambda: print("FORK ATTEMPTED", flush=True))
+from daemondeco import process_daemonize
+
+def sync(account):
+    pass
+
+try:
+    process_daemonize(pidfile={template!r}, instances={instances!r})(sync)
+except ValueError as exc:
+    print("REFUSED", exc)
+"""
+    )
+    assert result.returncode == 0, result
+    assert "FORK ATTEMPTED" not in result.stdout
+    assert result.stdout.startswith("REFUSED process_daemonize(): pidfile template " + repr(template)), result
+    for text in texts:
+        assert text in result.stdout, result
+    assert sandbox.live_pids() == []
+
+
 def test_a_key_that_cannot_be_a_file_name_is_refused_before_any_fork(sandbox: Sandbox) -> None:
     result = sandbox.run(
         """
