@@ -526,6 +526,7 @@ SUPERVISORD_CONF = """\
 nodaemon=true
 logfile={dir}/supervisord.log
 pidfile={dir}/supervisord.pid
+childlogdir={dir}
 [unix_http_server]
 file={dir}/supervisor.sock
 [rpcinterface:supervisor]
@@ -575,6 +576,8 @@ def test_supervisord_runs_start_without_a_fork(sandbox: Sandbox) -> None:
         supervisord.send_signal(signal.SIGTERM)
         supervisord.wait(timeout=20)
     assert wait_exit(pid, 5), "supervisord stopped the daemon"
+    # The program's AUTO stdout/stderr logs are in the sandbox, not in the shared temp directory (issue 17).
+    assert len(list(sandbox.path.glob("app-std*---supervisor-*.log"))) == 2
 
 
 PID1_APP = """
