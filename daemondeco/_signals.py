@@ -58,6 +58,7 @@ else:
         import signal
 
 __all__ = [
+    "RESET_IF_IGNORED",
     "SIGHUP",
     "SIGKILL",
     "SIGTERM",
@@ -78,9 +79,10 @@ SIGKILL: int = signal.SIGKILL
 SIGTERM: int = signal.SIGTERM
 SIGUSR2: int = signal.SIGUSR2
 
-# Signals an inherited SIG_IGN is taken off in the daemon. SIGPIPE stays
-# ignored: Python relies on that to raise BrokenPipeError.
-_RESET_IF_IGNORED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGCHLD", "SIGTERM")
+# Signals an inherited SIG_IGN is taken off in the daemon (compat restores them:
+# python-daemon leaves them alone). SIGPIPE stays ignored: Python relies on
+# that to raise BrokenPipeError. SIGTERM and SIGHUP are also the ones install() handles.
+RESET_IF_IGNORED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGCHLD", "SIGTERM")
 
 
 def signal_name(signum: int) -> str:
@@ -110,7 +112,7 @@ def inherited() -> Inherited:
     """
     blocked = bool(signal.pthread_sigmask(signal.SIG_BLOCK, ()))
     ignored = []
-    for name in _RESET_IF_IGNORED:
+    for name in RESET_IF_IGNORED:
         signum = getattr(signal, name, None)
         if signum is not None and signal.getsignal(signum) == signal.SIG_IGN:
             ignored.append(signum)

@@ -522,6 +522,71 @@ def test_sigterm_exits_0_and_removes_the_pidfile(sandbox: Sandbox, impl: str) ->
     assert zombie_exit_code(pid) == (1 if impl == "python-daemon" else 0)
 
 
+def _start_with_ignored(box: Sandbox, code: str, name: str, ignored: str) -> int:
+    """Run the launcher *code* from ``sh`` with *ignored* signals set to SIG_IGN (``trap '' HUP``, as nohup does)."""
+    script = box.write(name, code)
+    done = subprocess.run(
+        ["sh", "-c", f'trap \'\' {ignored}; exec "{sys.executable}" "{script}"'],
+        cwd=box.path,
+        env=box.env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done
+    return pidfile_pid(box.path / name.replace(".py", ".pid"))
+
+
+SIGNAL_KEEPER = """
+lock = pidfile.TimeoutPIDLockFile(os.path.join(HERE, "{name}.pid"), -1)
+with daemon.DaemonContext(working_directory=HERE, pidfile=lock):
+    with open(os.path.join(HERE, "{name}.started"), "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(60)
+"""
+
+
+def test_signals_outside_signal_map_keep_the_launchers_disposition_as_python_daemon(sandbox: Sandbox) -> None:
+    """Under nohup (SIGHUP ignored) a later kill -HUP leaves both running; their ignored sets are equal.
+
+    python-daemon 3.1.2 sets only the signals of ``signal_map``: SIGHUP and
+    SIGINT ignored by the launcher stay ignored (luigid and maildump started
+    under nohup survive a hang-up); compat used to reset them.
+    """
+    pids, ignored = {}, {}
+    for impl in ("python-daemon", "compat"):
+        name = "pd" if impl == "python-daemon" else "compat"
+        code = program(impl, SIGNAL_KEEPER.format(name=name))
+        pid = pids[impl] = _start_with_ignored(sandbox, code, f"{name}.py", "HUP INT")
+        wait_content(sandbox.path / f"{name}.started", str(pid))  # open() has returned: signal_map is set
+        ignored[impl] = int(proc_status(pid)["SigIgn"], 16)
+    for impl, pid in pids.items():
+        bits = ignored[impl]
+        for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+            assert bits & (1 << (signum - 1)), f"{impl}: {signal.Signals(signum).name} is not ignored ({bits:#x})"
+        os.kill(pid, signal.SIGHUP)
+        os.kill(pid, signal.SIGINT)
+    assert ignored["compat"] == ignored["python-daemon"]
+    for impl, pid in pids.items():
+        assert not wait_exit(pid, 0.3) and alive(pid), f"{impl}: the daemon died of an ignored signal"
+        stop(pid)
+    assert zombie_exit_code(pids["compat"]) == 0
+
+
+def test_without_nohup_sighup_ends_both_as_its_default(sandbox: Sandbox) -> None:
+    """The other side: a SIGHUP the launcher did not ignore keeps its default (it ends the daemon) in both."""
+    pids = {}
+    for impl in ("python-daemon", "compat"):
+        name = "pd" if impl == "python-daemon" else "compat"
+        assert sandbox.run(program(impl, SIGNAL_KEEPER.format(name=name)), name=f"{name}.py").returncode == 0
+        pids[impl] = pidfile_pid(sandbox.path / f"{name}.pid")
+        wait_content(sandbox.path / f"{name}.started", str(pids[impl]))
+    for impl, pid in pids.items():
+        os.kill(pid, signal.SIGHUP)
+        assert wait_exit(pid, 10), impl
+        assert zombie_exit_code(pid) == -signal.SIGHUP, impl
+
+
 def test_debug_mode_detach_process_false_runs_in_the_foreground(sandbox: Sandbox) -> None:
     launcher = sandbox.popen(
         program(

@@ -182,7 +182,7 @@ def redirect_stream(system_stream: Any, target_stream: Any) -> None:
 class _Plan:
     """What ``open()`` resolved in the launcher, used again in the daemon."""
 
-    __slots__ = ("copies", "entered", "lock", "options", "signals", "stdio", "timeout")
+    __slots__ = ("copies", "entered", "inherited", "lock", "options", "signals", "stdio", "timeout")
 
     def __init__(self) -> None:
         self.options: Options | None = None
@@ -190,6 +190,7 @@ class _Plan:
         self.timeout: float | None = None
         self.entered: Any = None  # another context manager, entered in the daemon
         self.signals: dict[int, Any] = {}
+        self.inherited: dict[int, Any] = {}  # dispositions the engine changes, as the launcher had them
         self.stdio: list[int | None] = [None, None, None]  # fds of stdio objects to dup2 onto 0, 1, 2
         self.copies: list[int] = []  # copies above 2 of stdio objects that are fds 0-2 (sys.stdout...)
 
@@ -198,6 +199,23 @@ class _Plan:
         for fd in self.copies:
             os.close(fd)
         self.copies = []
+
+
+def _inherited_dispositions() -> dict[int, Any]:
+    """The launcher's dispositions of the signals the engine resets or handles, to restore in the daemon.
+
+    Those set outside Python (``getsignal`` gives None) cannot be restored and are left out.
+    """
+    import signal
+
+    from .._signals import RESET_IF_IGNORED
+
+    found: dict[int, Any] = {}
+    for name in RESET_IF_IGNORED:
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) is not None:
+            found[int(signum)] = signal.getsignal(signum)
+    return found
 
 
 def _fileno(item: object, what: str) -> int:
@@ -388,6 +406,7 @@ class DaemonContext:
             keep.append(fd)
         for signum, target in dict(self.signal_map).items():
             plan.signals[signum] = self._handler(target)
+        plan.inherited = _inherited_dispositions()
         self._resolve_pidfile(plan)
         plan.options = self._options(plan, paths, keep)
         self._check_owner()
@@ -537,11 +556,16 @@ class DaemonContext:
                     os.dup2(null, target)
             if null is not None and null > 2:
                 os.close(null)
+        # python-daemon touches only the signals of signal_map: every other one keeps the disposition
+        # the program had (SIGHUP ignored under nohup, SIGINT ignored in a `cmd &` of a script). The
+        # engine reset those and installed its SIGTERM and SIGHUP handlers: put the launcher's back.
+        # With stdout or stderr given as paths (an extension), SIGHUP keeps reopening them.
+        stdio_paths = any(isinstance(getattr(self, name), (str, os.PathLike)) for name in ("stdout", "stderr"))
+        for signum, handler in plan.inherited.items():
+            if signum not in plan.signals and not (signum == signal.SIGHUP and stdio_paths):
+                signal.signal(signum, handler)
         for signum, handler in plan.signals.items():
             signal.signal(signum, handler)
-        stdio_paths = any(isinstance(getattr(self, name), (str, os.PathLike)) for name in ("stdout", "stderr"))
-        if signal.SIGHUP not in plan.signals and not stdio_paths:
-            signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as python-daemon; with stdio paths, SIGHUP reopens them
         if plan.entered is not None:
             plan.entered.__enter__()
         self._plan = plan
