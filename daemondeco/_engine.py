@@ -37,6 +37,7 @@ from ._stdio import (
     LOG_FLAGS,
     above_stdio,
     check_room,
+    displaced_stdio,
     flush_stdio,
     line_buffered,
     open_target,
@@ -69,8 +70,8 @@ HANDOVER_VARIABLE = "DAEMONDECO_HANDOVER"
 # -- in the launcher, before any fork ---------------------------------------
 
 
-def _logging_fds() -> set[int]:
-    """The fds of every configured ``logging`` handler (files, sockets, streams).
+def _logging_fds() -> dict[int, object]:
+    """The fds of every configured ``logging`` handler (files, sockets, streams), each with its handler.
 
     Reads ``logging._handlerList`` (CPython's registry of every handler
     created, attached to a logger or not): a handler configured before the
@@ -78,11 +79,11 @@ def _logging_fds() -> set[int]:
     """
     logging = sys.modules.get("logging")
     if logging is None:
-        return set()
+        return {}
     handlers = [ref() for ref in list(getattr(logging, "_handlerList", ()))]
     for logger in [logging.getLogger(), *list(logging.Logger.manager.loggerDict.values())]:
         handlers.extend(getattr(logger, "handlers", ()))
-    fds = set()
+    fds: dict[int, object] = {}
     std_streams = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
     for handler in handlers:
         if handler is None or handler is getattr(logging, "lastResort", None):
@@ -95,7 +96,7 @@ def _logging_fds() -> set[int]:
             if fileno is None:
                 continue
             try:
-                fds.add(int(fileno()))
+                fds.setdefault(int(fileno()), handler)
             except (OSError, ValueError, TypeError):
                 continue
     return fds
@@ -245,6 +246,12 @@ def _check_workdir(workdir: str, root: str | None = None) -> None:
 
 
 def _resolve_keep_fds(options: Options) -> set[int]:
+    """The fds to keep: ``keep_fds`` (each open) and logging handlers' fds.
+
+    One in 0-2 that is not the standard stream (a file that took the number
+    of a stream closed at start) would be replaced by the detach: a
+    ``ValueError`` naming it, here in the launcher.
+    """
     keep = set()
     for item, fd in zip(options.keep_fds, resolve_fds(options.caller, options.keep_fds), strict=True):
         try:
@@ -253,8 +260,16 @@ def _resolve_keep_fds(options: Options) -> set[int]:
             import errno
 
             raise OSError(errno.EBADF, f"keep_fds: file descriptor {fd} ({item!r}) is not open") from None
+        displaced = displaced_stdio(fd)
+        if displaced is not None:
+            raise ValueError(f"{options.caller}(): keep_fds item {item!r} {displaced}")
         keep.add(fd)
-    return keep | _logging_fds()
+    handlers = _logging_fds()
+    for fd, handler in handlers.items():
+        displaced = displaced_stdio(fd)
+        if displaced is not None:
+            raise ValueError(f"{options.caller}(): the logging handler {handler!r} writes to a file that {displaced}")
+    return keep | handlers.keys()
 
 
 def _resolve_ready_fd(options: Options, *, use_environ: bool = True) -> int | None:

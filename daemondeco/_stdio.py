@@ -25,6 +25,7 @@ __all__ = [
     "LOG_FLAGS",
     "above_stdio",
     "check_room",
+    "displaced_stdio",
     "flush_stdio",
     "line_buffered",
     "open_target",
@@ -54,6 +55,32 @@ def above_stdio(fd: int, *, keep_original: bool = False) -> int:
     if not keep_original:
         os.close(fd)
     return moved
+
+
+def displaced_stdio(fd: int) -> str | None:
+    """Why keeping *fd* cannot work, when it is 0-2 but not this process's standard stream; else None.
+
+    A program started with a standard stream closed (``prog <&-``) has
+    ``sys.__stdin__`` None, and the first file it opens takes fd 0. The
+    detach points fds 0-2 at the daemon's stdio targets, so such a file,
+    kept or not, would be replaced under its owner (a log handler writing
+    into the daemon's stdin). The text says so and how to start instead.
+    """
+    if not 0 <= fd <= 2:
+        return None
+    name = _STD_NAMES[fd]
+    stream = getattr(sys, f"__{name}__", None)
+    try:
+        if stream is not None and stream.fileno() == fd:
+            return None  # the standard stream itself: redirecting it is what a daemon does
+    except (OSError, ValueError, AttributeError):
+        pass
+    redirect = ("<", ">", "2>")[fd]
+    return (
+        f"is fd {fd}, which the daemon points at its {name}: this process started with fd {fd} closed "
+        f"({redirect}&-), so a file opened later took its number and the detach would replace it. "
+        f"Start the program with {name} open (for example {redirect}/dev/null)"
+    )
 
 
 def open_target(path: str, flags: int, what: str, created: list[tuple[str, int]] | None = None) -> int:

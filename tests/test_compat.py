@@ -442,6 +442,81 @@ def test_stdin_closed_at_start(sandbox: Sandbox, impl: str) -> None:
         assert done.returncode == 0 and "constructed" in done.stdout, done
 
 
+def _run_with_closed(box: Sandbox, script: Path, closed: str) -> subprocess.CompletedProcess[str]:
+    """Run *script* from ``sh`` with a standard stream closed (*closed*: ``<&-``, ``>&-``), output captured."""
+    return subprocess.run(
+        ["sh", "-c", f'exec "{sys.executable}" "{script}" {closed}'],
+        cwd=box.path,
+        env=box.env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+PRESERVED_LOG = """
+import logging
+handler = logging.FileHandler(os.path.join(HERE, "app.log"))
+log = logging.getLogger("app")
+log.addHandler(handler)
+log.setLevel(logging.INFO)
+print("log fd", handler.stream.fileno(), file=sys.stderr, flush=True)
+lock = pidfile.TimeoutPIDLockFile(os.path.join(HERE, "d.pid"), -1)
+context = daemon.DaemonContext(working_directory=HERE, files_preserve=[handler.stream], detach_process=True,
+                               pidfile=lock)
+with context:
+    log.info("serving %d", os.getpid())
+    time.sleep(60)
+"""
+
+
+@BOTH
+def test_a_preserved_log_file_that_took_fd_0_is_refused_in_the_launcher(sandbox: Sandbox, impl: str) -> None:
+    """Started with stdin closed, the log file opens as fd 0 and is listed in files_preserve (sendria).
+
+    The detach points fd 0 at /dev/null: the daemon would lose its log.
+    python-daemon 3.1.2's launcher exits 0 and its daemon dies unseen
+    (``redirect_stream(sys.stdin=None)``: AttributeError after the fork);
+    compat refuses in the launcher, naming the item and fd 0, before any fork.
+    """
+    script = sandbox.write("prog.py", program(impl, PRESERVED_LOG))
+    done = _run_with_closed(sandbox, script, "<&-")
+    assert "log fd 0" in done.stderr, done
+    if impl == "python-daemon":
+        assert done.returncode == 0, done  # a silent start...
+        wait_gone(sandbox)  # ...of a daemon that dies at once
+        assert not (sandbox.path / "d.pid").exists()
+    else:
+        assert done.returncode == 1, done
+        assert "DaemonOSEnvironmentError" in done.stderr, done
+        assert "files_preserve item <_io.TextIOWrapper name=" in done.stderr, done
+        assert "is fd 0, which the daemon points at its stdin" in done.stderr, done
+        assert "</dev/null" in done.stderr, done
+        assert sandbox.live_pids() == [], "nothing may have forked"
+        assert not (sandbox.path / "d.pid").exists()
+    assert (sandbox.path / "app.log").read_text() == ""
+
+
+def test_a_log_file_that_took_a_closed_stdout_works_when_it_is_the_stdout_object(sandbox: Sandbox) -> None:
+    """Not refused: ``stdout=log`` with the log at fd 1 (stdout closed) is dup2-ed back onto fd 1 in the daemon."""
+    code = program(
+        "compat",
+        """
+        log = open(os.path.join(HERE, "out.log"), "a")
+        print("fd", log.fileno(), file=sys.stderr, flush=True)
+        with daemon.DaemonContext(working_directory=HERE, stdout=log, files_preserve=[log],
+                                  pidfile=os.path.join(HERE, "d.pid")):
+            print("serving", os.getpid(), file=log, flush=True)
+            time.sleep(60)
+        """,
+    )
+    done = _run_with_closed(sandbox, sandbox.write("prog.py", code), ">&-")
+    assert done.returncode == 0 and "fd 1" in done.stderr, done
+    pid = read_pid(sandbox.path / "d.pid")
+    wait_content(sandbox.path / "out.log", f"serving {pid}\n")
+    stop(pid)
+
+
 # -- detach_process --------------------------------------------------------------------
 
 DETACH_PROBE = """

@@ -141,6 +141,71 @@ def test_keep_fds_and_logging_handlers_survive(sandbox: Sandbox) -> None:
     assert str(sandbox.path / "app.log") in open_fds(pid).values()
 
 
+KEPT_ON_STDIN = """
+import logging, os, subprocess, sys
+from pathlib import Path
+os.register_at_fork(before=lambda: print("FORK ATTEMPTED", file=sys.stderr, flush=True))
+from daemondeco import daemon
+HERE = Path(__file__).resolve().parent
+log = open(HERE / "app.log", "a")  # fd 0: the program was started with stdin closed
+print("fd", log.fileno(), file=sys.stderr, flush=True)
+if sys.argv[1] == "logging":
+    logging.getLogger().addHandler(logging.StreamHandler(log))
+    kept = []
+else:
+    kept = [log] if sys.argv[1] == "object" else [0]
+
+@daemon(pidfile=HERE / "d.pid", keep_fds=kept)
+def main():
+    print("daemon ran", file=log, flush=True)
+
+try:
+    main()
+except ValueError as exc:
+    print("REFUSED", exc, file=sys.stderr)
+    sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("kept", ["object", "number", "logging"])
+def test_a_kept_file_that_took_the_number_of_a_closed_stdin_is_refused_before_the_fork(
+    sandbox: Sandbox, kept: str
+) -> None:
+    """Started with ``<&-``, a file opened first is fd 0; kept (or a logging handler's), the detach would replace it."""
+    import subprocess
+    import sys
+
+    script = sandbox.write("prog.py", KEPT_ON_STDIN)
+    done = subprocess.run(
+        ["sh", "-c", f'exec "{sys.executable}" "{script}" {kept} <&-'],
+        cwd=sandbox.path,
+        env=sandbox.env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "fd 0" in done.stderr, done
+    assert done.returncode == 3, done
+    assert "FORK ATTEMPTED" not in done.stderr, done
+    named = {
+        "object": "keep_fds item <_io.TextIOWrapper name=",
+        "number": "keep_fds item 0 is fd 0",
+        "logging": "the logging handler <StreamHandler",
+    }
+    assert "REFUSED daemon(): " + named[kept] in done.stderr, done
+    assert "fd 0, which the daemon points at its stdin" in done.stderr and "</dev/null" in done.stderr, done
+    assert sandbox.live_pids() == [] and not (sandbox.path / "d.pid").exists()
+    assert (sandbox.path / "app.log").read_text() == ""
+
+
+def test_keeping_the_real_stdin_is_still_allowed(sandbox: Sandbox) -> None:
+    """keep_fds=[0] when fd 0 is the standard stream: the detach points it at stdin's target, as before."""
+    pid = sandbox.start_daemon(pinger(options=", keep_fds=[0, 1, 2]"))
+    assert open_fds(pid)[0] == "/dev/null"
+    os.kill(pid, signal.SIGTERM)
+    assert wait_exit(pid)
+
+
 def test_inherited_signal_state_is_reset(sandbox: Sandbox) -> None:
     before = """
 import signal

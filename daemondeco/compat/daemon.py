@@ -18,6 +18,10 @@ what an operator sees when something goes wrong:
   and complete before the launcher exits; the fds of configured ``logging``
   handlers stay open without being listed; fds are closed at a cost that
   follows the open fds, not ``RLIMIT_NOFILE``; ``terminate`` exits with status 0.
+* A ``files_preserve`` file that took fd 0-2 (a program started with that
+  stream closed) is refused in the launcher instead of being replaced unseen.
+* Signals outside ``signal_map`` keep the disposition the program had, as
+  python-daemon leaves them (under ``nohup``, SIGHUP stays ignored).
 
 The deliberate differences from python-daemon are listed in docs/migrate.md.
 """
@@ -376,6 +380,7 @@ class DaemonContext:
             raise TypeError(f"DaemonContext: detach_process must be True, False or None, not {self.detach_process!r}")
         paths: dict[str, str | None] = {}
         keep: list[int] = []
+        given: list[int | None] = [None, None, None]  # the fds of stdio objects, before any copy
         for index, name in enumerate(("stdin", "stdout", "stderr")):
             target = getattr(self, name)
             paths[name] = None
@@ -385,6 +390,7 @@ class DaemonContext:
                 paths[name] = os.fsdecode(os.fspath(target))
                 continue
             fd = _fileno(target, name)
+            given[index] = fd
             if fd <= 2:
                 # stdout=sys.stdout: python-daemon's dup2 onto itself keeps the launcher's stream.
                 # The engine points 0-2 at /dev/null first, so hand it a copy that survives that.
@@ -403,6 +409,12 @@ class DaemonContext:
                 os.fstat(fd)
             except OSError:
                 continue  # python-daemon ignores a closed fd in the list: nothing to keep
+            if fd <= 2:
+                # 0-2 are the daemon's stdio: kept as such, never in the engine's keep list. One
+                # that is not the standard stream (a log file that took the number of a stream
+                # closed at start) would be replaced unseen, unless it is that stdio object itself.
+                self._check_displaced(fd, item, given)
+                continue
             keep.append(fd)
         for signum, target in dict(self.signal_map).items():
             plan.signals[signum] = self._handler(target)
@@ -410,6 +422,19 @@ class DaemonContext:
         self._resolve_pidfile(plan)
         plan.options = self._options(plan, paths, keep)
         self._check_owner()
+
+    @staticmethod
+    def _check_displaced(fd: int, item: object, given: list[int | None]) -> None:
+        """A ``DaemonOSEnvironmentError`` naming *item* if the detach would replace its fd (0-2)."""
+        if given[fd] == fd:  # stdout=log with the log at fd 1: dup2-ed back onto 1 in the daemon
+            return
+        from .._stdio import displaced_stdio
+
+        displaced = displaced_stdio(fd)
+        if displaced is not None:
+            import errno
+
+            raise DaemonOSEnvironmentError(errno.EBADF, f"DaemonContext: files_preserve item {item!r} {displaced}")
 
     def _handler(self, target: object) -> Any:
         import signal
