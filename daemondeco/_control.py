@@ -81,7 +81,7 @@ def stop_pidfile(path: str, timeout: float, *, on_kill: Callable[[int, float], N
         return True
     with watcher:
         if not watcher.locked():
-            return True
+            return _stop_legacy(watcher, timeout, on_kill)
         pid = watcher.holder_pid()
         if pid is None:
             return not watcher.locked()  # a start that failed meanwhile: nothing runs
@@ -98,13 +98,65 @@ def stop_pidfile(path: str, timeout: float, *, on_kill: Callable[[int, float], N
         return stopped
 
 
+def _stop_legacy(watcher: Watcher, timeout: float, on_kill: Callable[[int, float], None] | None) -> bool:
+    """Stop the python-daemon instance an unlocked pidfile names, if any (``Watcher.legacy_holder``).
+
+    SIGTERM, wait for that very process (pid and start time) to exit,
+    SIGKILL after *timeout*; then its file is removed if it is left. True
+    when nothing runs under the file afterwards.
+    """
+    pid = _python_daemon_instance(watcher)
+    if pid is None:
+        return True  # stale, or nothing: not running
+    start_time = _proc.identity(pid)
+    killing = None if on_kill is None else (lambda: on_kill(pid, timeout))
+    stopped = _proc.escalate(pid, start_time, timeout, lambda wait: _proc.wait_exit(pid, wait, start_time), killing)
+    if stopped:
+        watcher.remove_if_stale(pid)
+    return stopped
+
+
+def _python_daemon_instance(watcher: Watcher) -> int | None:
+    """The pid of the python-daemon instance holding an unlocked pidfile, else None.
+
+    ``Watcher.legacy_holder`` (the rule compat's start applies: a live process
+    that started before the file was written), and a daemon: not in the
+    caller's session. Start errs toward "held" (a refused start is visible);
+    a stop, which signals, errs toward "stale": a pid written by hand into a
+    file, of a process of this very session, is never signalled.
+    """
+    pid = watcher.legacy_holder()
+    if pid is None:
+        return None
+    fields = _proc.stat_fields(pid)
+    try:
+        return pid if fields is not None and int(fields[3]) != os.getsid(0) else None
+    except (IndexError, ValueError, OSError):  # pragma: no cover - an unreadable stat line
+        return None
+
+
 def status_pidfile(path: str) -> int | None:
     """The pid of the daemon running under *path*, else None.
 
     Running means: the pidfile is locked and the pid it names is alive and not
-    a zombie. A stale file (unlocked), whatever pid it names, is not running.
+    a zombie. A stale file (unlocked), whatever pid it names, is not running,
+    except a python-daemon instance's (``Watcher.legacy_holder``: its
+    ``PIDLockFile`` never locks), which is.
     """
-    return _live_holder(path, wait_for_pid=False)
+    return _running(path)[0]
+
+
+def _running(path: str) -> tuple[int | None, bool]:
+    """(the pid of the daemon running under *path* or None, whether it is a python-daemon instance)."""
+    watcher = Watcher.open(path)
+    if watcher is None:
+        return None, False
+    with watcher:
+        if not watcher.locked():
+            legacy = _python_daemon_instance(watcher)
+            return legacy, legacy is not None
+        pid = watcher.read_pid()
+    return (pid if pid is not None and _proc.is_alive(pid) else None), False
 
 
 def _live_holder(path: str, *, wait_for_pid: bool) -> int | None:
@@ -318,21 +370,22 @@ def status_report(path: str) -> tuple[int, dict[str, object]]:
 
     Read from the pidfile's lock, the daemon's state file and ``/proc``:
     ``pid``, ``state`` (``starting``, ``ready``, ``reloading``, ``stopping``,
-    ``stopped``, ``stale``), ``uptime_s``, ``cpu_s``, ``rss_bytes``,
+    ``stopped``, ``stale``; ``python-daemon``: an instance started by
+    python-daemon, whose pidfile is not locked), ``uptime_s``, ``cpu_s``, ``rss_bytes``,
     ``threads``, ``fds``, ``status`` (the last ``notify_status()`` text) and
     ``last_reload``; what cannot be read is ``None``.
     """
     report: dict[str, object] = dict.fromkeys(
         ("pid", "state", "uptime_s", "cpu_s", "rss_bytes", "threads", "fds", "status", "last_reload")
     )
-    pid = status_pidfile(path)
+    pid, legacy = _running(path)
     if pid is None:
         stale = os.path.lexists(path)
         report["state"] = "stale" if stale else "stopped"
         return (1 if stale else 3), report
     report["pid"] = pid
-    state = read_state(state_path(path))
-    report["state"] = (state or {}).get("state") or "starting"
+    state = None if legacy else read_state(state_path(path))  # a python-daemon instance keeps none
+    report["state"] = (state or {}).get("state") or ("python-daemon" if legacy else "starting")
     if state:
         report["status"] = state.get("status")
         report["last_reload"] = _reload_summary(state.get("reload"))

@@ -20,6 +20,13 @@ A pidfile is only as good as its lock. The rules, all enforced here:
   could not (it was killed, or dropped the rights to) only while holding the
   lock itself and only if the file still names the stopped pid.
 
+One exception to "unlocked means stale", for migrations: python-daemon's
+``PIDLockFile`` never locks (the file's existence is its lock). An unlocked
+file that names a live process started before the file was written is such
+an instance, still running (:meth:`Watcher.legacy_holder`): a compat start
+refuses to start beside it, ``status`` reports it running and ``stop`` stops
+it.
+
 Three roles, one per class: :class:`Pidfile` is the public face;
 :class:`Holder` is the package's lock holder (the launcher locks, the daemon
 writes its pid, a failed start abandons); :class:`Watcher` looks from outside
@@ -34,7 +41,7 @@ import stat
 import time
 
 from ._errors import AlreadyRunningError, DaemonError, path_error
-from ._proc import is_alive
+from ._proc import identity, is_alive
 from ._stdio import above_stdio
 
 try:
@@ -54,6 +61,11 @@ __all__ = ["Holder", "Pidfile", "Watcher", "require_posix"]
 # How long a refused start (or a stop) waits for a daemon that holds the lock
 # but is still starting to write its pid: fork + setsid + fork, milliseconds.
 _PID_WAIT = 1.0
+
+# /proc/stat's btime has a resolution of one second: a process that started
+# up to this long after the file's mtime still counts as its writer, so the
+# legacy check errs toward "held" (a refused start is visible; a second daemon is not).
+_CLOCK_SLACK = 1.0
 
 _COMMON_FLAGS = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
 _READ_FLAGS = os.O_RDONLY | _COMMON_FLAGS
@@ -283,6 +295,18 @@ class Holder:
             self._fd = None
 
 
+def _boot_time() -> float | None:
+    """The boot time (``btime`` of ``/proc/stat``), seconds since the epoch, or None."""
+    try:
+        with open("/proc/stat", "rb") as proc_stat:
+            for line in proc_stat:
+                if line.startswith(b"btime "):
+                    return float(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 class Watcher:
     """A look at a pidfile from outside: is it locked, by which pid, wait until released.
 
@@ -322,6 +346,30 @@ class Watcher:
     def locked(self) -> bool:
         """True if some process holds the lock."""
         return _locked_elsewhere(self._fd)
+
+    def legacy_holder(self) -> int | None:
+        """The pid of a python-daemon instance this unlocked file names, else None.
+
+        That is a live process (not this one, pid > 1) that started before
+        the file was written: python-daemon's ``PIDLockFile`` writes its pid
+        once it runs and never locks. None when the file is locked
+        (daemondeco's rules apply), names no live process, or names one
+        started after the file was written (pid reuse: the file is stale).
+        """
+        try:
+            mtime = os.fstat(self._fd).st_mtime
+        except OSError:  # pragma: no cover - an open fd always has a status
+            return None
+        if self.locked():
+            return None
+        pid = _read_fd(self._fd)
+        if pid is None or pid <= 1 or pid == os.getpid() or not is_alive(pid):
+            return None
+        ticks, boot = identity(pid), _boot_time()
+        if ticks is None or boot is None:
+            return pid  # no way to tell: a live process it names is the safe answer
+        started = boot + ticks / os.sysconf("SC_CLK_TCK")
+        return pid if started <= mtime + _CLOCK_SLACK else None
 
     def holder_pid(self) -> int | None:
         """The pid in a locked file, waiting briefly for a starting daemon to write it."""

@@ -10,11 +10,13 @@ documents what a program gains by switching.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -344,6 +346,46 @@ def test_the_migration_guard_refuses_to_start_beside_a_python_daemon_instance(sa
     assert wait_exit(old, 10)
     assert sandbox.run(program("compat", SLEEPER.format(timeout=-1)), name="new.py").returncode == 0
     assert read_pid(sandbox.path / "d.pid") != old
+
+
+@BOTH
+def test_the_command_line_sees_and_stops_a_running_instance(sandbox: Sandbox, impl: str) -> None:
+    """docs/migrate.md sends users to ``python -m daemondeco status|stop PIDFILE``: both must see either daemon.
+
+    python-daemon's pidfile is never locked; its instance counts as running
+    (as compat's start already counts it): status 0, stop SIGTERMs that very
+    pid and waits for it to exit, then status 3.
+    """
+    assert sandbox.run(program(impl, SLEEPER.format(timeout=-1))).returncode == 0
+    pid = pidfile_pid(sandbox.path / "d.pid")
+    wait_content(sandbox.path / "started.txt", f"{pid}\n")  # open() has returned: its SIGTERM handler is set
+    status = sandbox.run_module("status", "d.pid")
+    assert status.returncode == 0 and f"is running (pid {pid})" in status.stdout, status
+    report = json.loads(sandbox.run_module("status", "--json", "d.pid").stdout)
+    assert report["pid"] == pid
+    assert report["state"] == ("python-daemon" if impl == "python-daemon" else "ready"), report
+    stopped = sandbox.run_module("stop", "d.pid")
+    assert stopped.returncode == 0 and f"stopped (pid {pid})" in stopped.stdout, stopped
+    assert not alive(pid), "stop returns once the daemon has exited"
+    assert zombie_exit_code(pid) == (1 if impl == "python-daemon" else 0)  # python-daemon: SystemExit(str)
+    assert not (sandbox.path / "d.pid").exists()
+    assert sandbox.run_module("status", "d.pid").returncode == 3
+
+
+def test_an_unlocked_pidfile_naming_a_younger_process_is_stale_and_never_signalled(sandbox: Sandbox) -> None:
+    """The pid was reused: the process it names started after the file was written. status 1, stop signals nobody."""
+    # In a session of its own, as a daemon would be: only the start time tells it from a python-daemon instance.
+    bystander = sandbox.popen("import time\ntime.sleep(60)\n", name="bystander.py", start_new_session=True)
+    wait_until(lambda: alive(bystander.pid), what="the bystander")
+    path = sandbox.path / "d.pid"
+    path.write_text(f"{bystander.pid}\n")
+    an_hour_ago = time.time() - 3600
+    os.utime(path, (an_hour_ago, an_hour_ago))
+    status = sandbox.run_module("status", "d.pid")
+    assert status.returncode == 1 and "stale" in status.stdout, status
+    stopped = sandbox.run_module("stop", "d.pid")
+    assert stopped.returncode == 0 and "is not running" in stopped.stdout, stopped
+    assert alive(bystander.pid) and bystander.poll() is None, "a reused pid must never be signalled"
 
 
 # -- logging, stdio, files_preserve --------------------------------------------------

@@ -15,15 +15,9 @@ from __future__ import annotations
 
 import os
 
-from .._pidfile import Pidfile, Watcher
-from .._proc import identity, is_alive
+from .._pidfile import Watcher
 
 __all__ = ["effective_timeout", "legacy_holder", "lock_path", "wait_released"]
-
-# /proc/stat's btime has a resolution of one second: a process that started
-# up to this long after the file's mtime still counts as its writer, so the
-# guard errs toward "held" (a refused start is visible; a second daemon is not).
-_CLOCK_SLACK = 1.0
 
 
 def effective_timeout(pidfile: object) -> float | None:
@@ -52,39 +46,21 @@ def lock_path(pidfile: object) -> str | None:
     return None
 
 
-def _boot_time() -> float | None:
-    try:
-        with open("/proc/stat", "rb") as stat:
-            for line in stat:
-                if line.startswith(b"btime "):
-                    return float(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def legacy_holder(path: str) -> int | None:
     """The pid of a live process an unlocked pidfile names and that started before the file was written.
 
     None when the file is locked (daemondeco's own rules apply), missing,
     unreadable, names no live process, or names one started after the file
-    was written (pid reuse: the file is stale).
+    was written (pid reuse: the file is stale). See ``Watcher.legacy_holder``.
     """
     try:
-        mtime = os.stat(path, follow_symlinks=False).st_mtime
-        pidfile = Pidfile(path)
-        if pidfile.is_locked():
+        watcher = Watcher.open(path)
+        if watcher is None:
             return None
-        pid = pidfile.read_pid()
+        with watcher:
+            return watcher.legacy_holder()
     except Exception:  # a FIFO, a directory, a race with a remover: the engine judges it later
         return None
-    if pid is None or pid <= 1 or pid == os.getpid() or not is_alive(pid):
-        return None
-    ticks, boot = identity(pid), _boot_time()
-    if ticks is None or boot is None:
-        return pid  # no way to tell: a live process it names is the safe answer
-    started = boot + ticks / os.sysconf("SC_CLK_TCK")
-    return pid if started <= mtime + _CLOCK_SLACK else None
 
 
 def wait_released(path: str, timeout: float) -> bool:
