@@ -162,7 +162,9 @@ def close_all_open_files(exclude: set[int] | frozenset[int] | None = None) -> No
         import resource
 
         limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        top = limit if 0 < limit < 2**20 else 2048  # python-daemon's MAXFD when unlimited
+        # 2048 is python-daemon's MAXFD for an unlimited limit; python-daemon closes up to any finite
+        # limit, while here a limit of 2**20 or more (a loop's worth of seconds) also stops at 2048.
+        top = limit if 0 < limit < 2**20 else 2048
         start = 0
         for fd in [*sorted(fd for fd in keep if fd < top), top]:
             os.closerange(start, fd)
