@@ -2,7 +2,8 @@
 
 * Inherited state is reset: the launcher's signal mask (a launcher started
   with SIGTERM blocked) and inherited ``SIG_IGN`` dispositions (``nohup``,
-  ``cmd &`` in a script) do not reach the daemon.
+  ``cmd &`` in a script) do not reach the daemon (``daemondeco.compat`` puts
+  the dispositions back outside ``signal_map``, as python-daemon leaves them).
 * SIGTERM raises ``SystemExit(0)`` in the main thread, once (the runtime's
   ``begin_stop`` says whether a stop already began): ``finally`` blocks and
   context managers run and a stopped daemon exits 0. A second SIGTERM during
