@@ -539,6 +539,17 @@ def test_a_preserved_log_file_that_took_fd_0_is_refused_in_the_launcher(sandbox:
     assert (sandbox.path / "app.log").read_text() == ""
 
 
+def test_an_unlisted_log_handler_that_took_fd_0_is_refused_too(sandbox: Sandbox) -> None:
+    """compat keeps configured logging handlers without files_preserve: one on fd 0 would be lost the same way."""
+    code = program("compat", PRESERVED_LOG.replace("files_preserve=[handler.stream], ", ""))
+    done = _run_with_closed(sandbox, sandbox.write("prog.py", code), "<&-")
+    assert "log fd 0" in done.stderr, done
+    assert done.returncode == 1, done
+    assert "DaemonContext(): the logging handler <FileHandler " in done.stderr, done
+    assert "is fd 0, which the daemon points at its stdin" in done.stderr, done
+    assert sandbox.live_pids() == [] and not (sandbox.path / "d.pid").exists()
+
+
 def test_a_log_file_that_took_a_closed_stdout_works_when_it_is_the_stdout_object(sandbox: Sandbox) -> None:
     """Not refused: ``stdout=log`` with the log at fd 1 (stdout closed) is dup2-ed back onto fd 1 in the daemon."""
     code = program(
