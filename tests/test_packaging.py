@@ -190,3 +190,55 @@ def test_the_release_check_skips_when_build_is_only_the_build_folder(tmp_path: P
         timeout=280,
     )
     assert "1 skipped" in done.stdout and "release extra" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+@pytest.mark.timeout(600)
+def test_an_editable_install_is_seen_by_type_checkers(tmp_path: Path) -> None:
+    """``pip install -e .`` then mypy on a user's file outside the checkout: daemondeco's types, not "untyped".
+
+    setuptools' default editable mode installs an import hook that mypy and
+    pyright cannot follow; setup.cfg's ``package_dir = =.`` makes it write a
+    plain ``.pth`` line instead (docs/contributing.md). Run with the release
+    extra (the packaging stage of .ci/run): it builds in a fresh venv.
+    """
+    pytest.importorskip("build.__main__", reason="the release extra is not installed (pip install -e '.[release]')")
+    pytest.importorskip("mypy", reason="mypy is in the test extra")
+    source = tmp_path / "checkout"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv*", "__pycache__", "*.egg-info", "_build", "_generated", ".coverage*", "build", "dist"
+        ),
+    )
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    installed = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "-e", str(source)],
+        capture_output=True,
+        text=True,
+        timeout=500,
+    )
+    assert installed.returncode == 0, installed.stdout[-2000:] + installed.stderr[-3000:]
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "app.py").write_text(
+        "from daemondeco import daemon\n\n\n"
+        '@daemon(pidfile="/tmp/app.pid")\n'
+        'def service(interval: str = "1") -> None:\n'
+        "    pass\n\n\n"
+        "reveal_type(service)\n"
+    )
+    # mypy from this venv, looking at the fresh venv's packages (as a mypy installed with pipx does).
+    mypy = [sys.executable, "-m", "mypy", "--strict", "--no-incremental"]
+    checked = subprocess.run(
+        [*mypy, "--python-executable", str(venv / "bin" / "python"), "app.py"],
+        cwd=user,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert 'Revealed type is "daemondeco._decorators.DaemonFunction[[interval: str =], None]"' in checked.stdout, (
+        checked.stdout
+    )

@@ -17,6 +17,9 @@ from conftest import ROOT
 
 TYPING = Path(__file__).parent / "typing"
 
+# The pages whose examples a newcomer copies first: each ```python block must check clean under --strict.
+TYPED_PAGES = ("README.md", "docs/index.md", "docs/tutorial.md", "docs/restart.md")
+
 pytest.importorskip("mypy", reason="mypy is in the test extra")
 
 
@@ -53,3 +56,20 @@ def test_mistakes_are_errors_on_exactly_the_marked_lines() -> None:
     assert set(errors) == set(expected), where
     for number, text in expected.items():
         assert any(text in error for error in errors[number]), f"line {number}: {errors[number]} lacks {text!r}"
+
+
+def test_the_docs_examples_type_check(tmp_path: Path) -> None:
+    """The README's quick start, the tutorial and the restart page's worker group, as pasted, under mypy --strict."""
+    from test_docs import blocks
+
+    files = []
+    for page in TYPED_PAGES:
+        for block in blocks(ROOT / page):
+            if block.language == "python":
+                name = re.sub(r"\W", "_", f"{page.removesuffix('.md')}_{block.line}").lower()
+                files.append(tmp_path / f"{name}.py")
+                files[-1].write_text(block.code)
+    assert len(files) >= 7, files
+    assert any("instances=" in file.read_text() for file in files), "the worker group example is checked"
+    result = _mypy(*files)
+    assert result.returncode == 0, result.stdout + result.stderr
