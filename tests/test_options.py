@@ -266,19 +266,51 @@ def test_positional_misuse_is_a_clear_type_error(tmp_path: Path, apply: Callable
 # In texts, {dir} is the sandbox directory and {closed} the closed fd's number.
 REFUSED_BY_THE_MACHINE = [
     # pidfile
-    pytest.param('dict(pidfile=P("missing/d.pid"))', "OSError", ["{dir}/missing/d.pid"], id="pidfile-missing-dir"),
+    pytest.param(
+        'dict(pidfile=P("missing/d.pid"))',
+        "FileNotFoundError",
+        ["{dir}/missing/d.pid", "cannot open pidfile", "the directory '{dir}/missing' does not exist"],
+        id="pidfile-missing-dir",
+    ),
+    pytest.param(
+        'dict(pidfile=P("afile/d.pid"))',
+        "NotADirectoryError",
+        ["{dir}/afile/d.pid", "cannot open pidfile", "'{dir}/afile' is not a directory"],
+        id="pidfile-under-a-file",
+    ),
     pytest.param(
         'dict(pidfile=P("adir"))', "DaemonError", ["{dir}/adir", "not a regular file"], id="pidfile-is-directory"
     ),
     # stdin, stdout, stderr
-    pytest.param('dict(stdout=P("missing/out.log"))', "OSError", ["{dir}/missing/out.log"], id="stdout-missing-dir"),
-    pytest.param('dict(stdout=P("adir"))', "OSError", ["{dir}/adir"], id="stdout-not-writable"),
-    pytest.param('dict(stderr=P("missing/err.log"))', "OSError", ["{dir}/missing/err.log"], id="stderr-missing-dir"),
-    pytest.param('dict(stderr=P("adir"))', "OSError", ["{dir}/adir"], id="stderr-not-writable"),
-    pytest.param('dict(stdin=P("missing.txt"))', "OSError", ["{dir}/missing.txt"], id="stdin-missing"),
+    pytest.param(
+        'dict(stdout=P("missing/out.log"))',
+        "OSError",
+        ["{dir}/missing/out.log", "stdout", "the directory '{dir}/missing' does not exist"],
+        id="stdout-missing-dir",
+    ),
+    pytest.param(
+        'dict(stdout=P("adir"))', "OSError", ["{dir}/adir", "stdout", "Is a directory"], id="stdout-not-writable"
+    ),
+    pytest.param(
+        'dict(stderr=P("missing/err.log"))',
+        "OSError",
+        ["{dir}/missing/err.log", "stderr", "the directory '{dir}/missing' does not exist"],
+        id="stderr-missing-dir",
+    ),
+    pytest.param('dict(stderr=P("adir"))', "OSError", ["{dir}/adir", "stderr"], id="stderr-not-writable"),
+    pytest.param(
+        'dict(stdin=P("missing.txt"))', "OSError", ["{dir}/missing.txt", "stdin", "No such file"], id="stdin-missing"
+    ),
     # workdir
-    pytest.param('dict(workdir=P("missing"))', "OSError", ["{dir}/missing"], id="workdir-missing"),
-    pytest.param('dict(workdir=P("afile"))', "OSError", ["{dir}/afile"], id="workdir-is-file"),
+    pytest.param(
+        'dict(workdir=P("missing"))',
+        "OSError",
+        ["{dir}/missing", "workdir", "the directory does not exist"],
+        id="workdir-missing",
+    ),
+    pytest.param(
+        'dict(workdir=P("afile"))', "OSError", ["{dir}/afile", "workdir", "not a directory"], id="workdir-is-file"
+    ),
     pytest.param(
         'dict(WITH_FILES, chroot=P("jail"), workdir=HERE)',
         "OSError",
@@ -322,8 +354,13 @@ def test_option_refused_by_the_machine_fails_in_the_launcher(
 
 OTHER_FORM_CASES = [
     pytest.param("dict(keep_fds=[CLOSED])", "OSError", ["{closed}"], id="keep_fds-closed"),
-    pytest.param('dict(pidfile=P("missing/d.pid"))', "OSError", ["{dir}/missing/d.pid"], id="pidfile-missing-dir"),
-    pytest.param('dict(stdout=P("adir"))', "OSError", ["{dir}/adir"], id="stdout-not-writable"),
+    pytest.param(
+        'dict(pidfile=P("missing/d.pid"))',
+        "FileNotFoundError",
+        ["{dir}/missing/d.pid", "cannot open pidfile", "the directory '{dir}/missing' does not exist"],
+        id="pidfile-missing-dir",
+    ),
+    pytest.param('dict(stdout=P("adir"))', "OSError", ["{dir}/adir", "stdout"], id="stdout-not-writable"),
     pytest.param('dict(stdin=P("missing.txt"))', "OSError", ["{dir}/missing.txt"], id="stdin-missing"),
     pytest.param('dict(workdir=P("afile"))', "OSError", ["{dir}/afile"], id="workdir-is-file"),
     pytest.param(f"dict(WITH_FILES, user={NO_USER!r})", "DaemonError", [repr(NO_USER)], id="user-unknown"),
