@@ -236,6 +236,72 @@ def test_process_daemonize_refuses_detach_false(tmp_path: Path) -> None:
     )
 
 
+class _PIDLockFile:
+    """What python-daemon users pass as pidfile=: a lockfile ``PIDLockFile`` (acquire/release, a path)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def acquire(self, timeout: float | None = None) -> None:
+        raise AssertionError("daemondeco must not call it")
+
+
+# python-daemon's DaemonContext names: the message names daemondeco's (issue 18).
+PYTHON_DAEMON_NAMES = [
+    ("working_directory", "/", "'workdir'"),
+    ("files_preserve", [], "'keep_fds'"),
+    ("detach_process", True, "'detach'"),
+    ("uid", 0, "'user'"),
+    ("gid", 0, "'group'"),
+    ("chroot_directory", "/", "'chroot'"),
+    ("signal_map", {}, "'signals'"),
+    ("initgroups", True, "supplementary groups of user="),
+]
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize(
+    ("name", "value", "suggestion"), PYTHON_DAEMON_NAMES, ids=[n for n, _, _ in PYTHON_DAEMON_NAMES]
+)
+def test_python_daemons_option_names_suggest_daemondecos(
+    tmp_path: Path, form: str, name: str, value: object, suggestion: str
+) -> None:
+    message = refuse_in_process(
+        form,
+        with_files(tmp_path, **{name: value}),
+        TypeError,
+        [repr(name), "python-daemon's name", suggestion],
+        tmp_path,
+    )
+    assert "valid options" not in message, message
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_a_lockfile_object_as_pidfile_asks_for_its_path(tmp_path: Path, form: str) -> None:
+    lock = _PIDLockFile(str(tmp_path / "app.pid"))
+    refuse_in_process(
+        form,
+        with_files(tmp_path, pidfile=lock),
+        TypeError,
+        ["pidfile must be a path", "_PIDLockFile", f"pass its path, pidfile={lock.path!r}"],
+        tmp_path,
+    )
+
+
+@pytest.mark.parametrize(
+    ("form", "refused"),
+    [("daemon", {"instances"}), ("daemonize", {"instances", "restart"}), ("process_daemonize", set())],
+)
+def test_the_valid_options_listed_are_those_the_form_takes(tmp_path: Path, form: str, refused: set[str]) -> None:
+    message = refuse_in_process(
+        form, with_files(tmp_path, colour="red"), TypeError, ["'colour'", "valid options"], tmp_path
+    )
+    listed = set(message.split("valid options: ", 1)[1].split(", "))
+    assert "pidfile" in listed and "on_drain" in listed, message
+    assert not listed & refused, f"{form}() lists options it refuses: {sorted(listed & refused)}"
+    assert refused or "instances" in listed
+
+
 def test_detach_false_is_accepted_by_daemon(sandbox: Sandbox) -> None:
     """The control case for the launcher: it is sound (detach=False runs here, no fork)."""
     result = run_options_launcher(sandbox, "dict(WITH_FILES, detach=False)", "daemon")
