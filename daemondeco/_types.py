@@ -89,7 +89,7 @@ class DaemonOptions(DaemonizeOptions, total=False):
 
 
 class LastExit(TypedDict):
-    """How a supervised worker last ended (``DaemonProcess.last_exit``, ``status --json``'s ``last_exit``)."""
+    """How a supervised worker last ended: ``DaemonProcess.last_exit``, as ``_supervise`` records it."""
 
     pid: int
     status: int | None

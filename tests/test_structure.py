@@ -277,3 +277,19 @@ def test_the_typed_options_are_exactly_the_accepted_options() -> None:
     assert daemon == {"restart"}, "DaemonOptions adds restart= to DaemonizeOptions, and nothing else"
     assert not daemonize & {"restart", "instances"}, "daemonize() refuses them at run time: the types too"
     assert daemonize | daemon | {"instances"} == set(Options.__slots__) - {"caller"}
+
+
+def test_the_literal_types_cover_the_accepted_values() -> None:
+    """``ready=`` and ``restart=`` as ``Literal`` types: every value ``Options.build`` accepts checks clean."""
+    from daemondeco._options import READY_MODES, RESTART_MODES
+
+    aliases = {
+        node.target.id: set(re.findall(r'"([^"]+)"', node.value.value))
+        for node in _tree("_types").body
+        if isinstance(node, ast.AnnAssign)
+        and isinstance(node.target, ast.Name)
+        and isinstance(node.value, ast.Constant)
+        and str(node.value.value).startswith("Literal[")
+    }
+    assert set(READY_MODES) <= aliases["ReadyMode"], aliases
+    assert set(RESTART_MODES) == aliases["RestartMode"], aliases
