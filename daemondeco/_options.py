@@ -122,6 +122,8 @@ def _path(caller: str, name: str, value: object, *, optional: bool) -> str | Non
         where = getattr(value, "path", None)
         shown = f"pidfile={where!r}" if isinstance(where, str) else "pidfile='/run/app.pid'"
         hint = f"; daemondeco locks the pidfile itself (flock): pass its path, {shown}"
+    elif name in ("stdin", "stdout", "stderr") and isinstance(file_name := getattr(value, "name", None), str):
+        hint = f"; daemondeco opens the file itself: pass its path, {name}={file_name!r}"  # python-daemon style
     raise TypeError(f"{caller}(): {name} must be {expected}, not {type(value).__name__} {_show(value)}{hint}")
 
 

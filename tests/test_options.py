@@ -20,6 +20,7 @@ Last, the thread warning: a ``@daemon`` launcher with a live thread gets one
 from __future__ import annotations
 
 import grp
+import io
 import json
 import math
 import os
@@ -79,6 +80,16 @@ def handler(signum: int, frame: object) -> None:
 
 # -- values wrong on their own: refused in this process -----------------------------
 
+
+class _OpenLog:
+    """An open file as python-daemon users pass it (``stderr=open(path, "a")``), without an fd to leak."""
+
+    name = "/var/log/app.log"
+
+    def write(self, text: str) -> int:
+        raise AssertionError("daemondeco must not write to it")
+
+
 # (options, exception class, texts the message must contain).
 INVALID = [
     # unknown options
@@ -92,6 +103,18 @@ INVALID = [
     # stdin, stdout, stderr
     pytest.param({"stdout": 3.0}, TypeError, ["stdout", "3.0"], id="stdout-float"),
     pytest.param({"stdin": None}, TypeError, ["stdin", "None"], id="stdin-None"),
+    pytest.param(
+        {"stdout": io.TextIOWrapper(io.BytesIO(), encoding="utf-8")},  # python-daemon's style: an open file...
+        TypeError,
+        ["stdout must be a path", "TextIOWrapper"],
+        id="stdout-file-without-a-name",
+    ),
+    pytest.param(
+        {"stderr": _OpenLog()},  # ... whose name is its path
+        TypeError,
+        ["stderr must be a path", "_OpenLog", "pass its path, stderr='/var/log/app.log'"],
+        id="stderr-open-file",
+    ),
     # workdir
     pytest.param({"workdir": None}, TypeError, ["workdir", "None"], id="workdir-None"),
     # umask
