@@ -89,10 +89,34 @@ def package_source() -> str:
         head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True)
         dirty = subprocess.run([*git, "status", "--porcelain", "--", pkg], check=False, capture_output=True, text=True)
     except OSError:
-        return pkg
+        return shown_path(pkg)
     if head.returncode != 0:
-        return pkg
-    return f"{pkg} (git {head.stdout.strip()}{' + uncommitted changes' if dirty.stdout.strip() else ''})"
+        return shown_path(pkg)
+    return f"{shown_path(pkg)} (git {head.stdout.strip()}{' + uncommitted changes' if dirty.stdout.strip() else ''})"
+
+
+def shown_path(path: str) -> str:
+    """*path* as a report prints it: never an absolute path of the machine that ran the benchmarks.
+
+    Inside the checkout: relative to it (``./daemondeco``). Elsewhere (a venv
+    given to ``--extra-python``): ``…/`` and its last three parts, enough to
+    recognise it (``…/venv-w1/bin/python``).
+    """
+    full = os.path.abspath(path)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if full == root:
+        return "."
+    if full.startswith(root + os.sep):
+        return "./" + os.path.relpath(full, root)
+    return "…/" + "/".join([part for part in full.split(os.sep) if part][-3:])
+
+
+def shown_arg(arg: str) -> str:
+    """A command-line word for a report: an absolute path in it (alone or after ``LABEL=``) as :func:`shown_path`."""
+    label, sep, value = arg.partition("=") if "=" in arg else ("", "", arg)
+    if value.startswith(os.sep):
+        return label + sep + shown_path(value)
+    return arg
 
 
 # -- other source trees (--compare-tree) ------------------------------------------
@@ -139,9 +163,9 @@ def tree_source(path: str) -> str:
             ["git", "-C", path, "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True
         )
     except OSError:
-        return os.path.abspath(path)
+        return shown_path(path)
     suffix = f" (git {head.stdout.strip()})" if head.returncode == 0 else ""
-    return os.path.abspath(path) + suffix
+    return shown_path(path) + suffix
 
 
 def check_tree(env: dict[str, str], path: str) -> None:
@@ -964,7 +988,7 @@ def _cell(value: object) -> str:
 def markdown_report(meta: dict, results: dict, scripts: list[dict], argv: list[str]) -> str:
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with "
-        f"`python benchmarks/run.py {' '.join(argv)}` in {meta.get('seconds', '?')} s"
+        f"`python benchmarks/run.py {' '.join(map(shown_arg, argv))}` in {meta.get('seconds', '?')} s"
         f"{' (--quick: few rounds, a smoke test)' if meta['quick'] else ''}.",
         f"Machine: {meta['cpus']} CPUs, {meta['platform']}, Python {meta['python']}, "
         f"load average {meta.get('load', '?')} at the start; RLIMIT_NOFILE {meta['rlimit_nofile']}.",

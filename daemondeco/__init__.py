@@ -25,7 +25,7 @@ from ._version import __version__ as __version__
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from ._decorators import DaemonFunction, WorkerFunction, daemon, daemonize, process_daemonize
+    from ._decorators import DaemonFunction, WorkerFunction, WorkerGroupFunction, daemon, daemonize, process_daemonize
     from ._runtime import notify_extend, notify_ready, notify_status
     from ._sockets import listen_fds, sockets
 del TYPE_CHECKING
@@ -36,7 +36,9 @@ del TYPE_CHECKING
 # The notify_* functions only make sense inside a daemon, which has imported
 # _runtime already: loading them lazily keeps _ready and _systemd off the
 # control path too.
-_DECORATORS = frozenset({"DaemonFunction", "WorkerFunction", "daemon", "daemonize", "process_daemonize"})
+_DECORATORS = frozenset(
+    {"DaemonFunction", "WorkerFunction", "WorkerGroupFunction", "daemon", "daemonize", "process_daemonize"}
+)
 # The sockets' functions import `socket`: loaded at first use too.
 _SOCKETS = frozenset({"listen_fds", "sockets"})
 _RUNTIME = frozenset({"notify_extend", "notify_ready", "notify_status"})
@@ -79,6 +81,7 @@ __all__ = [
     "UpgradeError",
     "WorkerFunction",
     "WorkerGroup",
+    "WorkerGroupFunction",
     "daemon",
     "daemonize",
     "listen_fds",
@@ -90,7 +93,7 @@ __all__ = [
 ]
 
 # Tracebacks and reprs name the public home (daemondeco.StartupError), not a private module.
-# (DaemonFunction and WorkerFunction say so in _decorators.)
+# (DaemonFunction, WorkerFunction and WorkerGroupFunction say so in _decorators.)
 for _public in (
     AlreadyRunningError,
     DaemonError,

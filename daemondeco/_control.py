@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable
 
     from ._options import Options
+    from ._types import LastExit
 
 __all__ = [
     "DaemonProcess",
@@ -508,7 +509,7 @@ class DaemonProcess:
         return count if isinstance(count, int) else 0
 
     @property
-    def last_exit(self) -> dict[str, object] | None:
+    def last_exit(self) -> LastExit | None:
         """With ``restart=``: how the last worker ended, else None.
 
         A dict: ``pid``, ``status`` (exit status, or None when killed),
@@ -519,7 +520,7 @@ class DaemonProcess:
         .. versionadded:: 0.1
         """
         last = self._supervision().get("last_exit")
-        return last if isinstance(last, dict) else None
+        return last if isinstance(last, dict) else None  # type: ignore[return-value]  # _supervise writes a LastExit
 
     @property
     def next_restart_in(self) -> float | None:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from typing_extensions import Unpack
 
-    from ._types import DaemonOptions
+    from ._types import DaemonizeOptions, DaemonOptions
 
 if TYPE_CHECKING:  # pragma: no cover
     # wrapt 1.x has no type hints and 2.x has: both check alike against this
@@ -55,7 +55,15 @@ else:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-__all__ = ["DaemonFunction", "WorkerFunction", "daemon", "daemonize", "options_of", "process_daemonize"]
+__all__ = [
+    "DaemonFunction",
+    "WorkerFunction",
+    "WorkerGroupFunction",
+    "daemon",
+    "daemonize",
+    "options_of",
+    "process_daemonize",
+]
 
 
 def options_of(target: object) -> Options | None:
@@ -64,7 +72,7 @@ def options_of(target: object) -> Options | None:
     A method's bound wrapper keeps them on its parent, the decorated function.
     """
     owner = getattr(target, "_self_parent", None) or target
-    if isinstance(owner, (DaemonFunction, WorkerFunction)):
+    if isinstance(owner, (DaemonFunction, WorkerFunction, WorkerGroupFunction)):
         return owner._self_daemon_options
     return None
 
@@ -246,7 +254,8 @@ class WorkerFunction(Generic[P, R], _FunctionWrapper):
     """What ``@process_daemonize`` returns: calling it starts a daemon and returns a :class:`DaemonProcess`.
 
     Generic in the function's parameters ``P`` and return type ``R``, as
-    :class:`DaemonFunction` is. Made by :func:`process_daemonize`, not directly.
+    :class:`DaemonFunction` is. Made by :func:`process_daemonize`, not directly;
+    with ``instances=N`` it makes a :class:`WorkerGroupFunction` instead.
 
     .. versionadded:: 0.1
     """
@@ -256,18 +265,34 @@ class WorkerFunction(Generic[P, R], _FunctionWrapper):
         self._self_daemon_options = options
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> DaemonProcess:
-        """Start the worker; its handle once it is ready.
-
-        With ``instances=N`` the value is a :class:`WorkerGroup` (typed as
-        :class:`DaemonProcess`, whose verbs it shares: ``stop``,
-        ``is_running``, ``wait``).
-        """
+        """Start the worker; its handle once it is ready."""
         process: DaemonProcess = super().__call__(*args, **kwargs)
         return process
 
 
+class WorkerGroupFunction(Generic[P, R], _FunctionWrapper):
+    """What ``@process_daemonize(instances=N)`` returns: calling it starts N workers and returns a :class:`WorkerGroup`.
+
+    Generic in the function's parameters ``P`` and return type ``R``, as
+    :class:`WorkerFunction` is, so that a type checker sees the group's verbs
+    (``pids``, ``status``, ``len()``, iteration) on what a call returns.
+    Made by :func:`process_daemonize`, not directly.
+
+    .. versionadded:: 0.2
+    """
+
+    def __init__(self, wrapped: Callable[P, R], options: Options) -> None:
+        super().__init__(wrapped, _worker_wrapper(options))
+        self._self_daemon_options = options
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> WorkerGroup:
+        """Start the N workers; their group once every one is ready (else none is left running)."""
+        group: WorkerGroup = super().__call__(*args, **kwargs)
+        return group
+
+
 # Tracebacks and reprs name the public home, as for the other public classes (see __init__).
-DaemonFunction.__module__ = WorkerFunction.__module__ = "daemondeco"
+DaemonFunction.__module__ = WorkerFunction.__module__ = WorkerGroupFunction.__module__ = "daemondeco"
 
 
 def _decorator(
@@ -296,6 +321,8 @@ def _decorator(
             )
         if name == "process_daemonize":
             check_template(built, getattr(target, "__func__", target))  # type: ignore[arg-type]
+            if built.instances is not None:
+                return WorkerGroupFunction(target, built)  # type: ignore[arg-type]
         return kind(target, built)  # type: ignore[arg-type]
 
     return decorate if func is None else decorate(func)
@@ -371,7 +398,13 @@ def process_daemonize(func: Callable[P, R], /) -> WorkerFunction[P, R]: ...
 
 @overload
 def process_daemonize(
-    func: None = None, /, **options: Unpack[DaemonOptions]
+    func: None = None, /, *, instances: int, **options: Unpack[DaemonOptions]
+) -> Callable[[Callable[P, R]], WorkerGroupFunction[P, R]]: ...
+
+
+@overload
+def process_daemonize(
+    func: None = None, /, *, instances: None = None, **options: Unpack[DaemonOptions]
 ) -> Callable[[Callable[P, R]], WorkerFunction[P, R]]: ...
 
 
@@ -393,8 +426,9 @@ def process_daemonize(func: Callable[..., Any] | None = None, /, **options: Any)
             function, filled from each call's arguments: one worker per key.
 
     Returns:
-        A :class:`WorkerFunction`: calling it returns a :class:`DaemonProcess`
-        (a :class:`WorkerGroup` with ``instances=``).
+        A :class:`WorkerFunction`: calling it returns a :class:`DaemonProcess`;
+        with ``instances=``, a :class:`WorkerGroupFunction`: calling it
+        returns a :class:`WorkerGroup`.
 
     .. versionadded:: 0.1
 
@@ -402,7 +436,7 @@ def process_daemonize(func: Callable[..., Any] | None = None, /, **options: Any)
     return _decorator("process_daemonize", WorkerFunction, func, options)
 
 
-def daemonize(**options: Unpack[DaemonOptions]) -> None:
+def daemonize(**options: Unpack[DaemonizeOptions]) -> None:
     """Detach the current process into a daemon; return in the daemon.
 
     The imperative form of :func:`daemon` for scripts written as a sequence of
@@ -412,7 +446,8 @@ def daemonize(**options: Unpack[DaemonOptions]) -> None:
     before that, ``StartupError`` is raised in the launcher instead.
 
     Args:
-        **options: the same keyword options as :func:`daemon`.
+        **options: the same keyword options as :func:`daemon`, but ``restart``
+            (nothing would run again): ``TypeError``, for type checkers too.
 
     .. versionadded:: 0.1
 

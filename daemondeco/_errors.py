@@ -250,8 +250,32 @@ class DaemonWarning(RuntimeWarning):
 
 
 def path_error(exc: OSError, what: str, path: str) -> OSError:
-    """Return *exc* restated so its message names *what* failed and *path*."""
-    return OSError(exc.errno, f"{what}: {exc.strerror or exc}", path)
+    """Return *exc* restated so its message names *what* failed and *path*, and the cause where it is plain.
+
+    A missing parent directory reads "the directory '/run/app' does not
+    exist", a file where a directory should be "'/run/app' is not a
+    directory", rather than "No such file or directory" about the file
+    itself. The class stays (``OSError(ENOENT, ...)`` is a ``FileNotFoundError``).
+    """
+    return OSError(exc.errno, f"{what}: {_cause(exc, path)}", path)
+
+
+def _cause(exc: OSError, path: str) -> str:
+    import errno
+    import os
+
+    text = exc.strerror or str(exc)
+    if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+        return text
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(parent):
+        return text
+    existing = parent
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if os.path.isdir(existing):
+        return f"the directory {parent!r} does not exist"
+    return f"{existing!r} is not a directory"
 
 
 def check_directory(path: str, what: str) -> None:
@@ -262,4 +286,5 @@ def check_directory(path: str, what: str) -> None:
         import errno
 
         code = errno.ENOTDIR if os.path.exists(path) else errno.ENOENT
-        raise OSError(code, f"{what}: {os.strerror(code)}", path)
+        cause = "not a directory" if code == errno.ENOTDIR else "the directory does not exist"
+        raise OSError(code, f"{what}: {cause}", path)

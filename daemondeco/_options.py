@@ -67,6 +67,37 @@ RESTART_MODES = ("on-failure", "on-abnormal", "always")
 # Options that only make sense where a function runs again: not daemonize().
 _FUNCTION_ONLY = ("restart", "instances")
 
+# python-daemon's DaemonContext names, and daemondeco's for the same thing (docs/migrate.md).
+_PYTHON_DAEMON_NAMES = {
+    "working_directory": "workdir",
+    "files_preserve": "keep_fds",
+    "detach_process": "detach",
+    "uid": "user",
+    "gid": "group",
+    "chroot_directory": "chroot",
+    "signal_map": "signals",
+}
+
+
+def _unknown_option(caller: str, name: str) -> TypeError:
+    """The error for an unknown option *name*: python-daemon's name mapped, a close match, or the valid ones."""
+    valid = [option for option in _DEFAULTS if not _refused_by(caller, option)]
+    if name in _PYTHON_DAEMON_NAMES:
+        hint = f" (python-daemon's name); daemondeco's is {_PYTHON_DAEMON_NAMES[name]!r}"
+    elif name == "initgroups":
+        hint = " (python-daemon's name); daemondeco sets the supplementary groups of user= (a name) itself"
+    else:
+        import difflib
+
+        close = difflib.get_close_matches(name, valid, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; valid options: {', '.join(sorted(valid))}"
+    return TypeError(f"{caller}() got an unexpected option {name!r}{hint}")
+
+
+def _refused_by(caller: str, option: str) -> bool:
+    """True for the options *caller* refuses although they are options: not worth suggesting to it."""
+    return (caller == "daemon" and option == "instances") or (caller == "daemonize" and option in _FUNCTION_ONLY)
+
 
 def _path(caller: str, name: str, value: object, *, optional: bool) -> str | None:
     if value is None and optional:
@@ -86,7 +117,14 @@ def _path(caller: str, name: str, value: object, *, optional: bool) -> str | Non
         _check_encodable(caller, name, text)
         return text
     expected = "a path (str or os.PathLike) or None" if optional else "a path (str or os.PathLike)"
-    raise TypeError(f"{caller}(): {name} must be {expected}, not {type(value).__name__} {_show(value)}")
+    hint = ""
+    if name == "pidfile" and hasattr(value, "acquire"):  # a lockfile/python-daemon PIDLockFile object
+        where = getattr(value, "path", None)
+        shown = f"pidfile={where!r}" if isinstance(where, str) else "pidfile='/run/app.pid'"
+        hint = f"; daemondeco locks the pidfile itself (flock): pass its path, {shown}"
+    elif name in ("stdin", "stdout", "stderr") and isinstance(file_name := getattr(value, "name", None), str):
+        hint = f"; daemondeco opens the file itself: pass its path, {name}={file_name!r}"  # python-daemon style
+    raise TypeError(f"{caller}(): {name} must be {expected}, not {type(value).__name__} {_show(value)}{hint}")
 
 
 def _show(value: object, limit: int = 200) -> str:
@@ -240,12 +278,7 @@ class Options:
         """Validate *given* keyword options for *caller* (used in messages)."""
         unknown = [name for name in given if name not in _DEFAULTS]
         if unknown:
-            import difflib
-
-            name = unknown[0]
-            close = difflib.get_close_matches(name, _DEFAULTS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; valid options: {', '.join(sorted(_DEFAULTS))}"
-            raise TypeError(f"{caller}() got an unexpected option {name!r}{hint}")
+            raise _unknown_option(caller, unknown[0])
         values = {**_DEFAULTS, **given}
         self = object.__new__(cls)
         setattr_ = object.__setattr__

@@ -123,9 +123,9 @@ def _open(path: str, flags: int, what: str) -> int | None:
     """Open the pidfile; None when there is none (reading); refuse what is not a regular file."""
     try:
         fd = os.open(path, flags, 0o644)
-    except (FileNotFoundError, NotADirectoryError):
-        if flags & os.O_CREAT:
-            raise
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        if flags & os.O_CREAT:  # a missing directory: say so, and that it is the pidfile's
+            raise path_error(exc, what, path) from None
         return None
     except OSError as exc:
         if exc.errno == errno.ELOOP and os.path.islink(path):

@@ -9,7 +9,14 @@ from typing import Any, Literal, Protocol, TypeAlias
 
 from typing_extensions import TypedDict
 
-__all__ = ["DaemonOptions", "FdLike", "Handler", "PathLike"]
+__all__ = [
+    "DaemonOptions",
+    "DaemonizeOptions",
+    "FdLike",
+    "Handler",
+    "LastExit",
+    "PathLike",
+]
 
 
 class HasFileno(Protocol):
@@ -25,11 +32,19 @@ PathLike: TypeAlias = "str | os.PathLike[str]"
 Handler: TypeAlias = "Callable[[int, Any], object] | int | None"
 
 
-class DaemonOptions(TypedDict, total=False):
-    """The keyword options of ``@daemon``, ``@process_daemonize`` and ``daemonize()``, for type checkers.
+# The enumerated options, as Literal types: ready="notfiy" is an error before anything runs.
+ReadyMode: TypeAlias = 'Literal["auto", "start", "notify"]'
+RestartMode: TypeAlias = 'Literal["on-failure", "on-abnormal", "always"]'
 
-    ``tests/test_structure.py`` checks that these keys are exactly the options
-    ``Options.build`` accepts.
+
+class DaemonizeOptions(TypedDict, total=False):
+    """The keyword options of ``daemonize()``, for type checkers: those of ``@daemon`` but ``restart``.
+
+    ``daemonize()`` has no function to run again: ``restart=`` (and
+    ``instances=``) raise ``TypeError`` there, and a type checker refuses them.
+    ``tests/test_structure.py`` checks that these keys, ``restart`` and
+    ``instances`` (a keyword of ``process_daemonize``'s overloads) are exactly
+    the options ``Options.build`` accepts.
     """
 
     pidfile: PathLike | None
@@ -39,7 +54,7 @@ class DaemonOptions(TypedDict, total=False):
     workdir: PathLike
     umask: int
     keep_fds: Sequence[FdLike]
-    ready: str
+    ready: ReadyMode
     ready_fd: int | None
     startup_grace: float
     ready_timeout: float
@@ -51,14 +66,36 @@ class DaemonOptions(TypedDict, total=False):
     prevent_core: bool
     on_reload: Callable[[], object] | None
     signals: dict[int, Any] | None
-    restart: Literal["on-failure", "on-abnormal", "always"] | None
     restart_delay: float
     restart_backoff: float
     restart_max_delay: float
     restart_reset_after: float
     start_limit: tuple[int, float] | None
     restart_prevent_exit_codes: Sequence[int]
-    instances: int | None
     listen: dict[str, str | socket.socket] | None
     on_drain: Callable[[], object] | None
     drain_timeout: float | None
+
+
+class DaemonOptions(DaemonizeOptions, total=False):
+    """The keyword options of ``@daemon`` (and, with ``instances=``, of ``@process_daemonize``).
+
+    Not ``instances``: ``@daemon`` refuses it (a program's main is one
+    process); ``process_daemonize``'s overloads take it as a keyword of its
+    own, so that ``instances=N`` gives a :class:`WorkerGroup`.
+    """
+
+    restart: RestartMode | None
+
+
+class LastExit(TypedDict):
+    """How a supervised worker last ended: ``DaemonProcess.last_exit``, as ``_supervise`` records it."""
+
+    pid: int
+    status: int | None
+    signal: str | None
+    clean: bool
+    uptime_s: float
+    exception: str | None
+    traceback: str | None
+    time: float

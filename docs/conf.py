@@ -70,7 +70,7 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(os|pathlib|collections\.abc|typing|typing_extensions|types|signal|argparse|socket|asyncio)(\..*)?"),
     (r"py:.*", r"(_pytest|pytest)(\..*)?"),
     (r"py:.*", r"(P|R|P\.args|P\.kwargs|NoReturn|Any|Callable|Sequence|Iterator|TracebackType|Path|PathLike|FdLike)"),
-    (r"py:.*", r"(DaemonOptions|Unpack|Options|Handler|HasFileno|_DaemonControl)"),
+    (r"py:.*", r"(DaemonOptions|DaemonizeOptions|LastExit|Unpack|Options|Handler|HasFileno|_DaemonControl)"),
     (r"py:.*", r"(wrapt|_wrappers|daemondeco\._[a-z]+)\..*"),
     (r"py:.*", r"(BaseException|Exception|RuntimeWarning|TypeError|ValueError|OSError|SystemExit)"),
 ]

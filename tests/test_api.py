@@ -41,6 +41,7 @@ PUBLIC = {
     "DaemonWarning",
     "WorkerGroup",  # issue 9: worker groups (instances=N)
     "GroupStartError",
+    "WorkerGroupFunction",  # issue 18: instances=N is typed as giving a WorkerGroup
     "UpgradeError",  # issue 10: sockets that survive
     "sockets",
     "listen_fds",

@@ -20,6 +20,7 @@ Last, the thread warning: a ``@daemon`` launcher with a live thread gets one
 from __future__ import annotations
 
 import grp
+import io
 import json
 import math
 import os
@@ -79,6 +80,16 @@ def handler(signum: int, frame: object) -> None:
 
 # -- values wrong on their own: refused in this process -----------------------------
 
+
+class _OpenLog:
+    """An open file as python-daemon users pass it (``stderr=open(path, "a")``), without an fd to leak."""
+
+    name = "/var/log/app.log"
+
+    def write(self, text: str) -> int:
+        raise AssertionError("daemondeco must not write to it")
+
+
 # (options, exception class, texts the message must contain).
 INVALID = [
     # unknown options
@@ -92,6 +103,18 @@ INVALID = [
     # stdin, stdout, stderr
     pytest.param({"stdout": 3.0}, TypeError, ["stdout", "3.0"], id="stdout-float"),
     pytest.param({"stdin": None}, TypeError, ["stdin", "None"], id="stdin-None"),
+    pytest.param(
+        {"stdout": io.TextIOWrapper(io.BytesIO(), encoding="utf-8")},  # python-daemon's style: an open file...
+        TypeError,
+        ["stdout must be a path", "TextIOWrapper"],
+        id="stdout-file-without-a-name",
+    ),
+    pytest.param(
+        {"stderr": _OpenLog()},  # ... whose name is its path
+        TypeError,
+        ["stderr must be a path", "_OpenLog", "pass its path, stderr='/var/log/app.log'"],
+        id="stderr-open-file",
+    ),
     # workdir
     pytest.param({"workdir": None}, TypeError, ["workdir", "None"], id="workdir-None"),
     # umask
@@ -236,6 +259,72 @@ def test_process_daemonize_refuses_detach_false(tmp_path: Path) -> None:
     )
 
 
+class _PIDLockFile:
+    """What python-daemon users pass as pidfile=: a lockfile ``PIDLockFile`` (acquire/release, a path)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def acquire(self, timeout: float | None = None) -> None:
+        raise AssertionError("daemondeco must not call it")
+
+
+# python-daemon's DaemonContext names: the message names daemondeco's (issue 18).
+PYTHON_DAEMON_NAMES = [
+    ("working_directory", "/", "'workdir'"),
+    ("files_preserve", [], "'keep_fds'"),
+    ("detach_process", True, "'detach'"),
+    ("uid", 0, "'user'"),
+    ("gid", 0, "'group'"),
+    ("chroot_directory", "/", "'chroot'"),
+    ("signal_map", {}, "'signals'"),
+    ("initgroups", True, "supplementary groups of user="),
+]
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize(
+    ("name", "value", "suggestion"), PYTHON_DAEMON_NAMES, ids=[n for n, _, _ in PYTHON_DAEMON_NAMES]
+)
+def test_python_daemons_option_names_suggest_daemondecos(
+    tmp_path: Path, form: str, name: str, value: object, suggestion: str
+) -> None:
+    message = refuse_in_process(
+        form,
+        with_files(tmp_path, **{name: value}),
+        TypeError,
+        [repr(name), "python-daemon's name", suggestion],
+        tmp_path,
+    )
+    assert "valid options" not in message, message
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_a_lockfile_object_as_pidfile_asks_for_its_path(tmp_path: Path, form: str) -> None:
+    lock = _PIDLockFile(str(tmp_path / "app.pid"))
+    refuse_in_process(
+        form,
+        with_files(tmp_path, pidfile=lock),
+        TypeError,
+        ["pidfile must be a path", "_PIDLockFile", f"pass its path, pidfile={lock.path!r}"],
+        tmp_path,
+    )
+
+
+@pytest.mark.parametrize(
+    ("form", "refused"),
+    [("daemon", {"instances"}), ("daemonize", {"instances", "restart"}), ("process_daemonize", set())],
+)
+def test_the_valid_options_listed_are_those_the_form_takes(tmp_path: Path, form: str, refused: set[str]) -> None:
+    message = refuse_in_process(
+        form, with_files(tmp_path, colour="red"), TypeError, ["'colour'", "valid options"], tmp_path
+    )
+    listed = set(message.split("valid options: ", 1)[1].split(", "))
+    assert "pidfile" in listed and "on_drain" in listed, message
+    assert not listed & refused, f"{form}() lists options it refuses: {sorted(listed & refused)}"
+    assert refused or "instances" in listed
+
+
 def test_detach_false_is_accepted_by_daemon(sandbox: Sandbox) -> None:
     """The control case for the launcher: it is sound (detach=False runs here, no fork)."""
     result = run_options_launcher(sandbox, "dict(WITH_FILES, detach=False)", "daemon")
@@ -266,19 +355,51 @@ def test_positional_misuse_is_a_clear_type_error(tmp_path: Path, apply: Callable
 # In texts, {dir} is the sandbox directory and {closed} the closed fd's number.
 REFUSED_BY_THE_MACHINE = [
     # pidfile
-    pytest.param('dict(pidfile=P("missing/d.pid"))', "OSError", ["{dir}/missing/d.pid"], id="pidfile-missing-dir"),
+    pytest.param(
+        'dict(pidfile=P("missing/d.pid"))',
+        "FileNotFoundError",
+        ["{dir}/missing/d.pid", "cannot open pidfile", "the directory '{dir}/missing' does not exist"],
+        id="pidfile-missing-dir",
+    ),
+    pytest.param(
+        'dict(pidfile=P("afile/d.pid"))',
+        "NotADirectoryError",
+        ["{dir}/afile/d.pid", "cannot open pidfile", "'{dir}/afile' is not a directory"],
+        id="pidfile-under-a-file",
+    ),
     pytest.param(
         'dict(pidfile=P("adir"))', "DaemonError", ["{dir}/adir", "not a regular file"], id="pidfile-is-directory"
     ),
     # stdin, stdout, stderr
-    pytest.param('dict(stdout=P("missing/out.log"))', "OSError", ["{dir}/missing/out.log"], id="stdout-missing-dir"),
-    pytest.param('dict(stdout=P("adir"))', "OSError", ["{dir}/adir"], id="stdout-not-writable"),
-    pytest.param('dict(stderr=P("missing/err.log"))', "OSError", ["{dir}/missing/err.log"], id="stderr-missing-dir"),
-    pytest.param('dict(stderr=P("adir"))', "OSError", ["{dir}/adir"], id="stderr-not-writable"),
-    pytest.param('dict(stdin=P("missing.txt"))', "OSError", ["{dir}/missing.txt"], id="stdin-missing"),
+    pytest.param(
+        'dict(stdout=P("missing/out.log"))',
+        "OSError",
+        ["{dir}/missing/out.log", "stdout", "the directory '{dir}/missing' does not exist"],
+        id="stdout-missing-dir",
+    ),
+    pytest.param(
+        'dict(stdout=P("adir"))', "OSError", ["{dir}/adir", "stdout", "Is a directory"], id="stdout-not-writable"
+    ),
+    pytest.param(
+        'dict(stderr=P("missing/err.log"))',
+        "OSError",
+        ["{dir}/missing/err.log", "stderr", "the directory '{dir}/missing' does not exist"],
+        id="stderr-missing-dir",
+    ),
+    pytest.param('dict(stderr=P("adir"))', "OSError", ["{dir}/adir", "stderr"], id="stderr-not-writable"),
+    pytest.param(
+        'dict(stdin=P("missing.txt"))', "OSError", ["{dir}/missing.txt", "stdin", "No such file"], id="stdin-missing"
+    ),
     # workdir
-    pytest.param('dict(workdir=P("missing"))', "OSError", ["{dir}/missing"], id="workdir-missing"),
-    pytest.param('dict(workdir=P("afile"))', "OSError", ["{dir}/afile"], id="workdir-is-file"),
+    pytest.param(
+        'dict(workdir=P("missing"))',
+        "OSError",
+        ["{dir}/missing", "workdir", "the directory does not exist"],
+        id="workdir-missing",
+    ),
+    pytest.param(
+        'dict(workdir=P("afile"))', "OSError", ["{dir}/afile", "workdir", "not a directory"], id="workdir-is-file"
+    ),
     pytest.param(
         'dict(WITH_FILES, chroot=P("jail"), workdir=HERE)',
         "OSError",
@@ -322,8 +443,13 @@ def test_option_refused_by_the_machine_fails_in_the_launcher(
 
 OTHER_FORM_CASES = [
     pytest.param("dict(keep_fds=[CLOSED])", "OSError", ["{closed}"], id="keep_fds-closed"),
-    pytest.param('dict(pidfile=P("missing/d.pid"))', "OSError", ["{dir}/missing/d.pid"], id="pidfile-missing-dir"),
-    pytest.param('dict(stdout=P("adir"))', "OSError", ["{dir}/adir"], id="stdout-not-writable"),
+    pytest.param(
+        'dict(pidfile=P("missing/d.pid"))',
+        "FileNotFoundError",
+        ["{dir}/missing/d.pid", "cannot open pidfile", "the directory '{dir}/missing' does not exist"],
+        id="pidfile-missing-dir",
+    ),
+    pytest.param('dict(stdout=P("adir"))', "OSError", ["{dir}/adir", "stdout"], id="stdout-not-writable"),
     pytest.param('dict(stdin=P("missing.txt"))', "OSError", ["{dir}/missing.txt"], id="stdin-missing"),
     pytest.param('dict(workdir=P("afile"))', "OSError", ["{dir}/afile"], id="workdir-is-file"),
     pytest.param(f"dict(WITH_FILES, user={NO_USER!r})", "DaemonError", [repr(NO_USER)], id="user-unknown"),

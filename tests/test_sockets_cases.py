@@ -290,7 +290,7 @@ def test_an_upgrade_whose_workdir_is_gone_fails_naming_the_cause(sandbox: Sandbo
     result = sandbox.run_module("upgrade", str(sandbox.path / "u.pid"))
     assert result.returncode == 1, result
     assert "its successor failed; the daemon keeps" in result.stderr, result
-    assert f"workdir: No such file or directory: '{sandbox.path / 'work'}'" in result.stderr, result
+    assert f"workdir: the directory does not exist: '{sandbox.path / 'work'}'" in result.stderr, result
     assert daemondeco.Pidfile(sandbox.path / "u.pid").locked_by() == old
 
 

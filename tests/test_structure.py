@@ -254,15 +254,42 @@ def test_without_fork_and_flock_every_entry_point_raises_daemon_error(sandbox: S
     assert "cli status -> 4" in result.stdout, result
 
 
-def test_the_typed_options_are_exactly_the_accepted_options() -> None:
-    """``_types.DaemonOptions`` (what type checkers see) and ``Options.build`` (what runs) never drift."""
-    typed = {
+def _typed_keys(class_name: str) -> set[str]:
+    return {
         node.target.id
         for node in next(
-            n for n in _tree("_types").body if isinstance(n, ast.ClassDef) and n.name == "DaemonOptions"
+            n for n in _tree("_types").body if isinstance(n, ast.ClassDef) and n.name == class_name
         ).body
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
     }
+
+
+def test_the_typed_options_are_exactly_the_accepted_options() -> None:
+    """``_types.DaemonOptions`` (what type checkers see) and ``Options.build`` (what runs) never drift.
+
+    ``daemonize()`` takes ``DaemonizeOptions``; ``@daemon`` those and ``restart``
+    (``DaemonOptions``); ``@process_daemonize`` those and ``instances``, a
+    keyword of its overloads (``instances=N`` gives a ``WorkerGroup``).
+    """
     from daemondeco._options import Options
 
-    assert typed == set(Options.__slots__) - {"caller"}
+    daemonize, daemon = _typed_keys("DaemonizeOptions"), _typed_keys("DaemonOptions")
+    assert daemon == {"restart"}, "DaemonOptions adds restart= to DaemonizeOptions, and nothing else"
+    assert not daemonize & {"restart", "instances"}, "daemonize() refuses them at run time: the types too"
+    assert daemonize | daemon | {"instances"} == set(Options.__slots__) - {"caller"}
+
+
+def test_the_literal_types_cover_the_accepted_values() -> None:
+    """``ready=`` and ``restart=`` as ``Literal`` types: every value ``Options.build`` accepts checks clean."""
+    from daemondeco._options import READY_MODES, RESTART_MODES
+
+    aliases = {
+        node.target.id: set(re.findall(r'"([^"]+)"', node.value.value))
+        for node in _tree("_types").body
+        if isinstance(node, ast.AnnAssign)
+        and isinstance(node.target, ast.Name)
+        and isinstance(node.value, ast.Constant)
+        and str(node.value.value).startswith("Literal[")
+    }
+    assert set(READY_MODES) <= aliases["ReadyMode"], aliases
+    assert set(RESTART_MODES) == aliases["RestartMode"], aliases

@@ -10,6 +10,8 @@ from daemondeco import (
     Pidfile,
     StartupError,
     WorkerFunction,
+    WorkerGroup,
+    WorkerGroupFunction,
     daemon,
     daemonize,
     notify_ready,
@@ -40,6 +42,16 @@ def bare_worker(n: int) -> str:
     return str(n)
 
 
+@process_daemonize(pidfile="/tmp/typing-sync-{i}.pid", instances=4, restart="on-failure", ready="start")
+def sync_shard(i: int) -> None:
+    pass
+
+
+@daemon(ready="auto")
+def auto_ready() -> None:
+    pass
+
+
 def control() -> None:
     wrapper: DaemonFunction[[int], int] = serve
     result: int = serve.run(8080, verbose=True)
@@ -61,3 +73,18 @@ def control() -> None:
         print(exc.daemon_traceback, file=sys.stderr)
     serve.reload(timeout=5.0)
     daemonize(pidfile="/tmp/typing-example-3.pid", ready="notify")
+
+
+def groups() -> None:
+    maker: WorkerGroupFunction[[int], None] = sync_shard
+    group: WorkerGroup = maker(0)
+    count: int = len(group)
+    pids: list[int] = group.pids
+    states: list[int | None] = group.status()
+    for member in group:
+        last = member.last_exit
+        if last is not None:
+            code: int | None = last["status"]
+            signal: str | None = last["signal"]
+            print(code, signal, last["exception"])
+    print(count, pids, states, group.wait(1.0), group.stop(timeout=2.0))
