@@ -55,6 +55,31 @@ def active() -> Runtime | None:
     return _current
 
 
+_fork_hook = False  # _drop_listeners_in_child is registered (once per process and its children)
+
+
+def _drop_listeners_in_child() -> None:
+    """In a child the daemon forks (``os.fork``, ``multiprocessing``): close the readiness pipe and ``ready_fd``.
+
+    Both are close-on-exec, so a program the daemon execs never holds them;
+    a forked child that does not exec would, and would keep the launcher (or
+    s6) from seeing the end of file when the daemon dies before readiness:
+    ``start`` would wait the whole ``ready_timeout``. The child must not
+    speak for the daemon anyway (``Runtime.owner``).
+    """
+    runtime = _current
+    if runtime is None or runtime.owner == os.getpid():
+        return
+    for name in ("fd", "ready_fd"):
+        fd = getattr(runtime, name)
+        if fd is not None:
+            setattr(runtime, name, None)
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 class Runtime:
     """Daemon side: readiness, stop and reload of the running daemon.
 
@@ -103,8 +128,11 @@ class Runtime:
 
     def activate(self) -> Runtime | None:
         """Make this the process's runtime; return the one it replaces."""
-        global _current
+        global _current, _fork_hook
         previous, _current = _current, self
+        if not _fork_hook:
+            _fork_hook = True
+            os.register_at_fork(after_in_child=_drop_listeners_in_child)
         return previous
 
     @staticmethod

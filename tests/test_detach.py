@@ -552,3 +552,48 @@ def test_faulthandler_follows_stderr_into_the_daemon(sandbox: Sandbox) -> None:
     err = (sandbox.path / "err.log").read_text()
     assert "Fatal Python error: Aborted" in err, err
     assert "in crash_here" in err and "in main" in err, err
+
+
+KILLED_BEFORE_READY = """
+import os, signal, subprocess, sys, time
+from pathlib import Path
+from daemondeco import daemon, notify_ready
+HERE = Path(__file__).resolve().parent
+
+@daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", ready="notify", ready_timeout=20)
+def main():
+    {child}
+    os.kill(os.getpid(), signal.SIGKILL)  # killed just before readiness (an OOM killer, a monit restart)
+    notify_ready()
+
+main()
+print("launcher continued")
+"""
+
+
+@pytest.mark.parametrize(
+    "child",
+    [
+        pytest.param("pass", id="alone"),
+        pytest.param("if os.fork() == 0:\n        time.sleep(60)\n        os._exit(0)", id="forked-child"),
+        pytest.param(
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], close_fds=False)",
+            id="subprocess",
+        ),
+        pytest.param(
+            "import multiprocessing\n"
+            "    multiprocessing.get_context('fork').Process(target=time.sleep, args=(60,)).start()",
+            id="multiprocessing-fork",
+        ),
+    ],
+)
+def test_daemon_killed_before_ready_fails_the_start_at_once(sandbox: Sandbox, child: str) -> None:
+    """Whoever else holds a copy of the readiness pipe (a child the daemon forked), the launcher sees the death now."""
+    import time
+
+    started = time.monotonic()
+    result = sandbox.run(KILLED_BEFORE_READY.format(child=child))
+    took = time.monotonic() - started
+    assert result.returncode == 1, result
+    assert "died before it was ready" in result.stderr, result
+    assert took < 10, f"the launcher waited {took:.1f} s (ready_timeout=20): a child held the pipe's write end"
