@@ -333,6 +333,9 @@ def status_report(path: str) -> tuple[int, dict[str, object]]:
     report["pid"] = pid
     state = read_state(state_path(path))
     report["state"] = (state or {}).get("state") or "starting"
+    ready_after = (state or {}).get("ready_after_ns")
+    if report["state"] == "starting" and isinstance(ready_after, int) and time.monotonic_ns() >= ready_after:
+        report["state"] = "ready"  # ready="auto": its function has run startup_grace without exiting
     if state:
         report["status"] = state.get("status")
         report["last_reload"] = _reload_summary(state.get("reload"))

@@ -658,6 +658,8 @@ class Foreground:
                 state=state,
                 ready_fd=ready_fd,
             )
+            if not service and self.runtime.ready_mode == "auto":
+                self.runtime.ready_mode = "start"  # .run(): nobody waits for a start to prove itself
             self._listen(state, systemd=notifier is not None)
             self._previous_runtime = self.runtime.activate()
             if _signals.in_main_thread():
@@ -817,6 +819,8 @@ def daemonize_here(options: Options) -> None:
     watch_unready_exit(runtime)
     if options.ready == "start":
         runtime.mark_ready()
+    elif options.ready == "auto":
+        runtime.begin_probation()
 
 
 def _leave_interrupted(exc: StartInterrupted) -> NoReturn:

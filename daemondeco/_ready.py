@@ -6,6 +6,11 @@ frames (one tag byte, a 4-byte length, a payload) on the write end:
 * ``P`` the daemon's pid, its first act;
 * ``R`` ready (``notify_ready()``, or right before the function with
   ``ready="start"``);
+* ``S`` started (``ready="auto"``): the function is being called; it is
+  ready at ``R`` or once it ran ``startup_grace`` seconds, whichever comes
+  first. An empty payload asks the launcher to measure that time; ``self``
+  says the daemon measures it (it has a service manager to tell as well)
+  and sends ``R`` then;
 * ``T`` more time (``notify_extend()``): microseconds, in ASCII; the
   deadline becomes at least that long from now (systemd's meaning of
   ``EXTEND_TIMEOUT_USEC``: it never shortens the wait);
@@ -33,9 +38,21 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ._options import Options
 
-__all__ = ["ERROR", "EXIT", "EXTEND", "PID", "READY", "await_ready", "describe_exception", "send", "unpack"]
+__all__ = [
+    "ERROR",
+    "EXIT",
+    "EXTEND",
+    "PID",
+    "READY",
+    "STARTED",
+    "await_ready",
+    "describe_exception",
+    "send",
+    "unpack",
+]
 
-PID, READY, ERROR, EXIT, EXTEND, EOF = b"P", b"R", b"E", b"X", b"T", b""
+PID, READY, ERROR, EXIT, EXTEND, STARTED, EOF = b"P", b"R", b"E", b"X", b"T", b"S", b""
+SELF_TIMED = b"self"  # an S frame's payload: the daemon sends R itself at the end of startup_grace
 
 _HEADER = 5  # the tag byte and the payload's length (4 bytes, big-endian)
 
@@ -169,37 +186,50 @@ def _pid_after_interrupt(reader: FrameReader) -> int | None:
 def _read_frames(reader: FrameReader, waiting: _Waiting, options: Options) -> int:
     start = time.monotonic()
     deadline = start + options.ready_timeout
+    grace_end: float | None = None  # ready="auto": ready then, unless the daemon said otherwise first
     while True:
-        frame = reader.next(deadline)
+        frame = reader.next(deadline if grace_end is None else min(deadline, grace_end))
         if frame is None:
+            if grace_end is not None and time.monotonic() >= grace_end:
+                break  # ran startup_grace without exiting: ready
             _timed_out(waiting.pid, options, deadline - start)
         tag, payload = frame
         if tag == PID:
             waiting.pid = int(payload)
         elif tag == EXTEND:  # notify_extend(): at least that long from now
             deadline = max(deadline, time.monotonic() + int(payload) / 1e6)
+        elif tag == STARTED:
+            if payload != SELF_TIMED:
+                grace_end = time.monotonic() + options.startup_grace
         elif tag == READY:
             break
         else:
             _startup_failed(tag, payload, waiting.pid, after_ready=False, options=options)
     pid = waiting.pid
     assert pid is not None
-    if options.startup_grace > 0:
-        deadline = time.monotonic() + options.startup_grace
-        while True:
-            frame = reader.next(deadline)
-            if frame is None or frame == (EXIT, b"0"):
-                break
-            if frame[0] == EXTEND:  # pragma: no cover - notify_extend() sends nothing once ready
-                continue
-            _startup_failed(frame[0], frame[1], pid, after_ready=True, options=options)
+    if options.startup_grace > 0 and options.ready != "auto":
+        _watch_after_ready(reader, pid, options)
     return pid
+
+
+def _watch_after_ready(reader: FrameReader, pid: int, options: Options) -> None:
+    """``startup_grace`` after readiness (``ready="start"``/``"notify"``): an exit then is a failed start too."""
+    deadline = time.monotonic() + options.startup_grace
+    while True:
+        frame = reader.next(deadline)
+        if frame is None or frame == (EXIT, b"0"):
+            return
+        if frame[0] == EXTEND:  # pragma: no cover - notify_extend() sends nothing once ready
+            continue
+        _startup_failed(frame[0], frame[1], pid, after_ready=True, options=options)
 
 
 def _timed_out(pid: int | None, options: Options, waited: float) -> NoReturn:
     if pid is not None:
         _proc.terminate(pid, options.stop_timeout)
     hint = " (it never called notify_ready())" if options.ready == "notify" else ""
+    if options.ready == "auto":
+        hint = f" (it neither called notify_ready() nor ran startup_grace={options.startup_grace:g} s)"
     if waited > options.ready_timeout:
         hint += f" (notify_extend() had extended the wait to {waited:.3g} s)"
     raise StartupError(
@@ -230,10 +260,21 @@ def _startup_failed(tag: bytes, payload: bytes, pid: int | None, *, after_ready:
         hint = ""
         if status == 0 and not after_ready and options.ready == "notify":
             hint = " (it never called notify_ready())"
+        elif not after_ready and options.ready == "auto":
+            hint = _too_quickly(options)
         said = f" with status {status}" if status is not None else ""
         raise StartupError(f"daemon (pid {pid}) exited{said} {when}{hint}", pid=pid, exit_status=status)
     assert tag == EOF
-    raise StartupError(f"daemon (pid {pid}) died {when}{_death_note(pid)}", pid=pid)
+    hint = _too_quickly(options) if not after_ready and options.ready == "auto" else ""
+    raise StartupError(f"daemon (pid {pid}) died {when}{_death_note(pid)}{hint}", pid=pid)
+
+
+def _too_quickly(options: Options) -> str:
+    """Why an exit before readiness fails a ``ready="auto"`` start, even a clean one."""
+    return (
+        f": it exited too quickly (within startup_grace={options.startup_grace:g} s, before notify_ready()); "
+        "a daemon must keep running (a short job: ready='start')"
+    )
 
 
 def _death_note(pid: int | None) -> str:

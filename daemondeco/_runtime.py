@@ -20,7 +20,7 @@ import sys
 import time
 
 from ._options import seconds as check_seconds
-from ._ready import ERROR, EXIT, EXTEND, READY, describe_exception, send
+from ._ready import ERROR, EXIT, EXTEND, READY, SELF_TIMED, STARTED, describe_exception, send
 from ._signals import SIGHUP, SIGTERM, in_main_thread
 from ._stdio import flush_stdio, reopen_stdio
 from ._systemd import monotonic_usec
@@ -70,7 +70,7 @@ def _drop_listeners_in_child() -> None:
     runtime = _current
     if runtime is None or runtime.owner == os.getpid():
         return
-    for name in ("fd", "ready_fd"):
+    for name in ("fd", "ready_fd", "_grace_wake"):
         fd = getattr(runtime, name)
         if fd is not None:
             setattr(runtime, name, None)
@@ -112,9 +112,17 @@ class Runtime:
         self.state = state  # <pidfile>.state, for status --json and acknowledged reloads
         self.fd = fd
         self.ready_fd = ready_fd  # s6's notification-fd: "\n" and close at readiness
-        # With startup_grace the launcher keeps listening after "ready".
-        self.keep_open = fd is not None and options.startup_grace > 0
+        # With startup_grace the launcher keeps listening after "ready" (with ready="auto" the
+        # grace comes before readiness instead).
+        self.keep_open = fd is not None and options.startup_grace > 0 and options.ready != "auto"
         self.ready_mode = options.ready
+        # ready="auto": when the function will have run startup_grace (time.monotonic()), once called.
+        self.ready_after: float | None = None
+        self.supervised_worker = False  # its supervisor measures startup_grace: no timer of its own
+        self._grace_wake: int | None = None  # ends the "daemondeco-ready" timer thread early
+        import _thread
+
+        self._ready_lock = _thread.allocate_lock()
         self.on_reload: Callable[[], object] | None = options.on_reload
         self.user_signals: tuple[tuple[int, Any], ...] = options.signals
         self.pidfile = pidfile
@@ -152,9 +160,13 @@ class Runtime:
 
     def mark_ready(self) -> None:
         """Tell the launcher and the service manager that we are ready (once)."""
-        if self.ready or self.owner != os.getpid():
-            return
-        self.ready = True
+        with self._ready_lock:  # notify_ready() and the end of startup_grace may race (ready="auto")
+            if self.ready or self.owner != os.getpid():
+                return
+            self.ready = True
+        if self._grace_wake is not None:  # the timer thread has nothing left to do
+            fd, self._grace_wake = self._grace_wake, None
+            os.close(fd)
         if self.adopt_at_ready is not None:  # an upgrade's successor: the pidfile names us from now on
             if self.pidfile is not None:
                 self.pidfile.write_pid(os.getpid())
@@ -183,6 +195,63 @@ class Runtime:
         send(self.fd, READY)
         if not self.keep_open:
             self.close()
+
+    def is_ready(self) -> bool:
+        """Ready: it said so, or (``ready="auto"``) its function has run ``startup_grace`` seconds."""
+        return self.ready or (self.ready_after is not None and time.monotonic() >= self.ready_after)
+
+    def begin_probation(self, schedule: Callable[[float, Callable[[], None]], object] | None = None) -> None:
+        """``ready="auto"``: the function is being called; ready at ``notify_ready()`` or after ``startup_grace``.
+
+        Where a launcher (or a supervisor) listens, it measures the grace
+        itself, from the ``S`` frame: an exit before then is a failed start.
+        A service manager that must be told too (``$NOTIFY_SOCKET``,
+        ``ready_fd``) or an upgrade's successor (which takes the pidfile at
+        readiness) needs the daemon to act at that moment: then a short-lived
+        thread, "daemondeco-ready" (or *schedule*, an event loop's
+        ``call_later``), calls :meth:`mark_ready` once the grace has passed,
+        and the ``S`` frame tells the launcher to wait for that ``R``.
+        """
+        grace = self.options.startup_grace
+        if grace <= 0 or self.owner != os.getpid():
+            self.mark_ready()
+            return
+        self.ready_after = time.monotonic() + grace
+        self._record(ready_after_ns=int(self.ready_after * 1e9))  # status reads "ready" from then on
+        timer = not self.supervised_worker and (
+            self.notifier is not None or self.ready_fd is not None or self.adopt_at_ready is not None
+        )
+        if self._may_report():
+            assert self.fd is not None
+            send(self.fd, STARTED, SELF_TIMED if timer else b"")
+        if not timer:
+            return
+        if schedule is not None:
+            schedule(grace, self._grace_passed)
+            return
+        import threading
+
+        read_end, self._grace_wake = os.pipe()
+        threading.Thread(target=self._grace_timer, args=(read_end,), name="daemondeco-ready", daemon=True).start()
+
+    def _grace_timer(self, read_end: int) -> None:
+        """The "daemondeco-ready" thread: ready once the grace has passed, unless woken first; then gone."""
+        import select
+
+        from ._proc import poll_until
+
+        try:
+            poller = select.poll()
+            poller.register(read_end, select.POLLIN)
+            assert self.ready_after is not None
+            if not poll_until(poller, self.ready_after):
+                self._grace_passed()
+        finally:
+            os.close(read_end)
+
+    def _grace_passed(self) -> None:
+        if not self.stopping:
+            self.mark_ready()
 
     def extend(self, usec: int) -> None:
         """Ask for *usec* more microseconds before readiness (a no-op once ready)."""
@@ -303,7 +372,7 @@ class Runtime:
         """
         # Before readiness there is nothing to reload from systemd's view, and
         # a READY=1 now would report a start that has not finished.
-        tell = self.ready
+        tell = self.is_ready()
         self._reloads += 1
         record: dict[str, object] = {"generation": self._reloads, "started_ns": time.monotonic_ns()}
         self._record(state="reloading" if tell else "starting", reload={**record, "finished_ns": None})
@@ -329,7 +398,7 @@ class Runtime:
     def _settled_state(self) -> str:
         if self.stopping:
             return "stopping"
-        return "ready" if self.ready else "starting"
+        return "ready" if self.is_ready() else "starting"
 
 
 def _report_reload_failure(exc: BaseException) -> str:
@@ -422,6 +491,8 @@ def call_main(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[s
         return asyncio.run(_async_main(func, args, kwargs, runtime))
     if runtime.ready_mode == "start":
         runtime.mark_ready()  # as late as possible: everything else succeeded
+    elif runtime.ready_mode == "auto":
+        runtime.begin_probation()
     return func(*args, **kwargs)
 
 
@@ -449,6 +520,8 @@ async def _async_main(
             loop.add_signal_handler(SIGHUP, runtime.reload)
     if runtime.ready_mode == "start":
         runtime.mark_ready()
+    elif runtime.ready_mode == "auto":
+        runtime.begin_probation(loop.call_later)  # a loop callback: no thread needed
     try:
         return await func(*args, **kwargs)
     except asyncio.CancelledError:

@@ -340,7 +340,7 @@ def test_startup_grace_catches_an_early_crash(sandbox: Sandbox) -> None:
         from daemondeco import daemon
         HERE = Path(__file__).resolve().parent
 
-        @daemon(pidfile=HERE / "d.pid", startup_grace=5)
+        @daemon(pidfile=HERE / "d.pid", ready="start", startup_grace=5)
         def main():
             time.sleep(0.1)
             raise RuntimeError("lost the database after startup")
@@ -359,7 +359,7 @@ def test_startup_grace_passes_a_healthy_daemon(sandbox: Sandbox) -> None:
         from daemondeco import daemon
         HERE = Path(__file__).resolve().parent
 
-        @daemon(pidfile=HERE / "d.pid", startup_grace=0.2)
+        @daemon(pidfile=HERE / "d.pid", ready="start", startup_grace=0.2)
         def main():
             time.sleep(60)
 
@@ -377,7 +377,7 @@ def test_crash_after_ready_goes_to_log_and_exit_1(sandbox: Sandbox) -> None:
         from daemondeco import daemon
         HERE = Path(__file__).resolve().parent
 
-        @daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log")
+        @daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", ready="start")  # ready as called
         def main(*words, **named):
             print("args", words, named, flush=True)
             (HERE / "go").read_text()  # raises FileNotFoundError
@@ -597,3 +597,86 @@ def test_daemon_killed_before_ready_fails_the_start_at_once(sandbox: Sandbox, ch
     assert result.returncode == 1, result
     assert "died before it was ready" in result.stderr, result
     assert took < 10, f"the launcher waited {took:.1f} s (ready_timeout=20): a child held the pipe's write end"
+
+
+DEFAULTS = """
+import os, sys, time
+from pathlib import Path
+from daemondeco import daemon, notify_ready
+HERE = Path(__file__).resolve().parent
+
+@daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log")
+def main():
+    {body}
+
+main()
+print("launcher continued")
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(
+            'open(HERE / "config.ini")',
+            ["FileNotFoundError", "config.ini", "Daemon traceback", "before it was ready"],
+            id="missing-config",
+        ),
+        pytest.param(
+            "time.sleep(0.2); sys.exit(4)",
+            ["exited with status 4 before it was ready", "exited too quickly", "startup_grace=1 s"],
+            id="exit-4",
+        ),
+        pytest.param(
+            "return None",
+            ["exited with status 0 before it was ready", "exited too quickly"],
+            id="clean-return",
+        ),
+        pytest.param(
+            "time.sleep(0.3); os.kill(os.getpid(), 9)",
+            ["died before it was ready", "exited too quickly"],
+            id="sigkill",
+        ),
+    ],
+)
+def test_default_start_reports_a_fast_exit_as_a_failed_start(sandbox: Sandbox, body: str, expected: list[str]) -> None:
+    """The defaults (ready="auto"): an exit within startup_grace (1 s) fails the start, whatever its status."""
+    result = sandbox.run(DEFAULTS.format(body=body))
+    assert result.returncode == 1, result
+    for text in expected:
+        assert text in result.stderr, f"{text!r} missing from launcher stderr:\n{result.stderr}"
+    assert "launcher continued" not in result.stdout
+    assert "started" not in result.stdout
+    assert not (sandbox.path / "d.pid").exists(), "a failed start leaves no pidfile"
+    assert sandbox.live_pids() == []
+
+
+def test_default_start_is_ready_after_the_grace_or_at_notify_ready(sandbox: Sandbox) -> None:
+    """A daemon that keeps running is ready after startup_grace (1 s); notify_ready() ends the wait at once."""
+    import time
+
+    started = time.monotonic()
+    pid = sandbox.start_daemon(DEFAULTS.format(body="time.sleep(60)"))
+    took = time.monotonic() - started
+    assert took >= 1.0, f"the launcher left after {took:.2f} s, before startup_grace=1 s had passed"
+    assert alive(pid)
+    os.kill(pid, signal.SIGTERM)
+    assert wait_exit(pid)
+
+    started = time.monotonic()
+    pid = sandbox.start_daemon(DEFAULTS.format(body="notify_ready(); time.sleep(60)"))
+    took = time.monotonic() - started
+    assert took < 0.9, f"notify_ready() must end the wait at once, the launcher took {took:.2f} s"
+    assert alive(pid)
+
+
+def test_default_start_fails_a_daemon_dying_right_after_it_forked_a_child(sandbox: Sandbox) -> None:
+    """ready="auto" keeps the pipe open for the grace: a forked child must not hide the daemon's death."""
+    import time
+
+    body = "if os.fork() == 0:\n        time.sleep(60)\n        os._exit(0)\n    time.sleep(0.2)\n    sys.exit(2)"
+    started = time.monotonic()
+    result = sandbox.run(DEFAULTS.format(body=body))
+    assert result.returncode == 1, result
+    assert "exited with status 2 before it was ready" in result.stderr, result
+    assert time.monotonic() - started < 10
