@@ -34,6 +34,7 @@ from ._signals import ignore_interrupts, signal_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
     from typing import NoReturn
 
     from ._options import Options
@@ -59,6 +60,9 @@ _HEADER = 5  # the tag byte and the payload's length (4 bytes, big-endian)
 # After Ctrl-C, how long the launcher waits for a daemon it has not heard of
 # yet to say its pid (its first act after fork + setsid + fork).
 _PID_GRACE = 2.0
+
+# A start that waits longer than this says so, once, on a terminal (stderr).
+_NOTICE_AFTER = 1.0
 
 
 def send(fd: int, tag: bytes, payload: bytes = b"") -> bool:
@@ -134,8 +138,12 @@ class FrameReader:
         return frame
 
 
-def await_ready(read_end: int, child: int, options: Options, *, leaving: bool) -> int:
+def await_ready(read_end: int, child: int, options: Options, *, leaving: bool, name: str | None = None) -> int:
     """Wait for the daemon forked by *child*; its pid once ready, else StartupError.
+
+    A launcher that is *leaving* and waits longer than about a second says
+    so in one line on stderr, when stderr is a terminal (*name*: the
+    function's, in that line); nothing when it is not.
 
     Ctrl-C while waiting stops the daemon (it would otherwise come up behind
     the operator's back) and raises :class:`StartInterrupted` naming it. A
@@ -145,7 +153,8 @@ def await_ready(read_end: int, child: int, options: Options, *, leaving: bool) -
     reader = FrameReader(read_end)
     waiting = _Waiting()
     try:
-        ready = _read_frames(reader, waiting, options)
+        notice = _waiting_notice(name, options) if leaving else None
+        ready = _read_frames(reader, waiting, options, notice)
         if leaving:
             ignore_interrupts()  # for good: this process only says "started" and exits 0
         return ready
@@ -175,6 +184,28 @@ class _Waiting:
     pid: int | None = None
 
 
+def _waiting_notice(name: str | None, options: Options) -> Callable[[int | None, float], None] | None:
+    """The function that prints the "waiting for" line, if stderr is a terminal; else None."""
+    import sys
+
+    stream = sys.stderr
+    try:
+        if stream is None or not stream.isatty():
+            return None
+    except (OSError, ValueError, AttributeError):
+        return None
+    who = name or "the daemon"
+
+    def say(pid: int | None, up_to: float) -> None:
+        pid_text = f" (pid {pid})" if pid is not None else ""
+        try:
+            print(f"waiting for {who}{pid_text} to become ready (up to {up_to:.3g} s)...", file=stream, flush=True)
+        except (OSError, ValueError):  # pragma: no cover - the terminal went away
+            pass
+
+    return say
+
+
 def _pid_after_interrupt(reader: FrameReader) -> int | None:
     deadline = time.monotonic() + _PID_GRACE
     while (frame := reader.next(deadline)) is not None and frame[0] != EOF:
@@ -183,15 +214,24 @@ def _pid_after_interrupt(reader: FrameReader) -> int | None:
     return None
 
 
-def _read_frames(reader: FrameReader, waiting: _Waiting, options: Options) -> int:
+def _read_frames(
+    reader: FrameReader, waiting: _Waiting, options: Options, notice: Callable[[int | None, float], None] | None
+) -> int:
     start = time.monotonic()
     deadline = start + options.ready_timeout
     grace_end: float | None = None  # ready="auto": ready then, unless the daemon said otherwise first
+    notice_at = start + _NOTICE_AFTER if notice is not None else None
     while True:
-        frame = reader.next(deadline if grace_end is None else min(deadline, grace_end))
+        frame = reader.next(min(d for d in (deadline, grace_end, notice_at) if d is not None))
         if frame is None:
-            if grace_end is not None and time.monotonic() >= grace_end:
+            now = time.monotonic()
+            if grace_end is not None and now >= grace_end:
                 break  # ran startup_grace without exiting: ready
+            if notice is not None and notice_at is not None and now >= notice_at:
+                notice_at = None
+                if grace_end is None or grace_end - now > _NOTICE_AFTER:  # not a wait about to end anyway
+                    notice(waiting.pid, deadline - start)
+                continue
             _timed_out(waiting.pid, options, deadline - start)
         tag, payload = frame
         if tag == PID:

@@ -680,3 +680,75 @@ def test_default_start_fails_a_daemon_dying_right_after_it_forked_a_child(sandbo
     assert result.returncode == 1, result
     assert "exited with status 2 before it was ready" in result.stderr, result
     assert time.monotonic() - started < 10
+
+
+SLOW_START = """
+import time
+from pathlib import Path
+from daemondeco import daemon, notify_ready
+HERE = Path(__file__).resolve().parent
+
+@daemon(pidfile=HERE / "d.pid", ready="notify")
+def main():
+    time.sleep({setup})
+    notify_ready()
+    time.sleep(60)
+
+main()
+"""
+
+
+def _start_with_stderr_on_a_terminal(sandbox: Sandbox, setup: float) -> tuple[int, str]:
+    """Run a launcher whose stderr is a pseudo-terminal; its exit status and what the terminal showed."""
+    import subprocess
+    import sys
+
+    script = sandbox.write("slow.py", SLOW_START.format(setup=setup))
+    master, slave = os.openpty()
+    try:
+        launcher = subprocess.Popen(
+            [sys.executable, str(script)],
+            cwd=sandbox.path,
+            env=sandbox.env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=slave,
+        )
+        os.close(slave)
+        slave = -1
+        status = launcher.wait(timeout=30)
+        shown = b""
+        os.set_blocking(master, False)
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except (BlockingIOError, OSError):  # EIO: the terminal has no writer left
+                break
+            if not chunk:
+                break
+            shown += chunk
+        return status, shown.decode(errors="replace")
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+
+
+def test_a_slow_start_says_it_waits_on_a_terminal(sandbox: Sandbox) -> None:
+    status, shown = _start_with_stderr_on_a_terminal(sandbox, setup=1.6)
+    assert status == 0, shown
+    pid = read_pid(sandbox.path / "d.pid")
+    assert f"waiting for main (pid {pid}) to become ready (up to 30 s)..." in shown, shown
+    assert shown.count("waiting for") == 1, shown
+
+
+def test_a_quick_start_or_no_terminal_prints_no_waiting_line(sandbox: Sandbox) -> None:
+    status, shown = _start_with_stderr_on_a_terminal(sandbox, setup=0.1)
+    assert status == 0, shown
+    assert "waiting" not in shown, shown
+    pid = read_pid(sandbox.path / "d.pid")
+    os.kill(pid, signal.SIGTERM)
+    assert wait_exit(pid)
+    result = sandbox.run(SLOW_START.format(setup=1.6))  # stderr a pipe: nothing extra
+    assert result.returncode == 0, result
+    assert result.stderr == "", result
