@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "DaemonProcess",
     "can_upgrade",
+    "last_run",
     "pidfile_path",
     "reload_pidfile",
     "status_pidfile",
@@ -329,6 +330,7 @@ def status_report(path: str) -> tuple[int, dict[str, object]]:
     if pid is None:
         stale = os.path.lexists(path)
         report["state"] = "stale" if stale else "stopped"
+        report["last_exit"] = last_run(path)
         return (1 if stale else 3), report
     report["pid"] = pid
     state = read_state(state_path(path))
@@ -343,6 +345,40 @@ def status_report(path: str) -> tuple[int, dict[str, object]]:
             report.update(_supervision(state))
     report.update(_proc.facts(pid))
     return 0, report
+
+
+def last_run(path: str) -> dict[str, object] | None:
+    """How the last daemon of pidfile *path* ended, once nothing runs: the record it left, else what /proc says.
+
+    The record (``_state.write_last_exit``) is written by the daemon itself in
+    its exit path: its status, the exception's last line, the log. A daemon
+    killed by a signal writes nothing, and nobody is its parent (but a
+    supervisor's worker, which the supervisor records): its state file then
+    still names its pid, and while it is an unreaped zombie ``/proc/<pid>/stat``
+    (field 52) still holds its wait status. Otherwise ``how`` is ``"died"``
+    with ``status`` and ``signal`` unknown (None).
+    """
+    state = read_state(state_path(path))
+    if not state:
+        return None
+    record = state.get("last_exit")
+    if state.get("state") == "exited" and isinstance(record, dict):
+        return record
+    pid = state.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return None
+    died: dict[str, object] = {"pid": pid, "how": "died", "status": None, "signal": None, "time": None}
+    died.update(error=None, log=None)
+    fields = _proc.stat_fields(pid)
+    if fields is not None and fields[0] in ("Z", "X") and len(fields) >= 50:
+        wait_status = int(fields[49])
+        if os.WIFSIGNALED(wait_status):
+            from ._signals import signal_name
+
+            died["signal"] = signal_name(os.WTERMSIG(wait_status))
+        else:
+            died["status"] = os.WEXITSTATUS(wait_status)
+    return died
 
 
 def _supervision(state: dict[str, object]) -> dict[str, object]:

@@ -554,7 +554,33 @@ def _print_traceback(exc: BaseException) -> None:
         pass
 
 
-def _finish(status: int, pidfile: Holder | None = None, state: StateFile | None = None) -> NoReturn:
+def exit_record(runtime: Runtime, how: str, status: int | None, exc: BaseException | None = None) -> dict[str, object]:
+    """The record of the daemon's end left in its state file (``_state``'s ``last_exit``)."""
+    error = None
+    if exc is not None:
+        try:
+            import traceback
+
+            error = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        except BaseException:  # pragma: no cover - a __str__ that raises
+            error = type(exc).__name__
+    if runtime.stopping and how in ("returned", "exited") and status == 0:
+        how = "stopped"
+    stdout, stderr = runtime.stdio_paths
+    return {
+        "pid": os.getpid(),
+        "how": how,
+        "status": status,
+        "signal": None,
+        "time": time.time(),
+        "error": error,
+        "log": stderr or stdout,
+    }
+
+
+def _finish(
+    status: int, pidfile: Holder | None = None, state: StateFile | None = None, record: dict[str, object] | None = None
+) -> NoReturn:
     """End the daemon as the interpreter would, minus its slow teardown.
 
     Like Python's own shutdown: wait for non-daemon threads, run the atexit
@@ -575,7 +601,7 @@ def _finish(status: int, pidfile: Holder | None = None, state: StateFile | None 
         try:
             flush_stdio()
             if state is not None:
-                state.remove()
+                state.finish(record)  # how this run ended, for status once it is gone
             if pidfile is not None:
                 pidfile.release()  # last: while anything of ours runs, the lock says so
         finally:
@@ -594,20 +620,24 @@ def run_in_daemon(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mappi
     runtime = _current
     assert runtime is not None
     status = 1
+    record = None
     try:
         try:
             call_main(func, args, kwargs, runtime)
             status = 0
         except SystemExit as exc:
             status = exit_status(exc)
+            record = exit_record(runtime, "exited", status)
             runtime.exited(status)
         except BaseException as exc:
+            record = exit_record(runtime, "raised", 1, exc)
             runtime.failed(exc)
             _print_traceback(exc)
         else:
+            record = exit_record(runtime, "returned", 0)
             runtime.exited(0)
     finally:
-        _finish(status, runtime.pidfile, runtime.state)
+        _finish(status, runtime.pidfile, runtime.state, record)
 
 
 def watch_unready_exit(runtime: Runtime) -> None:
@@ -615,15 +645,19 @@ def watch_unready_exit(runtime: Runtime) -> None:
     import atexit
 
     previous_hook = sys.excepthook
+    raised: list[BaseException] = []
 
     def excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+        raised.append(exc)
         runtime.failed(exc)
         previous_hook(kind, exc, tb)
 
     def at_exit() -> None:
         runtime.exited(None)
-        if runtime.state is not None:
-            runtime.state.remove()
+        if runtime.state is not None:  # the script's status is not known here (atexit): only an exception's
+            exc = raised[0] if raised else None
+            how = "raised" if exc is not None else "exited"
+            runtime.state.finish(exit_record(runtime, how, 1 if exc is not None else None, exc))
         if runtime.pidfile is not None:
             runtime.pidfile.release()
 

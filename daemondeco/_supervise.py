@@ -143,6 +143,9 @@ class _RelayState(StateFile):
     def remove(self) -> None:
         """Nothing to remove: the supervisor's file outlives the worker."""
 
+    def finish(self, last_exit: dict[str, object] | None) -> None:
+        """Nothing to write: the supervisor records the worker's end (and its own)."""
+
 
 class _Worker:
     """One attempt: the process, its socket, what it said."""
@@ -572,11 +575,28 @@ def _leave(runtime: Runtime | None, status: int) -> NoReturn:
                 runtime.exited(status)
             flush_stdio()
             if runtime.state is not None:
-                runtime.state.remove()
+                runtime.state.finish(_own_exit_record(runtime, status))
             if runtime.pidfile is not None:
                 runtime.pidfile.release()
     finally:
         os._exit(status)
+
+
+def _own_exit_record(runtime: Runtime, status: int) -> dict[str, object] | None:
+    """The supervisor's end, for ``status``: its status, with the last worker's signal and error line."""
+    if not runtime.state or not runtime.state.path or runtime.pidfile is None:
+        return None  # a private history file (no pidfile): nothing reads it once we are gone
+    from ._runtime import exit_record
+
+    record = exit_record(runtime, "stopped" if runtime.stopping else "exited", status)
+    worker = runtime.state.fields.get("last_exit")
+    if isinstance(worker, dict) and not runtime.stopping:
+        record["signal"] = worker.get("signal")
+        trace = worker.get("traceback")
+        if isinstance(trace, str) and trace.strip():
+            record["error"] = trace.strip().splitlines()[-1]
+        record["worker_pid"] = worker.get("pid")
+    return record
 
 
 def _delay(options: Options, failures: int) -> float:
