@@ -19,7 +19,7 @@ from ._errors import DaemonError, ReloadError, UpgradeError
 from ._options import STOP_TIMEOUT, stop_timeout
 from ._pidfile import Watcher
 from ._signals import SIGHUP, SIGUSR2
-from ._state import anonymous_state_path, read_state, state_path
+from ._state import anonymous_state_path, read_last_exit, read_state, state_path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,7 +30,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "DaemonProcess",
     "can_upgrade",
-    "last_run",
     "pidfile_path",
     "reload_pidfile",
     "status_pidfile",
@@ -358,13 +357,11 @@ def last_run(path: str) -> dict[str, object] | None:
     (field 52) still holds its wait status. Otherwise ``how`` is ``"died"``
     with ``status`` and ``signal`` unknown (None).
     """
-    state = read_state(state_path(path))
-    if not state:
-        return None
-    record = state.get("last_exit")
-    if state.get("state") == "exited" and isinstance(record, dict):
+    record = read_last_exit(state_path(path))
+    if record is not None:
         return record
-    pid = state.get("pid")
+    state = read_state(state_path(path))
+    pid = (state or {}).get("pid")
     if not isinstance(pid, int) or pid <= 0:
         return None
     died: dict[str, object] = {"pid": pid, "how": "died", "status": None, "signal": None, "time": None}

@@ -25,6 +25,8 @@ STOP_TIMEOUT = 10.0  # seconds from SIGTERM to SIGKILL, unless stop_timeout says
 
 READY_MODES = ("auto", "start", "notify")
 
+_BY_CALLER: object = object()  # in _DEFAULTS: a default that depends on who validates (never a valid value)
+
 # ready="auto" (the default of @daemon and daemonize()): ready at notify_ready(), or once the
 # function has run this long without exiting (supervisord's startsecs=1, daemonocle's 1 s).
 AUTO_GRACE = 1.0
@@ -45,8 +47,8 @@ _DEFAULTS: dict[str, object] = {
     "workdir": "/",
     "umask": 0o022,
     "keep_fds": (),
-    "ready": None,  # "auto" for _AUTO_CALLERS, else "start"
-    "startup_grace": None,  # AUTO_GRACE with ready="auto", else 0.0
+    "ready": _BY_CALLER,  # "auto" for _AUTO_CALLERS, else "start"
+    "startup_grace": _BY_CALLER,  # AUTO_GRACE with ready="auto", else 0.0
     "ready_timeout": 30.0,
     "stop_timeout": STOP_TIMEOUT,
     "detach": None,
@@ -79,12 +81,12 @@ _FUNCTION_ONLY = ("restart", "instances")
 def _readiness(caller: str, values: Mapping[str, object]) -> tuple[str, float, float]:
     """``ready``, ``startup_grace`` and ``ready_timeout``, their defaults depending on *caller*."""
     ready = values["ready"]
-    if ready is None:
+    if ready is _BY_CALLER:
         ready = "auto" if caller in _AUTO_CALLERS else "start"
     if not isinstance(ready, str) or ready not in READY_MODES:
         raise ValueError(f"{caller}(): ready must be 'auto', 'start' or 'notify', not {_show(ready)}")
     grace = values["startup_grace"]
-    if grace is None:
+    if grace is _BY_CALLER:
         grace = AUTO_GRACE if ready == "auto" else 0.0
     grace = seconds(caller, "startup_grace", grace, positive=False)
     timeout = seconds(caller, "ready_timeout", values["ready_timeout"], positive=True)

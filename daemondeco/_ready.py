@@ -45,6 +45,7 @@ __all__ = [
     "EXTEND",
     "PID",
     "READY",
+    "SELF_TIMED",
     "STARTED",
     "await_ready",
     "describe_exception",

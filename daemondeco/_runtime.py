@@ -39,6 +39,7 @@ __all__ = [
     "Runtime",
     "active",
     "call_main",
+    "exit_record",
     "exit_status",
     "notify_extend",
     "notify_ready",

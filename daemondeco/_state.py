@@ -41,7 +41,7 @@ from __future__ import annotations
 import os
 import stat
 
-__all__ = ["StateFile", "anonymous_state_path", "read_last_exit", "read_state", "state_path", "write_last_exit"]
+__all__ = ["StateFile", "anonymous_state_path", "read_last_exit", "read_state", "state_path"]
 
 _FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | os.O_NONBLOCK
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | os.O_NONBLOCK

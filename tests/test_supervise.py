@@ -152,7 +152,12 @@ def test_a_crash_loop_gives_up_at_the_start_limit_and_releases_the_pidfile(sandb
     assert "start_limit=(3, 30.0) reached (3 starts within 30 s): giving up" in text
     assert "RuntimeError: broken dependency" in text  # the last worker's traceback
     assert daemondeco.Pidfile(sandbox.path / "d.pid").locked_by() is None
-    assert not (sandbox.path / "d.pid").exists() and not (sandbox.path / "d.pid.state").exists()
+    assert not (sandbox.path / "d.pid").exists()
+    # The state file stays as the record of how the service ended, for status (issue 18, item 2).
+    state = json.loads((sandbox.path / "d.pid.state").read_text())
+    assert state["state"] == "exited" and state["pid"] == supervisor, state
+    last = state["last_exit"]
+    assert last["status"] == 1 and last["error"] == "RuntimeError: broken dependency", last
     assert sandbox.live_pids() == []
 
 
