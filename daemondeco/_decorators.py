@@ -335,10 +335,7 @@ def daemon(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
       ``startup_grace`` without exiting; any exit before that is a failed
       start. ``"start"`` (the default of ``@process_daemonize``): ready when
       the function is called; ``"notify"``: when it calls
-      :func:`notify_ready`.
-
-      .. versionchanged:: 0.2
-         ``"auto"``, the new default of ``@daemon`` and ``daemonize()``.
+      :func:`notify_ready`. (``"auto"`` is new in 0.2, and the default.)
     - ``startup_grace=1.0`` with ``ready="auto"``, else ``0.0`` (then: how
       long the launcher keeps watching after readiness),
       ``ready_timeout=30.0``, ``stop_timeout=10.0``: seconds.
