@@ -738,9 +738,7 @@ def run_foreground(options: Options, func: Callable[..., Any], args: tuple[Any, 
 # -- the public forms ----------------------------------------------------------
 
 
-def become_daemon(
-    options: Options, announce: Callable[[int], None] | None = None, name: str | None = None
-) -> Runtime:
+def become_daemon(options: Options, announce: Callable[[int], None] | None = None, name: str | None = None) -> Runtime:
     """Detach; the launcher leaves with status 0 once the daemon is ready.
 
     Returns only in the daemon, with its runtime. Raises in the launcher (bad
