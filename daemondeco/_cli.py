@@ -92,10 +92,42 @@ def report_status(path: str, name: str, *, as_json: bool = False) -> int:
     if code == STATUS_RUNNING:
         _say(f"{name} is running (pid {report['pid']}){_vitals(report)}")
     elif code == STATUS_DEAD:
-        _say(f"{name} is not running, but its pidfile {_display(path)} exists (stale)")
+        _say(f"{name} is not running, but its pidfile {_display(path)} exists (stale){_last_exit(report)}")
     else:
-        _say(f"{name} is not running")
+        _say(f"{name} is not running{_last_exit(report)}")
     return code
+
+
+def _last_exit(report: dict[str, object]) -> str:
+    """``; last run (pid N) exited with status 1 at 12:03:04: KeyError: 'port' (traceback in LOG)``, or nothing."""
+    record = report.get("last_exit")
+    if not isinstance(record, dict):
+        return ""
+    import time
+
+    how, status, signal = record.get("how"), record.get("status"), record.get("signal")
+    if signal:
+        said = f"was killed by {signal}"
+    elif how == "died":
+        said = "died (killed or crashed without a word; exit status unknown)"
+    elif how == "stopped":
+        said = "stopped" if status == 0 else f"stopped with status {status}"
+    elif status is None:
+        said = "exited (exit status unknown)"
+    elif how == "returned":
+        said = "returned (exit status 0)"
+    else:
+        said = f"exited with status {status}"
+    when = record.get("time")
+    if isinstance(when, (int, float)):
+        said += " at " + time.strftime("%H:%M:%S", time.localtime(when))
+    error = record.get("error")
+    if error:
+        said += f": {error}"
+        log = record.get("log")
+        if log and log != os.devnull:
+            said += f" (traceback in {_display(str(log))})"
+    return f"; last run (pid {record.get('pid')}) {said}"
 
 
 def _vitals(report: dict[str, object]) -> str:

@@ -19,7 +19,7 @@ from ._errors import DaemonError, ReloadError, UpgradeError
 from ._options import STOP_TIMEOUT, stop_timeout
 from ._pidfile import Watcher
 from ._signals import SIGHUP, SIGUSR2
-from ._state import anonymous_state_path, read_state, state_path
+from ._state import anonymous_state_path, read_last_exit, read_state, state_path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -383,10 +383,14 @@ def status_report(path: str) -> tuple[int, dict[str, object]]:
     if pid is None:
         stale = os.path.lexists(path)
         report["state"] = "stale" if stale else "stopped"
+        report["last_exit"] = last_run(path)
         return (1 if stale else 3), report
     report["pid"] = pid
     state = None if legacy else read_state(state_path(path))  # a python-daemon instance keeps none
     report["state"] = (state or {}).get("state") or ("python-daemon" if legacy else "starting")
+    ready_after = (state or {}).get("ready_after_ns")
+    if report["state"] == "starting" and isinstance(ready_after, int) and time.monotonic_ns() >= ready_after:
+        report["state"] = "ready"  # ready="auto": its function has run startup_grace without exiting
     if state:
         report["status"] = state.get("status")
         report["last_reload"] = _reload_summary(state.get("reload"))
@@ -394,6 +398,38 @@ def status_report(path: str) -> tuple[int, dict[str, object]]:
             report.update(_supervision(state))
     report.update(_proc.facts(pid))
     return 0, report
+
+
+def last_run(path: str) -> dict[str, object] | None:
+    """How the last daemon of pidfile *path* ended, once nothing runs: the record it left, else what /proc says.
+
+    The record (``_state.write_last_exit``) is written by the daemon itself in
+    its exit path: its status, the exception's last line, the log. A daemon
+    killed by a signal writes nothing, and nobody is its parent (but a
+    supervisor's worker, which the supervisor records): its state file then
+    still names its pid, and while it is an unreaped zombie ``/proc/<pid>/stat``
+    (field 52) still holds its wait status. Otherwise ``how`` is ``"died"``
+    with ``status`` and ``signal`` unknown (None).
+    """
+    record = read_last_exit(state_path(path))
+    if record is not None:
+        return record
+    state = read_state(state_path(path))
+    pid = (state or {}).get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return None
+    died: dict[str, object] = {"pid": pid, "how": "died", "status": None, "signal": None, "time": None}
+    died.update(error=None, log=None)
+    fields = _proc.stat_fields(pid)
+    if fields is not None and fields[0] in ("Z", "X") and len(fields) >= 50:
+        wait_status = int(fields[49])
+        if os.WIFSIGNALED(wait_status):
+            from ._signals import signal_name
+
+            died["signal"] = signal_name(os.WTERMSIG(wait_status))
+        else:
+            died["status"] = os.WEXITSTATUS(wait_status)
+    return died
 
 
 def _supervision(state: dict[str, object]) -> dict[str, object]:

@@ -357,10 +357,15 @@ def daemon(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
       ``/dev/null``; ``stderr``: the ``stdout`` target).
     - ``workdir="/"``, ``umask=0o022``: the daemon's directory and umask.
     - ``keep_fds=()``: fds (ints, or objects with ``fileno()``) left open.
-    - ``ready="start"``: ready when the function is called; ``"notify"``:
-      when it calls :func:`notify_ready`.
-    - ``startup_grace=0.0``, ``ready_timeout=30.0``, ``stop_timeout=10.0``:
-      seconds.
+    - ``ready="auto"`` (``@daemon``, ``daemonize()``): ready when the
+      function calls :func:`notify_ready` or once it has run
+      ``startup_grace`` without exiting; any exit before that is a failed
+      start. ``"start"`` (the default of ``@process_daemonize``): ready when
+      the function is called; ``"notify"``: when it calls
+      :func:`notify_ready`. (``"auto"`` is new in 0.2, and the default.)
+    - ``startup_grace=1.0`` with ``ready="auto"``, else ``0.0`` (then: how
+      long the launcher keeps watching after readiness),
+      ``ready_timeout=30.0``, ``stop_timeout=10.0``: seconds.
     - ``detach=None``: fork unless systemd (``NOTIFY_SOCKET``), supervisord or
       PID 1 supervises this process; ``True`` / ``False``: always / never.
     - ``user=None``, ``group=None``, ``chroot=None``, ``prevent_core=False``:
@@ -440,10 +445,13 @@ def daemonize(**options: Unpack[DaemonizeOptions]) -> None:
     """Detach the current process into a daemon; return in the daemon.
 
     The imperative form of :func:`daemon` for scripts written as a sequence of
-    statements. The launching process exits 0 once the daemon is ready: at
-    the return of this call (``ready="start"``) or when the daemon calls
-    :func:`notify_ready` (``ready="notify"``); if the daemon raises or exits
-    before that, ``StartupError`` is raised in the launcher instead.
+    statements. The launching process exits 0 once the daemon is ready: by
+    default (``ready="auto"``) when the daemon calls :func:`notify_ready` or
+    once the rest of the script has run ``startup_grace`` (1 s) without
+    exiting; at the return of this call (``ready="start"``); or when the
+    daemon calls :func:`notify_ready` (``ready="notify"``). If the daemon
+    raises or exits before that, ``StartupError`` is raised in the launcher
+    instead.
 
     Args:
         **options: the same keyword options as :func:`daemon`, but ``restart``

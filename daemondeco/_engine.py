@@ -358,11 +358,12 @@ def _user_stacklevel() -> int:
     return level
 
 
-def detach(prepared: Prepared, *, worker: bool) -> int:
+def detach(prepared: Prepared, *, worker: bool, name: str | None = None) -> int:
     """Fork the daemon. Returns its pid in the launcher (once ready), 0 in the daemon.
 
     With *worker* the launcher is a caller that keeps running
-    (``process_daemonize``); otherwise it is about to leave.
+    (``process_daemonize``); otherwise it is about to leave, and a wait
+    longer than a second says so on a terminal, naming *name*.
     """
     _warn_threads()
     read_end, write_end = os.pipe()  # both O_CLOEXEC
@@ -383,7 +384,7 @@ def detach(prepared: Prepared, *, worker: bool) -> int:
         return 0
     os.close(write_end)
     try:
-        return await_ready(read_end, child, prepared.options, leaving=not worker)
+        return await_ready(read_end, child, prepared.options, leaving=not worker, name=name)
     except (StartupError, StartInterrupted) as exc:
         _remove_stale_pidfile(prepared, exc.pid)
         raise
@@ -673,6 +674,8 @@ class Foreground:
                 state=state,
                 ready_fd=ready_fd,
             )
+            if not service and self.runtime.ready_mode == "auto":
+                self.runtime.ready_mode = "start"  # .run(): nobody waits for a start to prove itself
             self._listen(state, systemd=notifier is not None)
             self._previous_runtime = self.runtime.activate()
             if _signals.in_main_thread():
@@ -750,7 +753,7 @@ def run_foreground(options: Options, func: Callable[..., Any], args: tuple[Any, 
 # -- the public forms ----------------------------------------------------------
 
 
-def become_daemon(options: Options, announce: Callable[[int], None] | None = None) -> Runtime:
+def become_daemon(options: Options, announce: Callable[[int], None] | None = None, name: str | None = None) -> Runtime:
     """Detach; the launcher leaves with status 0 once the daemon is ready.
 
     Returns only in the daemon, with its runtime. Raises in the launcher (bad
@@ -764,7 +767,7 @@ def become_daemon(options: Options, announce: Callable[[int], None] | None = Non
             become_init_or_daemon(close_fds)
         return Foreground.for_service(options).runtime  # for the rest of the process's life
     try:
-        pid = detach(prepare(options), worker=False)
+        pid = detach(prepare(options), worker=False, name=name)
     except StartInterrupted as exc:
         _leave_interrupted(exc)
     if pid:
@@ -786,7 +789,7 @@ def launch(
     """A ``@daemon`` function called: the launcher leaves once ready, the daemon runs *func*."""
     if options.restart is not None:
         _warn_double_supervision(options)
-    become_daemon(options, announce)
+    become_daemon(options, announce, getattr(func, "__name__", None))
     _run_function(options, func, args, kwargs)
 
 
@@ -832,6 +835,8 @@ def daemonize_here(options: Options) -> None:
     watch_unready_exit(runtime)
     if options.ready == "start":
         runtime.mark_ready()
+    elif options.ready == "auto":
+        runtime.begin_probation()
 
 
 def _leave_interrupted(exc: StartInterrupted) -> NoReturn:

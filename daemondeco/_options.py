@@ -23,7 +23,17 @@ __all__ = ["MAX_FD", "STOP_TIMEOUT", "Options", "reload_timeout", "resolve_fds",
 
 STOP_TIMEOUT = 10.0  # seconds from SIGTERM to SIGKILL, unless stop_timeout says otherwise
 
-READY_MODES = ("start", "notify")
+READY_MODES = ("auto", "start", "notify")
+
+_BY_CALLER: object = object()  # in _DEFAULTS: a default that depends on who validates (never a valid value)
+
+# ready="auto" (the default of @daemon and daemonize()): ready at notify_ready(), or once the
+# function has run this long without exiting (supervisord's startsecs=1, daemonocle's 1 s).
+AUTO_GRACE = 1.0
+
+# Who starts a service (the launcher exits, a manager watches): "auto" by default. Workers
+# (process_daemonize) and the other callers keep "start", an immediate start.
+_AUTO_CALLERS = ("daemon", "daemonize")
 
 MAX_ID = 2**32 - 2  # the largest uid/gid setuid()/setgid() accept: uid_t is 32-bit and (uid_t)-1 is reserved
 
@@ -37,8 +47,8 @@ _DEFAULTS: dict[str, object] = {
     "workdir": "/",
     "umask": 0o022,
     "keep_fds": (),
-    "ready": "start",
-    "startup_grace": 0.0,
+    "ready": _BY_CALLER,  # "auto" for _AUTO_CALLERS, else "start"
+    "startup_grace": _BY_CALLER,  # AUTO_GRACE with ready="auto", else 0.0
     "ready_timeout": 30.0,
     "stop_timeout": STOP_TIMEOUT,
     "detach": None,
@@ -97,6 +107,26 @@ def _unknown_option(caller: str, name: str) -> TypeError:
 def _refused_by(caller: str, option: str) -> bool:
     """True for the options *caller* refuses although they are options: not worth suggesting to it."""
     return (caller == "daemon" and option == "instances") or (caller == "daemonize" and option in _FUNCTION_ONLY)
+
+
+def _readiness(caller: str, values: Mapping[str, object]) -> tuple[str, float, float]:
+    """``ready``, ``startup_grace`` and ``ready_timeout``, their defaults depending on *caller*."""
+    ready = values["ready"]
+    if ready is _BY_CALLER:
+        ready = "auto" if caller in _AUTO_CALLERS else "start"
+    if not isinstance(ready, str) or ready not in READY_MODES:
+        raise ValueError(f"{caller}(): ready must be 'auto', 'start' or 'notify', not {_show(ready)}")
+    grace = values["startup_grace"]
+    if grace is _BY_CALLER:
+        grace = AUTO_GRACE if ready == "auto" else 0.0
+    grace = seconds(caller, "startup_grace", grace, positive=False)
+    timeout = seconds(caller, "ready_timeout", values["ready_timeout"], positive=True)
+    if ready == "auto" and grace >= timeout:
+        raise ValueError(
+            f"{caller}(): with ready='auto' the daemon is ready after startup_grace={grace:g} s, "
+            f"which must be shorter than ready_timeout={timeout:g} s"
+        )
+    return ready, grace, timeout
 
 
 def _path(caller: str, name: str, value: object, *, optional: bool) -> str | None:
@@ -297,12 +327,10 @@ class Options:
             raise ValueError(f"{caller}(): umask must be between 0 and 0o777, not {umask:#o}")
         setattr_(self, "umask", umask)
         setattr_(self, "keep_fds", _keep_fds(caller, values["keep_fds"]))
-        ready = values["ready"]
-        if not isinstance(ready, str) or ready not in READY_MODES:
-            raise ValueError(f"{caller}(): ready must be 'start' or 'notify', not {_show(ready)}")
+        ready, grace, timeout = _readiness(caller, values)
         setattr_(self, "ready", ready)
-        setattr_(self, "startup_grace", seconds(caller, "startup_grace", values["startup_grace"], positive=False))
-        setattr_(self, "ready_timeout", seconds(caller, "ready_timeout", values["ready_timeout"], positive=True))
+        setattr_(self, "startup_grace", grace)
+        setattr_(self, "ready_timeout", timeout)
         setattr_(self, "stop_timeout", seconds(caller, "stop_timeout", values["stop_timeout"], positive=False))
         for name in ("detach", "prevent_core"):
             value = values[name]

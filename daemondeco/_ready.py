@@ -6,6 +6,11 @@ frames (one tag byte, a 4-byte length, a payload) on the write end:
 * ``P`` the daemon's pid, its first act;
 * ``R`` ready (``notify_ready()``, or right before the function with
   ``ready="start"``);
+* ``S`` started (``ready="auto"``): the function is being called; it is
+  ready at ``R`` or once it ran ``startup_grace`` seconds, whichever comes
+  first. An empty payload asks the launcher to measure that time; ``self``
+  says the daemon measures it (it has a service manager to tell as well)
+  and sends ``R`` then;
 * ``T`` more time (``notify_extend()``): microseconds, in ASCII; the
   deadline becomes at least that long from now (systemd's meaning of
   ``EXTEND_TIMEOUT_USEC``: it never shortens the wait);
@@ -29,19 +34,36 @@ from ._signals import ignore_interrupts, signal_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
     from typing import NoReturn
 
     from ._options import Options
 
-__all__ = ["ERROR", "EXIT", "EXTEND", "PID", "READY", "await_ready", "describe_exception", "send", "unpack"]
+__all__ = [
+    "ERROR",
+    "EXIT",
+    "EXTEND",
+    "PID",
+    "READY",
+    "SELF_TIMED",
+    "STARTED",
+    "await_ready",
+    "describe_exception",
+    "send",
+    "unpack",
+]
 
-PID, READY, ERROR, EXIT, EXTEND, EOF = b"P", b"R", b"E", b"X", b"T", b""
+PID, READY, ERROR, EXIT, EXTEND, STARTED, EOF = b"P", b"R", b"E", b"X", b"T", b"S", b""
+SELF_TIMED = b"self"  # an S frame's payload: the daemon sends R itself at the end of startup_grace
 
 _HEADER = 5  # the tag byte and the payload's length (4 bytes, big-endian)
 
 # After Ctrl-C, how long the launcher waits for a daemon it has not heard of
 # yet to say its pid (its first act after fork + setsid + fork).
 _PID_GRACE = 2.0
+
+# A start that waits longer than this says so, once, on a terminal (stderr).
+_NOTICE_AFTER = 1.0
 
 
 def send(fd: int, tag: bytes, payload: bytes = b"") -> bool:
@@ -117,8 +139,12 @@ class FrameReader:
         return frame
 
 
-def await_ready(read_end: int, child: int, options: Options, *, leaving: bool) -> int:
+def await_ready(read_end: int, child: int, options: Options, *, leaving: bool, name: str | None = None) -> int:
     """Wait for the daemon forked by *child*; its pid once ready, else StartupError.
+
+    A launcher that is *leaving* and waits longer than about a second says
+    so in one line on stderr, when stderr is a terminal (*name*: the
+    function's, in that line); nothing when it is not.
 
     Ctrl-C while waiting stops the daemon (it would otherwise come up behind
     the operator's back) and raises :class:`StartInterrupted` naming it. A
@@ -128,7 +154,8 @@ def await_ready(read_end: int, child: int, options: Options, *, leaving: bool) -
     reader = FrameReader(read_end)
     waiting = _Waiting()
     try:
-        ready = _read_frames(reader, waiting, options)
+        notice = _waiting_notice(name, options) if leaving else None
+        ready = _read_frames(reader, waiting, options, notice)
         if leaving:
             ignore_interrupts()  # for good: this process only says "started" and exits 0
         return ready
@@ -158,6 +185,28 @@ class _Waiting:
     pid: int | None = None
 
 
+def _waiting_notice(name: str | None, options: Options) -> Callable[[int | None, float], None] | None:
+    """The function that prints the "waiting for" line, if stderr is a terminal; else None."""
+    import sys
+
+    stream = sys.stderr
+    try:
+        if stream is None or not stream.isatty():
+            return None
+    except (OSError, ValueError, AttributeError):
+        return None
+    who = name or "the daemon"
+
+    def say(pid: int | None, up_to: float) -> None:
+        pid_text = f" (pid {pid})" if pid is not None else ""
+        try:
+            print(f"waiting for {who}{pid_text} to become ready (up to {up_to:.3g} s)...", file=stream, flush=True)
+        except (OSError, ValueError):  # pragma: no cover - the terminal went away
+            pass
+
+    return say
+
+
 def _pid_after_interrupt(reader: FrameReader) -> int | None:
     deadline = time.monotonic() + _PID_GRACE
     while (frame := reader.next(deadline)) is not None and frame[0] != EOF:
@@ -166,40 +215,62 @@ def _pid_after_interrupt(reader: FrameReader) -> int | None:
     return None
 
 
-def _read_frames(reader: FrameReader, waiting: _Waiting, options: Options) -> int:
+def _read_frames(
+    reader: FrameReader, waiting: _Waiting, options: Options, notice: Callable[[int | None, float], None] | None
+) -> int:
     start = time.monotonic()
     deadline = start + options.ready_timeout
+    grace_end: float | None = None  # ready="auto": ready then, unless the daemon said otherwise first
+    notice_at = start + _NOTICE_AFTER if notice is not None else None
     while True:
-        frame = reader.next(deadline)
+        frame = reader.next(min(d for d in (deadline, grace_end, notice_at) if d is not None))
         if frame is None:
+            now = time.monotonic()
+            if grace_end is not None and now >= grace_end:
+                break  # ran startup_grace without exiting: ready
+            if notice is not None and notice_at is not None and now >= notice_at:
+                notice_at = None
+                if grace_end is None or grace_end - now > _NOTICE_AFTER:  # not a wait about to end anyway
+                    notice(waiting.pid, deadline - start)
+                continue
             _timed_out(waiting.pid, options, deadline - start)
         tag, payload = frame
         if tag == PID:
             waiting.pid = int(payload)
         elif tag == EXTEND:  # notify_extend(): at least that long from now
             deadline = max(deadline, time.monotonic() + int(payload) / 1e6)
+        elif tag == STARTED:
+            if payload != SELF_TIMED:
+                grace_end = time.monotonic() + options.startup_grace
         elif tag == READY:
             break
         else:
             _startup_failed(tag, payload, waiting.pid, after_ready=False, options=options)
     pid = waiting.pid
     assert pid is not None
-    if options.startup_grace > 0:
-        deadline = time.monotonic() + options.startup_grace
-        while True:
-            frame = reader.next(deadline)
-            if frame is None or frame == (EXIT, b"0"):
-                break
-            if frame[0] == EXTEND:  # pragma: no cover - notify_extend() sends nothing once ready
-                continue
-            _startup_failed(frame[0], frame[1], pid, after_ready=True, options=options)
+    if options.startup_grace > 0 and options.ready != "auto":
+        _watch_after_ready(reader, pid, options)
     return pid
+
+
+def _watch_after_ready(reader: FrameReader, pid: int, options: Options) -> None:
+    """``startup_grace`` after readiness (``ready="start"``/``"notify"``): an exit then is a failed start too."""
+    deadline = time.monotonic() + options.startup_grace
+    while True:
+        frame = reader.next(deadline)
+        if frame is None or frame == (EXIT, b"0"):
+            return
+        if frame[0] == EXTEND:  # pragma: no cover - notify_extend() sends nothing once ready
+            continue
+        _startup_failed(frame[0], frame[1], pid, after_ready=True, options=options)
 
 
 def _timed_out(pid: int | None, options: Options, waited: float) -> NoReturn:
     if pid is not None:
         _proc.terminate(pid, options.stop_timeout)
     hint = " (it never called notify_ready())" if options.ready == "notify" else ""
+    if options.ready == "auto":
+        hint = f" (it neither called notify_ready() nor ran startup_grace={options.startup_grace:g} s)"
     if waited > options.ready_timeout:
         hint += f" (notify_extend() had extended the wait to {waited:.3g} s)"
     raise StartupError(
@@ -230,10 +301,21 @@ def _startup_failed(tag: bytes, payload: bytes, pid: int | None, *, after_ready:
         hint = ""
         if status == 0 and not after_ready and options.ready == "notify":
             hint = " (it never called notify_ready())"
+        elif not after_ready and options.ready == "auto":
+            hint = _too_quickly(options)
         said = f" with status {status}" if status is not None else ""
         raise StartupError(f"daemon (pid {pid}) exited{said} {when}{hint}", pid=pid, exit_status=status)
     assert tag == EOF
-    raise StartupError(f"daemon (pid {pid}) died {when}{_death_note(pid)}", pid=pid)
+    hint = _too_quickly(options) if not after_ready and options.ready == "auto" else ""
+    raise StartupError(f"daemon (pid {pid}) died {when}{_death_note(pid)}{hint}", pid=pid)
+
+
+def _too_quickly(options: Options) -> str:
+    """Why an exit before readiness fails a ``ready="auto"`` start, even a clean one."""
+    return (
+        f": it exited too quickly (within startup_grace={options.startup_grace:g} s, before notify_ready()); "
+        "a daemon must keep running (a short job: ready='start')"
+    )
 
 
 def _death_note(pid: int | None) -> str:

@@ -20,7 +20,7 @@ import sys
 import time
 
 from ._options import seconds as check_seconds
-from ._ready import ERROR, EXIT, EXTEND, READY, describe_exception, send
+from ._ready import ERROR, EXIT, EXTEND, READY, SELF_TIMED, STARTED, describe_exception, send
 from ._signals import SIGHUP, SIGTERM, in_main_thread
 from ._stdio import flush_stdio, reopen_stdio
 from ._systemd import monotonic_usec
@@ -39,6 +39,7 @@ __all__ = [
     "Runtime",
     "active",
     "call_main",
+    "exit_record",
     "exit_status",
     "notify_extend",
     "notify_ready",
@@ -53,6 +54,31 @@ _current: Runtime | None = None
 def active() -> Runtime | None:
     """The runtime of the daemon this process is, if any."""
     return _current
+
+
+_fork_hook = False  # _drop_listeners_in_child is registered (once per process and its children)
+
+
+def _drop_listeners_in_child() -> None:
+    """In a child the daemon forks (``os.fork``, ``multiprocessing``): close the readiness pipe and ``ready_fd``.
+
+    Both are close-on-exec, so a program the daemon execs never holds them;
+    a forked child that does not exec would, and would keep the launcher (or
+    s6) from seeing the end of file when the daemon dies before readiness:
+    ``start`` would wait the whole ``ready_timeout``. The child must not
+    speak for the daemon anyway (``Runtime.owner``).
+    """
+    runtime = _current
+    if runtime is None or runtime.owner == os.getpid():
+        return
+    for name in ("fd", "ready_fd", "_grace_wake"):
+        fd = getattr(runtime, name)
+        if fd is not None:
+            setattr(runtime, name, None)
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 class Runtime:
@@ -87,9 +113,17 @@ class Runtime:
         self.state = state  # <pidfile>.state, for status --json and acknowledged reloads
         self.fd = fd
         self.ready_fd = ready_fd  # s6's notification-fd: "\n" and close at readiness
-        # With startup_grace the launcher keeps listening after "ready".
-        self.keep_open = fd is not None and options.startup_grace > 0
+        # With startup_grace the launcher keeps listening after "ready" (with ready="auto" the
+        # grace comes before readiness instead).
+        self.keep_open = fd is not None and options.startup_grace > 0 and options.ready != "auto"
         self.ready_mode = options.ready
+        # ready="auto": when the function will have run startup_grace (time.monotonic()), once called.
+        self.ready_after: float | None = None
+        self.supervised_worker = False  # its supervisor measures startup_grace: no timer of its own
+        self._grace_wake: int | None = None  # ends the "daemondeco-ready" timer thread early
+        import _thread
+
+        self._ready_lock = _thread.allocate_lock()
         self.on_reload: Callable[[], object] | None = options.on_reload
         self.user_signals: tuple[tuple[int, Any], ...] = options.signals
         self.pidfile = pidfile
@@ -103,8 +137,11 @@ class Runtime:
 
     def activate(self) -> Runtime | None:
         """Make this the process's runtime; return the one it replaces."""
-        global _current
+        global _current, _fork_hook
         previous, _current = _current, self
+        if not _fork_hook:
+            _fork_hook = True
+            os.register_at_fork(after_in_child=_drop_listeners_in_child)
         return previous
 
     @staticmethod
@@ -124,9 +161,13 @@ class Runtime:
 
     def mark_ready(self) -> None:
         """Tell the launcher and the service manager that we are ready (once)."""
-        if self.ready or self.owner != os.getpid():
-            return
-        self.ready = True
+        with self._ready_lock:  # notify_ready() and the end of startup_grace may race (ready="auto")
+            if self.ready or self.owner != os.getpid():
+                return
+            self.ready = True
+        if self._grace_wake is not None:  # the timer thread has nothing left to do
+            fd, self._grace_wake = self._grace_wake, None
+            os.close(fd)
         if self.adopt_at_ready is not None:  # an upgrade's successor: the pidfile names us from now on
             if self.pidfile is not None:
                 self.pidfile.write_pid(os.getpid())
@@ -155,6 +196,63 @@ class Runtime:
         send(self.fd, READY)
         if not self.keep_open:
             self.close()
+
+    def is_ready(self) -> bool:
+        """Ready: it said so, or (``ready="auto"``) its function has run ``startup_grace`` seconds."""
+        return self.ready or (self.ready_after is not None and time.monotonic() >= self.ready_after)
+
+    def begin_probation(self, schedule: Callable[[float, Callable[[], None]], object] | None = None) -> None:
+        """``ready="auto"``: the function is being called; ready at ``notify_ready()`` or after ``startup_grace``.
+
+        Where a launcher (or a supervisor) listens, it measures the grace
+        itself, from the ``S`` frame: an exit before then is a failed start.
+        A service manager that must be told too (``$NOTIFY_SOCKET``,
+        ``ready_fd``) or an upgrade's successor (which takes the pidfile at
+        readiness) needs the daemon to act at that moment: then a short-lived
+        thread, "daemondeco-ready" (or *schedule*, an event loop's
+        ``call_later``), calls :meth:`mark_ready` once the grace has passed,
+        and the ``S`` frame tells the launcher to wait for that ``R``.
+        """
+        grace = self.options.startup_grace
+        if grace <= 0 or self.owner != os.getpid():
+            self.mark_ready()
+            return
+        self.ready_after = time.monotonic() + grace
+        self._record(ready_after_ns=int(self.ready_after * 1e9))  # status reads "ready" from then on
+        timer = not self.supervised_worker and (
+            self.notifier is not None or self.ready_fd is not None or self.adopt_at_ready is not None
+        )
+        if self._may_report():
+            assert self.fd is not None
+            send(self.fd, STARTED, SELF_TIMED if timer else b"")
+        if not timer:
+            return
+        if schedule is not None:
+            schedule(grace, self._grace_passed)
+            return
+        import threading
+
+        read_end, self._grace_wake = os.pipe()
+        threading.Thread(target=self._grace_timer, args=(read_end,), name="daemondeco-ready", daemon=True).start()
+
+    def _grace_timer(self, read_end: int) -> None:
+        """The "daemondeco-ready" thread: ready once the grace has passed, unless woken first; then gone."""
+        import select
+
+        from ._proc import poll_until
+
+        try:
+            poller = select.poll()
+            poller.register(read_end, select.POLLIN)
+            assert self.ready_after is not None
+            if not poll_until(poller, self.ready_after):
+                self._grace_passed()
+        finally:
+            os.close(read_end)
+
+    def _grace_passed(self) -> None:
+        if not self.stopping:
+            self.mark_ready()
 
     def extend(self, usec: int) -> None:
         """Ask for *usec* more microseconds before readiness (a no-op once ready)."""
@@ -275,7 +373,7 @@ class Runtime:
         """
         # Before readiness there is nothing to reload from systemd's view, and
         # a READY=1 now would report a start that has not finished.
-        tell = self.ready
+        tell = self.is_ready()
         self._reloads += 1
         record: dict[str, object] = {"generation": self._reloads, "started_ns": time.monotonic_ns()}
         self._record(state="reloading" if tell else "starting", reload={**record, "finished_ns": None})
@@ -301,7 +399,7 @@ class Runtime:
     def _settled_state(self) -> str:
         if self.stopping:
             return "stopping"
-        return "ready" if self.ready else "starting"
+        return "ready" if self.is_ready() else "starting"
 
 
 def _report_reload_failure(exc: BaseException) -> str:
@@ -394,6 +492,8 @@ def call_main(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[s
         return asyncio.run(_async_main(func, args, kwargs, runtime))
     if runtime.ready_mode == "start":
         runtime.mark_ready()  # as late as possible: everything else succeeded
+    elif runtime.ready_mode == "auto":
+        runtime.begin_probation()
     return func(*args, **kwargs)
 
 
@@ -421,6 +521,8 @@ async def _async_main(
             loop.add_signal_handler(SIGHUP, runtime.reload)
     if runtime.ready_mode == "start":
         runtime.mark_ready()
+    elif runtime.ready_mode == "auto":
+        runtime.begin_probation(loop.call_later)  # a loop callback: no thread needed
     try:
         return await func(*args, **kwargs)
     except asyncio.CancelledError:
@@ -453,7 +555,33 @@ def _print_traceback(exc: BaseException) -> None:
         pass
 
 
-def _finish(status: int, pidfile: Holder | None = None, state: StateFile | None = None) -> NoReturn:
+def exit_record(runtime: Runtime, how: str, status: int | None, exc: BaseException | None = None) -> dict[str, object]:
+    """The record of the daemon's end left in its state file (``_state``'s ``last_exit``)."""
+    error = None
+    if exc is not None:
+        try:
+            import traceback
+
+            error = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        except BaseException:  # pragma: no cover - a __str__ that raises
+            error = type(exc).__name__
+    if runtime.stopping and how in ("returned", "exited") and status == 0:
+        how = "stopped"
+    stdout, stderr = runtime.stdio_paths
+    return {
+        "pid": os.getpid(),
+        "how": how,
+        "status": status,
+        "signal": None,
+        "time": time.time(),
+        "error": error,
+        "log": stderr or stdout,
+    }
+
+
+def _finish(
+    status: int, pidfile: Holder | None = None, state: StateFile | None = None, record: dict[str, object] | None = None
+) -> NoReturn:
     """End the daemon as the interpreter would, minus its slow teardown.
 
     Like Python's own shutdown: wait for non-daemon threads, run the atexit
@@ -474,7 +602,7 @@ def _finish(status: int, pidfile: Holder | None = None, state: StateFile | None 
         try:
             flush_stdio()
             if state is not None:
-                state.remove()
+                state.finish(record)  # how this run ended, for status once it is gone
             if pidfile is not None:
                 pidfile.release()  # last: while anything of ours runs, the lock says so
         finally:
@@ -493,20 +621,24 @@ def run_in_daemon(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mappi
     runtime = _current
     assert runtime is not None
     status = 1
+    record = None
     try:
         try:
             call_main(func, args, kwargs, runtime)
             status = 0
         except SystemExit as exc:
             status = exit_status(exc)
+            record = exit_record(runtime, "exited", status)
             runtime.exited(status)
         except BaseException as exc:
+            record = exit_record(runtime, "raised", 1, exc)
             runtime.failed(exc)
             _print_traceback(exc)
         else:
+            record = exit_record(runtime, "returned", 0)
             runtime.exited(0)
     finally:
-        _finish(status, runtime.pidfile, runtime.state)
+        _finish(status, runtime.pidfile, runtime.state, record)
 
 
 def watch_unready_exit(runtime: Runtime) -> None:
@@ -514,15 +646,19 @@ def watch_unready_exit(runtime: Runtime) -> None:
     import atexit
 
     previous_hook = sys.excepthook
+    raised: list[BaseException] = []
 
     def excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+        raised.append(exc)
         runtime.failed(exc)
         previous_hook(kind, exc, tb)
 
     def at_exit() -> None:
         runtime.exited(None)
-        if runtime.state is not None:
-            runtime.state.remove()
+        if runtime.state is not None:  # the script's status is not known here (atexit): only an exception's
+            exc = raised[0] if raised else None
+            how = "raised" if exc is not None else "exited"
+            runtime.state.finish(exit_record(runtime, how, 1 if exc is not None else None, exc))
         if runtime.pidfile is not None:
             runtime.pidfile.release()
 

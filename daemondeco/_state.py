@@ -14,6 +14,26 @@ spaces to at least the previous length (JSON ignores trailing whitespace):
 no rename, so it works in a directory the daemon may no longer write. A
 reader that catches a write half done sees invalid JSON and simply reads
 again.
+
+**The last run's end.** When the daemon exits it does not remove the file:
+it rewrites it, through the same fd, as ``{"pid": N, "state": "exited",
+"last_exit": RECORD}`` (:func:`write_last_exit`), so that ``status`` can say
+how the last run ended once nothing runs (:func:`read_last_exit`); the next
+start truncates it. ``RECORD`` is one JSON object:
+
+* ``pid`` (int): the daemon's pid;
+* ``how`` (str): ``"stopped"`` (a stop was asked: SIGTERM), ``"returned"``
+  (the function returned), ``"exited"`` (``sys.exit(n)``), ``"raised"`` (an
+  uncaught exception); with ``restart=`` also the supervisor's ``worker_pid``;
+* ``status`` (int or null): the exit status, null when unknown;
+* ``signal`` (str or null): the signal that killed it (``"SIGKILL"``), when known;
+* ``time`` (float): when it ended, seconds since the epoch;
+* ``error`` (str or null): the traceback's last line (``"FileNotFoundError: [Errno 2] ..."``);
+* ``log`` (str or null): the file the traceback went to (the stderr target).
+
+A daemon killed by a signal writes nothing: its file still says
+``"ready"`` (or ``"starting"``, ``"stopping"``) without ``last_exit``, and the
+reader says what else can be known (``_control.status_report``).
 """
 
 from __future__ import annotations
@@ -21,7 +41,7 @@ from __future__ import annotations
 import os
 import stat
 
-__all__ = ["StateFile", "anonymous_state_path", "read_state", "state_path"]
+__all__ = ["StateFile", "anonymous_state_path", "read_last_exit", "read_state", "state_path"]
 
 _FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | os.O_NONBLOCK
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | os.O_NONBLOCK
@@ -107,6 +127,20 @@ class StateFile:
         except Exception:  # the state is a courtesy to status and reload: never fatal
             pass
 
+    def finish(self, last_exit: dict[str, object] | None) -> None:
+        """At the daemon's exit: leave *last_exit* in the file (:func:`write_last_exit`) and close it.
+
+        Without a record (None) the file is removed, as :meth:`remove` does.
+        """
+        if last_exit is None or self._fd < 0:
+            self.remove()
+            return
+        fd, self._fd = self._fd, -1
+        try:
+            write_last_exit(fd, self.fields.get("pid"), last_exit, self._size)
+        finally:
+            os.close(fd)
+
     def remove(self) -> None:
         """Remove the file if it is still the one we wrote, and close it."""
         if self._fd < 0:
@@ -145,3 +179,26 @@ def read_state(path: str) -> dict[str, object] | None:
         return None
     finally:
         os.close(fd)
+
+
+def write_last_exit(fd: int, pid: object, record: dict[str, object], size: int = 0) -> None:
+    """Rewrite the state file open at *fd* as the record of the daemon's end (*record*: see the module); never raises.
+
+    *size*: the file's current length, to pad over (one ``pwrite``, as every update).
+    """
+    try:
+        import json
+
+        data = json.dumps({"pid": pid, "state": "exited", "last_exit": record}).encode()
+        os.pwrite(fd, data.ljust(size), 0)
+    except Exception:  # a courtesy to status: never fatal
+        pass
+
+
+def read_last_exit(path: str) -> dict[str, object] | None:
+    """The ``last_exit`` record (see the module) the daemon of state file *path* left at its exit, if any."""
+    state = read_state(path)
+    record = (state or {}).get("last_exit")
+    if not isinstance(record, dict) or (state or {}).get("state") != "exited":
+        return None
+    return record

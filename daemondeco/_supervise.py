@@ -33,7 +33,7 @@ import time
 
 from ._errors import DaemonWarning
 from ._proc import identity, signal_quietly
-from ._ready import ERROR, EXIT, EXTEND, READY, describe_exception, send, unpack
+from ._ready import ERROR, EXIT, EXTEND, READY, STARTED, describe_exception, send, unpack
 from ._runtime import Runtime, active, exit_status, run_in_daemon
 from ._signals import install as install_handlers
 from ._signals import signal_name
@@ -143,6 +143,9 @@ class _RelayState(StateFile):
     def remove(self) -> None:
         """Nothing to remove: the supervisor's file outlives the worker."""
 
+    def finish(self, last_exit: dict[str, object] | None) -> None:
+        """Nothing to write: the supervisor records the worker's end (and its own)."""
+
 
 class _Worker:
     """One attempt: the process, its socket, what it said."""
@@ -158,6 +161,8 @@ class _Worker:
         # When it said it was exiting (its X or E frame, sent before its atexit handlers and
         # interpreter teardown run): the restart delay counts from there, or from its death.
         self.exiting_at: float | None = None
+        # ready="auto": ready at this time.monotonic() unless it said so, or ended, first.
+        self.ready_at: float | None = None
 
 
 class Supervisor:
@@ -219,7 +224,9 @@ class Supervisor:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, self.handled)
         self._start_worker()
         while True:
-            deadline = min((d for d in (self.next_start, self.stop_deadline) if d is not None), default=None)
+            ready_at = self._probation_end()
+            deadlines = (self.next_start, self.stop_deadline, ready_at)
+            deadline = min((d for d in deadlines if d is not None), default=None)
             timeout = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
             try:
                 events = self.poller.poll(timeout)
@@ -232,6 +239,9 @@ class Supervisor:
                     self._read_channel(self.worker)
             self._on_children()
             now = time.monotonic()
+            ready_at = self._probation_end()
+            if ready_at is not None and now >= ready_at and self.worker is not None:
+                self._on_frame(self.worker, READY, b"")  # ran startup_grace without exiting: ready
             if self.stop_deadline is not None and now >= self.stop_deadline and self.worker is not None:
                 _log(f"worker {self.worker.pid} outlived stop_timeout={self.options.stop_timeout:g} s: SIGKILL")
                 _kill_group(self.worker.pid, signal.SIGKILL)
@@ -239,6 +249,13 @@ class Supervisor:
             if self.next_start is not None and now >= self.next_start and not self.stopping:
                 self.next_start = None
                 self._start_worker()
+
+    def _probation_end(self) -> float | None:
+        """When the current worker (``ready="auto"``) counts as ready, if it is still on probation."""
+        worker = self.worker
+        if worker is None or worker.ready or worker.exiting_at is not None:
+            return None
+        return worker.ready_at
 
     def _on_signals(self) -> None:
         try:
@@ -361,6 +378,7 @@ class Supervisor:
             state=_RelayState(relay),
         )
         runtime.keep_open = True  # a crash after readiness reaches the supervisor too
+        runtime.supervised_worker = True  # the supervisor measures startup_grace (ready="auto")
         runtime.activate()
         install_handlers(self.options, runtime)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -399,6 +417,8 @@ class Supervisor:
             else:
                 _log(f"worker {worker.pid} is ready")
             self._record(state="ready")
+        elif tag == STARTED:
+            worker.ready_at = time.monotonic() + self.options.startup_grace
         elif tag == EXTEND:
             if worker.number == 1:
                 runtime.extend(int(payload))
@@ -555,11 +575,28 @@ def _leave(runtime: Runtime | None, status: int) -> NoReturn:
                 runtime.exited(status)
             flush_stdio()
             if runtime.state is not None:
-                runtime.state.remove()
+                runtime.state.finish(_own_exit_record(runtime, status))
             if runtime.pidfile is not None:
                 runtime.pidfile.release()
     finally:
         os._exit(status)
+
+
+def _own_exit_record(runtime: Runtime, status: int) -> dict[str, object] | None:
+    """The supervisor's end, for ``status``: its status, with the last worker's signal and error line."""
+    if not runtime.state or not runtime.state.path or runtime.pidfile is None:
+        return None  # a private history file (no pidfile): nothing reads it once we are gone
+    from ._runtime import exit_record
+
+    record = exit_record(runtime, "stopped" if runtime.stopping else "exited", status)
+    worker = runtime.state.fields.get("last_exit")
+    if isinstance(worker, dict) and not runtime.stopping:
+        record["signal"] = worker.get("signal")
+        trace = worker.get("traceback")
+        if isinstance(trace, str) and trace.strip():
+            record["error"] = trace.strip().splitlines()[-1]
+        record["worker_pid"] = worker.get("pid")
+    return record
 
 
 def _delay(options: Options, failures: int) -> float:

@@ -339,3 +339,26 @@ def test_the_decorators_load_at_first_use() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert done.stdout.split() == ["False", "True", "daemondeco._decorators", "daemondeco"], done
+
+
+def test_run_of_a_default_daemon_has_no_grace_to_wait_for(sandbox: Sandbox) -> None:
+    """.run() (foreground debugging) with the default ready="auto": a quick function is no failed start."""
+    result = sandbox.run_reporting(
+        """
+        import time
+        from pathlib import Path
+        from daemondeco import daemon
+        HERE = Path(__file__).resolve().parent
+
+        @daemon(pidfile=HERE / "d.pid")
+        def main():
+            return 7
+
+        began = time.monotonic()
+        value = main.run()
+        report(value=value, took=time.monotonic() - began, pidfile=(HERE / "d.pid").exists())
+        """
+    )
+    [data] = result.reports()
+    assert data["value"] == 7 and data["pidfile"] is False, data
+    assert data["took"] < 0.9, data

@@ -36,6 +36,10 @@ def main(*args):
         sys.exit(3)
     try:
         notify_ready()
+        if args[:1] == ("crash-later",):  # after readiness: start exits 0, status tells the end
+            open(P("state.db"))
+        if args[:1] == ("quit-later",):
+            sys.exit(int(args[1]))
         while True:
             time.sleep(60)
     finally:
@@ -325,3 +329,100 @@ def test_the_module_stop_says_what_it_waits_for(sandbox: Sandbox) -> None:
     assert f"Stopping d.pid (pid {pid})..." in result.stderr, result
     assert "sent SIGKILL after 0.3 s" in result.stderr, result
     assert not alive(pid)
+
+
+# -- status says how the last run ended (issue 18, item 2) ------------------------------
+
+
+def _start_ending(sandbox: Sandbox, *words: str) -> int:
+    """Start a daemon that ends right after readiness; its pid, from the launcher's line."""
+    import re
+
+    result = ctl(sandbox, "start", *words)
+    assert result.returncode == 0, result
+    found = re.search(r"main started \(pid (\d+)\)", result.stdout)
+    assert found is not None, result
+    return int(found.group(1))
+
+
+def _ended(sandbox: Sandbox, pid: int) -> None:
+    """Wait until the daemon *pid* is gone and its pidfile released."""
+    from conftest import wait_exit, wait_until
+
+    assert wait_exit(pid)
+    wait_until(lambda: not (sandbox.path / "d.pid").exists(), what="the pidfile removed at the daemon's exit")
+
+
+@pytest.mark.usefixtures("svc")
+def test_status_after_a_crash_names_the_status_time_error_and_log(sandbox: Sandbox) -> None:
+    import json
+    import re
+
+    pid = _start_ending(sandbox, "crash-later")
+    _ended(sandbox, pid)
+    result = ctl(sandbox, "status")
+    assert result.returncode == 3, result
+    line = result.stdout.strip()
+    pattern = (
+        rf"main is not running; last run \(pid {pid}\) exited with status 1 at \d\d:\d\d:\d\d: "
+        r"FileNotFoundError: \[Errno 2\] No such file or directory: '.*state\.db' \(traceback in .*d\.log\)"
+    )
+    assert re.fullmatch(pattern, line), line
+    report = json.loads(ctl(sandbox, "status", "--json").stdout)
+    last = report["last_exit"]
+    assert last["pid"] == pid and last["status"] == 1 and last["signal"] is None, last
+    assert last["error"].startswith("FileNotFoundError: [Errno 2]"), last
+    assert last["log"] == str(sandbox.path / "d.log"), last
+    assert abs(last["time"] - __import__("time").time()) < 60, last
+    module = sandbox.run_module("status", "d.pid")  # python -m daemondeco status: the same line
+    assert module.returncode == 3, module
+    assert f"last run (pid {pid}) exited with status 1 at " in module.stdout, module
+    assert "FileNotFoundError" in module.stdout, module
+
+
+@pytest.mark.usefixtures("svc")
+def test_status_after_sys_exit_names_the_status(sandbox: Sandbox) -> None:
+    pid = _start_ending(sandbox, "quit-later", "5")
+    _ended(sandbox, pid)
+    result = ctl(sandbox, "status")
+    assert result.returncode == 3, result
+    assert f"main is not running; last run (pid {pid}) exited with status 5 at " in result.stdout, result
+
+
+@pytest.mark.usefixtures("svc")
+def test_status_after_a_clean_stop_says_stopped(sandbox: Sandbox) -> None:
+    pid = start(sandbox)
+    stopped = ctl(sandbox, "stop")
+    assert stopped.returncode == 0, stopped
+    result = ctl(sandbox, "status")
+    assert result.returncode == 3, result
+    assert f"main is not running; last run (pid {pid}) stopped at " in result.stdout, result
+    assert "status" not in result.stdout.split("stopped at")[1], result
+
+
+@pytest.mark.usefixtures("svc")
+def test_status_after_sigkill_says_what_can_be_known(sandbox: Sandbox) -> None:
+    import json
+    import os
+    import signal
+
+    from conftest import wait_exit, zombie_status_or_none
+
+    pid = start(sandbox)
+    os.kill(pid, signal.SIGKILL)
+    assert wait_exit(pid)
+    zombie_before = zombie_status_or_none(pid) is not None
+    result = ctl(sandbox, "status")
+    last = json.loads(ctl(sandbox, "status", "--json").stdout)["last_exit"]
+    zombie_after = zombie_status_or_none(pid) is not None
+    assert result.returncode == 1, result  # dead, but its pidfile exists
+    assert last["pid"] == pid and last["how"] == "died", last
+    killed = f"last run (pid {pid}) was killed by SIGKILL"
+    unknown = f"last run (pid {pid}) died (killed or crashed without a word; exit status unknown)"
+    if zombie_after:  # unreaped (this machine's PID 1): /proc still has its status
+        assert killed in result.stdout, result
+        assert last["signal"] == "SIGKILL", last
+    elif not zombie_before:  # reaped by an init: nobody can know
+        assert unknown in result.stdout, result
+    else:  # reaped while status ran: either is true
+        assert killed in result.stdout or unknown in result.stdout, result

@@ -70,3 +70,38 @@ def test_daemonize_notify_then_exit_is_clean(sandbox: Sandbox) -> None:
     assert result.returncode == 0, result
     assert (sandbox.path / "ready-marker").exists()
     wait_until(lambda: not (sandbox.path / "d.pid").exists(), what="pidfile removal at exit")
+
+
+# -- ready="auto" (the default): the rest of the script must run startup_grace (issue 18, item 1) --
+
+
+def test_default_daemonize_fails_a_script_that_ends_within_the_grace(sandbox: Sandbox) -> None:
+    code = """
+        import sys
+        from pathlib import Path
+        from daemondeco import daemonize
+        HERE = Path(__file__).resolve().parent
+
+        daemonize(pidfile=HERE / "d.pid", stdout=HERE / "d.log")
+        print("the script's rest runs", flush=True)
+        sys.exit(0)
+    """
+    result = sandbox.run(code)
+    assert result.returncode == 1, result
+    assert "before it was ready" in result.stderr and "exited too quickly" in result.stderr, result
+    assert "the script's rest runs" in (sandbox.path / "d.log").read_text()
+    assert not (sandbox.path / "d.pid").exists()
+
+
+def test_default_daemonize_is_ready_after_the_grace(sandbox: Sandbox) -> None:
+    code = """
+        import time
+        from pathlib import Path
+        from daemondeco import daemonize
+        HERE = Path(__file__).resolve().parent
+
+        daemonize(pidfile=HERE / "d.pid", stdout=HERE / "d.log")
+        time.sleep(60)
+    """
+    pid = sandbox.start_daemon(code)
+    assert alive(pid)

@@ -405,7 +405,7 @@ def test_startup_grace_catches_an_early_crash(sandbox: Sandbox) -> None:
         from daemondeco import daemon
         HERE = Path(__file__).resolve().parent
 
-        @daemon(pidfile=HERE / "d.pid", startup_grace=5)
+        @daemon(pidfile=HERE / "d.pid", ready="start", startup_grace=5)
         def main():
             time.sleep(0.1)
             raise RuntimeError("lost the database after startup")
@@ -424,7 +424,7 @@ def test_startup_grace_passes_a_healthy_daemon(sandbox: Sandbox) -> None:
         from daemondeco import daemon
         HERE = Path(__file__).resolve().parent
 
-        @daemon(pidfile=HERE / "d.pid", startup_grace=0.2)
+        @daemon(pidfile=HERE / "d.pid", ready="start", startup_grace=0.2)
         def main():
             time.sleep(60)
 
@@ -442,7 +442,7 @@ def test_crash_after_ready_goes_to_log_and_exit_1(sandbox: Sandbox) -> None:
         from daemondeco import daemon
         HERE = Path(__file__).resolve().parent
 
-        @daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log")
+        @daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", ready="start")  # ready as called
         def main(*words, **named):
             print("args", words, named, flush=True)
             (HERE / "go").read_text()  # raises FileNotFoundError
@@ -617,3 +617,203 @@ def test_faulthandler_follows_stderr_into_the_daemon(sandbox: Sandbox) -> None:
     err = (sandbox.path / "err.log").read_text()
     assert "Fatal Python error: Aborted" in err, err
     assert "in crash_here" in err and "in main" in err, err
+
+
+KILLED_BEFORE_READY = """
+import os, signal, subprocess, sys, time
+from pathlib import Path
+from daemondeco import daemon, notify_ready
+HERE = Path(__file__).resolve().parent
+
+@daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", ready="notify", ready_timeout=20)
+def main():
+    {child}
+    os.kill(os.getpid(), signal.SIGKILL)  # killed just before readiness (an OOM killer, a monit restart)
+    notify_ready()
+
+main()
+print("launcher continued")
+"""
+
+
+@pytest.mark.parametrize(
+    "child",
+    [
+        pytest.param("pass", id="alone"),
+        pytest.param("if os.fork() == 0:\n        time.sleep(60)\n        os._exit(0)", id="forked-child"),
+        pytest.param(
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], close_fds=False)",
+            id="subprocess",
+        ),
+        pytest.param(
+            "import multiprocessing\n"
+            "    multiprocessing.get_context('fork').Process(target=time.sleep, args=(60,)).start()",
+            id="multiprocessing-fork",
+        ),
+    ],
+)
+def test_daemon_killed_before_ready_fails_the_start_at_once(sandbox: Sandbox, child: str) -> None:
+    """Whoever else holds a copy of the readiness pipe (a child the daemon forked), the launcher sees the death now."""
+    import time
+
+    started = time.monotonic()
+    result = sandbox.run(KILLED_BEFORE_READY.format(child=child))
+    took = time.monotonic() - started
+    assert result.returncode == 1, result
+    assert "died before it was ready" in result.stderr, result
+    assert took < 10, f"the launcher waited {took:.1f} s (ready_timeout=20): a child held the pipe's write end"
+
+
+DEFAULTS = """
+import os, sys, time
+from pathlib import Path
+from daemondeco import daemon, notify_ready
+HERE = Path(__file__).resolve().parent
+
+@daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log")
+def main():
+    {body}
+
+main()
+print("launcher continued")
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(
+            'open(HERE / "config.ini")',
+            ["FileNotFoundError", "config.ini", "Daemon traceback", "before it was ready"],
+            id="missing-config",
+        ),
+        pytest.param(
+            "time.sleep(0.2); sys.exit(4)",
+            ["exited with status 4 before it was ready", "exited too quickly", "startup_grace=1 s"],
+            id="exit-4",
+        ),
+        pytest.param(
+            "return None",
+            ["exited with status 0 before it was ready", "exited too quickly"],
+            id="clean-return",
+        ),
+        pytest.param(
+            "time.sleep(0.3); os.kill(os.getpid(), 9)",
+            ["died before it was ready", "exited too quickly"],
+            id="sigkill",
+        ),
+    ],
+)
+def test_default_start_reports_a_fast_exit_as_a_failed_start(sandbox: Sandbox, body: str, expected: list[str]) -> None:
+    """The defaults (ready="auto"): an exit within startup_grace (1 s) fails the start, whatever its status."""
+    result = sandbox.run(DEFAULTS.format(body=body))
+    assert result.returncode == 1, result
+    for text in expected:
+        assert text in result.stderr, f"{text!r} missing from launcher stderr:\n{result.stderr}"
+    assert "launcher continued" not in result.stdout
+    assert "started" not in result.stdout
+    assert not (sandbox.path / "d.pid").exists(), "a failed start leaves no pidfile"
+    assert sandbox.live_pids() == []
+
+
+def test_default_start_is_ready_after_the_grace_or_at_notify_ready(sandbox: Sandbox) -> None:
+    """A daemon that keeps running is ready after startup_grace (1 s); notify_ready() ends the wait at once."""
+    import time
+
+    started = time.monotonic()
+    pid = sandbox.start_daemon(DEFAULTS.format(body="time.sleep(60)"))
+    took = time.monotonic() - started
+    assert took >= 1.0, f"the launcher left after {took:.2f} s, before startup_grace=1 s had passed"
+    assert alive(pid)
+    os.kill(pid, signal.SIGTERM)
+    assert wait_exit(pid)
+
+    started = time.monotonic()
+    pid = sandbox.start_daemon(DEFAULTS.format(body="notify_ready(); time.sleep(60)"))
+    took = time.monotonic() - started
+    assert took < 0.9, f"notify_ready() must end the wait at once, the launcher took {took:.2f} s"
+    assert alive(pid)
+
+
+def test_default_start_fails_a_daemon_dying_right_after_it_forked_a_child(sandbox: Sandbox) -> None:
+    """ready="auto" keeps the pipe open for the grace: a forked child must not hide the daemon's death."""
+    import time
+
+    body = "if os.fork() == 0:\n        time.sleep(60)\n        os._exit(0)\n    time.sleep(0.2)\n    sys.exit(2)"
+    started = time.monotonic()
+    result = sandbox.run(DEFAULTS.format(body=body))
+    assert result.returncode == 1, result
+    assert "exited with status 2 before it was ready" in result.stderr, result
+    assert time.monotonic() - started < 10
+
+
+SLOW_START = """
+import time
+from pathlib import Path
+from daemondeco import daemon, notify_ready
+HERE = Path(__file__).resolve().parent
+
+@daemon(pidfile=HERE / "d.pid", ready="notify")
+def main():
+    time.sleep({setup})
+    notify_ready()
+    time.sleep(60)
+
+main()
+"""
+
+
+def _start_with_stderr_on_a_terminal(sandbox: Sandbox, setup: float) -> tuple[int, str]:
+    """Run a launcher whose stderr is a pseudo-terminal; its exit status and what the terminal showed."""
+    import subprocess
+    import sys
+
+    script = sandbox.write("slow.py", SLOW_START.format(setup=setup))
+    master, slave = os.openpty()
+    try:
+        launcher = subprocess.Popen(
+            [sys.executable, str(script)],
+            cwd=sandbox.path,
+            env=sandbox.env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=slave,
+        )
+        os.close(slave)
+        slave = -1
+        status = launcher.wait(timeout=30)
+        shown = b""
+        os.set_blocking(master, False)
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except (BlockingIOError, OSError):  # EIO: the terminal has no writer left
+                break
+            if not chunk:
+                break
+            shown += chunk
+        return status, shown.decode(errors="replace")
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+
+
+def test_a_slow_start_says_it_waits_on_a_terminal(sandbox: Sandbox) -> None:
+    status, shown = _start_with_stderr_on_a_terminal(sandbox, setup=1.6)
+    assert status == 0, shown
+    pid = read_pid(sandbox.path / "d.pid")
+    assert f"waiting for main (pid {pid}) to become ready (up to 30 s)..." in shown, shown
+    assert shown.count("waiting for") == 1, shown
+
+
+def test_a_quick_start_or_no_terminal_prints_no_waiting_line(sandbox: Sandbox) -> None:
+    status, shown = _start_with_stderr_on_a_terminal(sandbox, setup=0.1)
+    assert status == 0, shown
+    assert "waiting" not in shown, shown
+    pid = read_pid(sandbox.path / "d.pid")
+    os.kill(pid, signal.SIGTERM)
+    assert wait_exit(pid)
+    result = sandbox.run(SLOW_START.format(setup=1.6))  # stderr a pipe: nothing extra
+    assert result.returncode == 0, result
+    assert result.stderr == "", result

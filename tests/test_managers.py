@@ -668,3 +668,66 @@ def test_pid_1_stays_in_the_foreground_reaps_orphans_and_stops_on_sigterm(sandbo
     assert unshare.wait(timeout=10) == 0, "SIGTERM ends the daemon, and PID 1 with its status 0"
     took = time.monotonic() - started
     assert took < 1.0, f"PID 1 took {took:.3f} s to stop on SIGTERM"
+
+
+# -- ready="auto" (the default) with a ready_fd: the daemon writes it at the grace's end (issue 18) --
+
+AUTO_READY_FD = """
+import os, sys, time
+from daemondeco import daemon
+
+@daemon(pidfile=os.path.join(os.path.dirname(os.path.abspath(__file__)), "d.pid"), detach=False,
+        ready_fd=int(os.environ["APP_READY_FD"]))
+def main():
+    print("called at", time.monotonic(), flush=True)
+    if os.environ.get("APP_QUIT"):
+        time.sleep(0.3)
+        sys.exit(0)
+    while True:
+        time.sleep(3600)
+
+main()
+"""
+
+
+@pytest.mark.parametrize("quit_early", [False, True], ids=["runs", "exits-within-the-grace"])
+def test_default_ready_fd_is_written_after_startup_grace_or_never(sandbox: Sandbox, quit_early: bool) -> None:
+    """s6's notification-fd: "\\n" once the function ran 1 s; a function that exits first: end of file only."""
+    import subprocess
+    import sys
+
+    script = sandbox.write("auto.py", AUTO_READY_FD)
+    read_end, write_end = os.pipe()
+    env = sandbox.env(APP_READY_FD=str(write_end), **({"APP_QUIT": "1"} if quit_early else {}))
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=sandbox.path,
+        env=env,
+        pass_fds=(write_end,),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    sandbox.extra_pids.append(proc.pid)
+    os.close(write_end)
+    try:
+        poller = select.poll()
+        poller.register(read_end, select.POLLIN)
+        assert poller.poll(10_000), "nothing on the ready_fd within 10 s"
+        first = os.read(read_end, 4096)
+        received = time.monotonic()
+        assert proc.stdout is not None
+        called = float(proc.stdout.readline().split()[-1])
+        if quit_early:
+            assert first == b"", "a function that exits within startup_grace never says ready"
+            assert proc.wait(10) == 0
+        else:
+            assert first == b"\n"
+            assert received - called >= 0.9, "ready before the function ran startup_grace (1 s)"
+            assert read_until_eof(read_end, 2) == b"", "the fd is closed after the newline"
+    finally:
+        os.close(read_end)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)

@@ -81,7 +81,9 @@ def test_timeout_beyond_any_float_is_a_value_error(
     "options",
     [
         pytest.param({"ready_timeout": 1e9}, id="ready_timeout-1e9"),
-        pytest.param({"startup_grace": 1e9, "stop_timeout": 10**9}, id="grace-and-stop-1e9"),
+        # (ready="start": with the default "auto" the grace must be shorter than ready_timeout)
+        pytest.param({"ready": "start", "startup_grace": 1e9, "stop_timeout": 10**9}, id="grace-and-stop-1e9"),
+        pytest.param({"startup_grace": 1e9, "ready_timeout": 1e12}, id="auto-grace-1e9"),
         pytest.param({"ready_timeout": 2**1000}, id="ready_timeout-2**1000"),
     ],
 )

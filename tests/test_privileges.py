@@ -406,7 +406,7 @@ def P(name):
     return os.path.join(OUT, name)
 
 try:
-    @daemon(pidfile=P("d.pid"), stdout=P("d.log"), {options})
+    @daemon(pidfile=P("d.pid"), stdout=P("d.log"), ready="start", {options})  # it ends at once, on purpose
     def main():
         with open(P("ran"), "w") as handle:
             handle.write(f"uid {{os.getuid()}}\\n")

@@ -264,13 +264,17 @@ def test_status_json_of_stopped_stale_and_unknown(sandbox: Sandbox) -> None:
     assert "not a regular file" in unknown.stderr, unknown
 
 
-def test_the_state_file_goes_with_the_daemon(sandbox: Sandbox) -> None:
+def test_the_state_file_becomes_the_record_of_the_daemons_end(sandbox: Sandbox) -> None:
     pid = start_app(sandbox)
     state = sandbox.path / "app.pid.state"
     assert json.loads(state.read_text())["state"] == "ready"
     assert app(sandbox, "stop").returncode == 0
     assert wait_exit(pid)
-    assert not state.exists() and not (sandbox.path / "app.pid").exists()
+    assert not (sandbox.path / "app.pid").exists()
+    # What stays is how this run ended, for status (issue 18, item 2); the next start replaces it.
+    ended = json.loads(state.read_text())
+    assert ended["state"] == "exited" and ended["pid"] == pid, ended
+    assert ended["last_exit"]["how"] == "stopped" and ended["last_exit"]["status"] == 0, ended
     # A daemon that was SIGKILLed leaves both; the next stop (nothing to stop) or start cleans up.
     pid = start_app(sandbox)
     os.kill(pid, signal.SIGKILL)

@@ -152,7 +152,12 @@ def test_a_crash_loop_gives_up_at_the_start_limit_and_releases_the_pidfile(sandb
     assert "start_limit=(3, 30.0) reached (3 starts within 30 s): giving up" in text
     assert "RuntimeError: broken dependency" in text  # the last worker's traceback
     assert daemondeco.Pidfile(sandbox.path / "d.pid").locked_by() is None
-    assert not (sandbox.path / "d.pid").exists() and not (sandbox.path / "d.pid.state").exists()
+    assert not (sandbox.path / "d.pid").exists()
+    # The state file stays as the record of how the service ended, for status (issue 18, item 2).
+    state = json.loads((sandbox.path / "d.pid.state").read_text())
+    assert state["state"] == "exited" and state["pid"] == supervisor, state
+    last = state["last_exit"]
+    assert last["status"] == 1 and last["error"] == "RuntimeError: broken dependency", last
     assert sandbox.live_pids() == []
 
 
@@ -531,3 +536,31 @@ def test_the_signals_option_reaches_the_worker_through_the_supervisor(sandbox: S
     wait_until((sandbox.path / "usr1").exists, what="the worker's SIGUSR1 handler")
     assert (sandbox.path / "usr1").read_text() == str(runs(sandbox)[0][0])
     assert alive(supervisor) and len(runs(sandbox)) == 1
+
+
+# -- ready="auto" (the default): the supervisor measures startup_grace (issue 18, item 1) ---------
+
+
+def test_default_start_a_first_worker_exiting_within_the_grace_fails_the_start(sandbox: Sandbox) -> None:
+    """A first worker that exits within startup_grace, even with status 0: StartupError, never restarted."""
+    result = sandbox.run_file(write_app(sandbox, "time.sleep(0.2)\nleave(0)", 'restart="always"'), "start")
+    assert result.returncode == 1, result
+    assert "exited with status 0 before it was ready" in result.stderr, result
+    assert "exited too quickly" in result.stderr, result
+    assert len(runs(sandbox)) == 1, "a first start that failed is never restarted"
+    assert not (sandbox.path / "d.pid").exists()
+    assert sandbox.live_pids() == []
+
+
+def test_default_start_a_running_worker_is_ready_after_the_grace(sandbox: Sandbox) -> None:
+    """No notify_ready(): the supervisor says ready once the first worker ran startup_grace (1 s)."""
+    import time
+
+    supervisor = start(sandbox, "while True:\n    time.sleep(0.05)", 'restart="on-failure"')
+    returned = time.monotonic()  # CLOCK_MONOTONIC, as the worker's record of its call
+    [(worker, called)] = runs(sandbox)
+    waited = returned - called
+    assert waited >= 0.95, f"start returned {waited:.2f} s after the worker began, before startup_grace (1 s)"
+    code, report = status_json(sandbox)
+    assert code == 0 and report["state"] == "ready" and report["worker_pid"] == worker, report
+    assert alive(supervisor)

@@ -199,13 +199,71 @@ def test_ready_only_after_notify_ready_and_status_lines(sandbox: Sandbox, notify
     assert finish(proc, sandbox) == 0, logs(sandbox)
 
 
-def test_ready_at_start_by_default(sandbox: Sandbox, notify: NotifySocket) -> None:
-    code = service(body="print('in the function', flush=True)").replace(', ready="notify"', "")
+def test_ready_at_start_with_ready_start(sandbox: Sandbox, notify: NotifySocket) -> None:
+    code = service(body="print('in the function', flush=True)").replace(', ready="notify"', ', ready="start"')
     proc = launch(sandbox, code, NOTIFY_SOCKET=notify.address)
     assert notify.recv() == {"MAINPID": str(proc.pid), "READY": "1"}
     wait_for_text(sandbox.path / "d.log", "in the function")
     proc.send_signal(signal.SIGTERM)
     assert notify.recv() == {"STOPPING": "1"}
+    assert finish(proc, sandbox) == 0, logs(sandbox)
+
+
+def test_ready_after_startup_grace_by_default(sandbox: Sandbox, notify: NotifySocket) -> None:
+    """The default (ready="auto"): READY=1 once the function ran 1 s; the timer thread is gone after it."""
+    body = """
+        print("in the function at", time.monotonic(), flush=True)
+        time.sleep(1.5)
+        import threading, warnings
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            child = os.fork()
+            if child == 0:
+                os._exit(0)
+            os.waitpid(child, 0)
+        names = [t.name for t in threading.enumerate()]
+        tasks = len(os.listdir("/proc/self/task"))
+        print("after grace", names, tasks, [str(w.message) for w in caught], flush=True)
+    """
+    code = service(body=body).replace(', ready="notify"', "")
+    proc = launch(sandbox, code, NOTIFY_SOCKET=notify.address)
+    assert notify.recv() == {"MAINPID": str(proc.pid), "READY": "1"}
+    received = time.monotonic()  # CLOCK_MONOTONIC: the same clock in every process
+    text = wait_for_text(sandbox.path / "d.log", "in the function at")
+    called = float(text.split("in the function at ")[1].split()[0])
+    # (the grace began right before the call, a little before this print)
+    assert received - called >= 0.9, "READY=1 before the function had run startup_grace (1 s)"
+    text = wait_for_text(sandbox.path / "d.log", "after grace")
+    assert "after grace ['MainThread'] 1 []" in text, text
+    proc.send_signal(signal.SIGTERM)
+    assert notify.recv() == {"STOPPING": "1"}
+    assert finish(proc, sandbox) == 0, logs(sandbox)
+
+
+def test_exit_within_startup_grace_never_says_ready(sandbox: Sandbox, notify: NotifySocket) -> None:
+    """The default (ready="auto"): a service that returns at once is a failed start; no READY=1."""
+    code = service(body="sys.exit(0)").replace(', ready="notify"', "")
+    result = sandbox.run(code, NOTIFY_SOCKET=notify.address)
+    assert result.returncode == 0, result
+    assert nothing_queued(notify) == [], "a daemon that exited within startup_grace never said READY=1"
+
+
+def test_notify_ready_ends_the_grace_at_once_under_notify_socket(sandbox: Sandbox, notify: NotifySocket) -> None:
+    body = """
+        print("called at", time.monotonic(), flush=True)
+        notify_ready()
+        time.sleep(1.3)
+        print("past the grace", flush=True)
+    """
+    code = service(body=body).replace(', ready="notify"', "")
+    proc = launch(sandbox, code, NOTIFY_SOCKET=notify.address)
+    assert notify.recv() == {"MAINPID": str(proc.pid), "READY": "1"}
+    received = time.monotonic()
+    text = wait_for_text(sandbox.path / "d.log", "past the grace")
+    called = float(text.split("called at ")[1].split()[0])
+    assert received - called < 0.5, "notify_ready() must not wait for the grace"
+    assert nothing_queued(notify) == [], "READY=1 once only: the grace's end says nothing more"
+    proc.send_signal(signal.SIGTERM)
     assert finish(proc, sandbox) == 0, logs(sandbox)
 
 

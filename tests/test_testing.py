@@ -56,7 +56,7 @@ def give_up():
     sys.exit(3)
 
 
-@daemon
+@daemon(ready="start")  # ready as it is called: it ends at once on purpose
 def quick():
     print("done quickly")
 
