@@ -280,7 +280,7 @@ def test_the_typed_options_are_exactly_the_accepted_options() -> None:
 
 
 def test_the_literal_types_cover_the_accepted_values() -> None:
-    """``ready=`` and ``restart=`` as ``Literal`` types: every value ``Options.build`` accepts checks clean."""
+    """``ready=`` and ``restart=`` as ``Literal`` types: exactly the values ``Options.build`` accepts."""
     from daemondeco._options import READY_MODES, RESTART_MODES
 
     aliases = {
@@ -291,5 +291,5 @@ def test_the_literal_types_cover_the_accepted_values() -> None:
         and isinstance(node.value, ast.Constant)
         and str(node.value.value).startswith("Literal[")
     }
-    assert set(READY_MODES) <= aliases["ReadyMode"], aliases
+    assert set(READY_MODES) == aliases["ReadyMode"], aliases
     assert set(RESTART_MODES) == aliases["RestartMode"], aliases
