@@ -18,6 +18,7 @@ from ._errors import (
     ReloadError,
     StartupError,
     UpgradeError,
+    WorkerError,
 )
 from ._group import WorkerGroup
 from ._pidfile import Pidfile
@@ -77,6 +78,7 @@ __all__ = [
     "ReloadError",
     "StartupError",
     "UpgradeError",
+    "WorkerError",
     "WorkerFunction",
     "WorkerGroup",
     "daemon",
@@ -101,6 +103,7 @@ for _public in (
     ReloadError,
     StartupError,
     UpgradeError,
+    WorkerError,
     WorkerGroup,
 ):
     _public.__module__ = __name__

@@ -117,13 +117,15 @@ class FrameReader:
         return frame
 
 
-def await_ready(read_end: int, child: int, options: Options, *, leaving: bool) -> int:
+def await_ready(read_end: int, child: int, options: Options, *, leaving: bool, monitored: bool = False) -> int:
     """Wait for the daemon forked by *child*; its pid once ready, else StartupError.
 
     Ctrl-C while waiting stops the daemon (it would otherwise come up behind
     the operator's back) and raises :class:`StartInterrupted` naming it. A
     launcher that is *leaving* once the daemon is ready ignores Ctrl-C from
     then on: the start has succeeded, and only its exit is left to do.
+    *monitored*: *child* stays as the worker's monitor (``_outcome``) once it
+    is ready; it is reaped here only after a failed start.
     """
     reader = FrameReader(read_end)
     waiting = _Waiting()
@@ -131,6 +133,8 @@ def await_ready(read_end: int, child: int, options: Options, *, leaving: bool) -
         ready = _read_frames(reader, waiting, options)
         if leaving:
             ignore_interrupts()  # for good: this process only says "started" and exits 0
+        if monitored:
+            child = 0  # the monitor lives as long as the worker: the handle reaps it
         return ready
     except KeyboardInterrupt:
         restore = ignore_interrupts()  # a second Ctrl-C must not cut the stop short
@@ -143,13 +147,14 @@ def await_ready(read_end: int, child: int, options: Options, *, leaving: bool) -
         raise StartInterrupted(pid) from None
     finally:
         # The first child has exited by now (it forked the daemon, which sent
-        # a frame, or failed): reaping it here costs no wait. Never a zombie,
+        # a frame, or failed; a monitor exits right after its worker): reaping it here costs no wait. Never a zombie,
         # and a Ctrl-C right now must not replace the outcome with a traceback.
-        restore = ignore_interrupts()
-        try:
-            os.waitpid(child, 0)
-        finally:
-            restore()
+        if child:
+            restore = ignore_interrupts()
+            try:
+                os.waitpid(child, 0)
+            finally:
+                restore()
 
 
 class _Waiting:

@@ -42,6 +42,7 @@ PUBLIC = {
     "WorkerGroup",  # issue 9: worker groups (instances=N)
     "GroupStartError",
     "UpgradeError",  # issue 10: sockets that survive
+    "WorkerError",  # issue 18: how a worker ended
     "sockets",
     "listen_fds",
 }
