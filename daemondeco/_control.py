@@ -371,6 +371,9 @@ def _reload_summary(record: object) -> dict[str, object] | None:
 _our_children: dict[int, int | None] = {}
 
 
+# How long a wait gives a worker's monitor, once the worker ended, to write its record and leave.
+_MONITOR_GRACE = 2.0
+
 # The monitors of the workers this process started (``_outcome``): our children, each
 # reaped once it has exited (its worker ended), so that none stays a zombie of the caller.
 _monitors: set[int] = set()
@@ -431,6 +434,9 @@ class DaemonProcess:
         self.pidfile = pidfile
         self._stop_timeout = stop_timeout
         self._start_time = _proc.identity(pid)
+        # Gone before we could read its start time (a worker that ended at once, reaped by its
+        # monitor): whatever process has this pid later is not it.
+        self._gone = self._start_time is None and not _proc.is_alive(pid)
         self._monitor = monitor  # the worker's parent, which records its end; our child if in _monitors
         self._monitor_start: int | None = None  # its start time, when it is not our child
         self._outcome: Outcome | None = None
@@ -489,7 +495,7 @@ class DaemonProcess:
         handle = cls.__new__(cls)
         handle.pid, handle.pidfile, handle._stop_timeout = outcome.pid, path, stop_timeout
         handle._start_time, handle._monitor, handle._monitor_start = outcome.identity, None, None
-        handle._outcome, handle._lost = outcome, False
+        handle._outcome, handle._lost, handle._gone = outcome, False, True
         return handle
 
     def __repr__(self) -> str:
@@ -510,7 +516,9 @@ class DaemonProcess:
             return True
         monitor = self._monitor
         if monitor is not None:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            # It writes the record and leaves right after the worker: an ended worker's code is
+            # worth that moment even after *deadline* (wait(0) right after stop()).
+            left = None if deadline is None else max(_MONITOR_GRACE, deadline - time.monotonic())
             start = self._monitor_start if monitor not in _monitors else None
             if not _proc.wait_exit(monitor, left, start):
                 return False
@@ -538,7 +546,7 @@ class DaemonProcess:
     def _ended(self, timeout: float | None) -> bool:
         """Wait up to *timeout* s for the worker's end and its record; False while it runs."""
         deadline = _proc.deadline_in(timeout)
-        if self._outcome is None and not self._lost:
+        if self._outcome is None and not self._lost and not self._gone:
             if not _proc.wait_exit(self.pid, timeout, self._start_time):
                 return False
             self._reap()
@@ -712,7 +720,7 @@ class DaemonProcess:
 
     def is_running(self) -> bool:
         """True while the daemon runs (a zombie or a reused pid does not count)."""
-        if _proc.is_alive(self.pid, self._start_time):
+        if not self._gone and _proc.is_alive(self.pid, self._start_time):
             return True
         self._reap()
         return False

@@ -260,6 +260,6 @@ report(waited=group.wait(10), running=group.is_running(), repr=repr(group))
     result = sandbox.run(code)
     assert result.returncode == 0, result
     first, second = result.reports()
-    assert first["repr"] == "<WorkerGroup 8 members, 8 running>" and first["waited"] is False
+    assert first["repr"] == "<WorkerGroup 8 members, 8 running>" and first["waited"] is None
     assert first["first"] == first["pids"][0]  # type: ignore[index]
-    assert second == {"waited": True, "running": False, "repr": "<WorkerGroup 8 members, 0 running>"}
+    assert second == {"waited": [0] * 8, "running": False, "repr": "<WorkerGroup 8 members, 0 running>"}
