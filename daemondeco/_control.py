@@ -421,9 +421,6 @@ class DaemonProcess:
         pidfile: the path of its pidfile, or None.
 
     .. versionadded:: 0.1
-    .. versionchanged:: 0.2
-       :attr:`exitcode`, :meth:`result`, :meth:`exception`, :meth:`from_pidfile`;
-       :meth:`wait` returns the exit code (it returned True/False).
 
     """
 
@@ -473,7 +470,7 @@ class DaemonProcess:
         Raises:
             DaemonError: no worker runs under *path* and none left a record.
 
-        .. versionadded:: 0.2
+        .. versionadded:: 0.1
 
         """
         path = os.path.abspath(path)
@@ -571,7 +568,7 @@ class DaemonProcess:
         supervisor's status (1 when it gave up). Also None, once the worker
         has ended, if it left no record (:meth:`wait` then raises).
 
-        .. versionadded:: 0.2
+        .. versionadded:: 0.1
         """
         if self._outcome is None and not self._lost:
             if self.is_running():
@@ -589,9 +586,6 @@ class DaemonProcess:
         Raises:
             WorkerError: the worker has exited but left no record of how
                 (its monitor was killed).
-
-        .. versionchanged:: 0.2
-           Returns the exit code, or None at the timeout (it returned True or False).
 
         """
         if not self._ended(timeout):
@@ -614,7 +608,7 @@ class DaemonProcess:
         Raises:
             TimeoutError: the worker still runs after *timeout* seconds.
 
-        .. versionadded:: 0.2
+        .. versionadded:: 0.1
 
         """
         if not self._ended(timeout):
@@ -640,7 +634,7 @@ class DaemonProcess:
                 that cannot be pickled (naming its type), or left no record.
             TimeoutError: the worker still runs after *timeout* seconds.
 
-        .. versionadded:: 0.2
+        .. versionadded:: 0.1
 
         """
         error = self.exception(timeout)
@@ -702,7 +696,6 @@ class DaemonProcess:
         the supervisor itself exited.
 
         .. versionadded:: 0.1
-        .. versionchanged:: 0.2 kept once the supervisor exited.
         """
         last = self._supervision().get("last_exit")
         if last is None and self.exitcode is not None and self._outcome is not None:

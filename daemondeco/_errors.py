@@ -250,7 +250,7 @@ class WorkerError(DaemonError):
         exc_message: ``str()`` of the worker's exception, or ``""``.
         worker_traceback: the worker's formatted traceback, or ``None``.
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
 
     """
 

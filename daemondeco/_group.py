@@ -226,7 +226,7 @@ class WorkerGroup:
     def exitcodes(self) -> list[int | None]:
         """Each member's :attr:`DaemonProcess.exitcode`, in order (None while it runs).
 
-        .. versionadded:: 0.2
+        .. versionadded:: 0.1
         """
         return [member.exitcode for member in self.members]
 
@@ -235,9 +235,6 @@ class WorkerGroup:
 
         Raises:
             WorkerError: a member exited without a record of how (see :meth:`DaemonProcess.wait`).
-
-        .. versionchanged:: 0.2
-           Returns the exit codes, or None at the timeout (it returned True or False).
 
         """
         import time
@@ -262,7 +259,7 @@ class WorkerGroup:
                 :meth:`~DaemonProcess.exception` tells the others.
             TimeoutError: a member still runs after *timeout* seconds.
 
-        .. versionadded:: 0.2
+        .. versionadded:: 0.1
 
         """
         import time

@@ -56,7 +56,7 @@ from ._signals import signal_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from typing import Any, NoReturn
 
 __all__ = [
@@ -190,8 +190,7 @@ def watch(worker: int, fd: int, pidfile: str | None, caller: int) -> NoReturn:
     try:
         from . import _proc
 
-        identity = _proc.identity(worker)
-        frames, status = _collect(worker, fd)
+        frames, status, identity = _collect(worker, fd, _proc.identity)
         ended = time.time()
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
         signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
@@ -219,8 +218,12 @@ def watch(worker: int, fd: int, pidfile: str | None, caller: int) -> NoReturn:
         os._exit(0)
 
 
-def _collect(worker: int, fd: int) -> tuple[list[bytes], int]:
-    """Read frames until *worker* exits (a pidfd wakes us), then the rest; (last frames, wait status)."""
+def _collect(worker: int, fd: int, identity: Callable[[int], int | None]) -> tuple[list[bytes], int, int | None]:
+    """Read frames until *worker* exits (a pidfd wakes us), then the rest; (last frames, wait status, start time).
+
+    The start time is read from the worker's zombie, before ``waitpid``:
+    nothing of the monitor's runs during the worker's start but this wait.
+    """
     import select
 
     buffer = b""
@@ -257,9 +260,10 @@ def _collect(worker: int, fd: int) -> tuple[list[bytes], int]:
                 buffer = _frames(buffer + chunk, frames)
         except BlockingIOError:  # a child of the worker still holds the pipe: what is there is all
             pass
+    start = identity(worker) if status is None else None  # the fallback reaped it already
     if status is None:
         _, status = os.waitpid(worker, 0)
-    return frames, status
+    return frames, status, start
 
 
 def _frames(buffer: bytes, frames: list[bytes]) -> bytes:
