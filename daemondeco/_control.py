@@ -435,7 +435,8 @@ class DaemonProcess:
         # monitor): whatever process has this pid later is not it.
         self._gone = self._start_time is None and not _proc.is_alive(pid)
         self._monitor = monitor  # the worker's parent, which records its end; our child if in _monitors
-        self._monitor_start: int | None = None  # its start time, when it is not our child
+        # Its start time, when it is not our child (a child's pid cannot be reused before we reap it).
+        self._monitor_start = None if monitor is None or monitor in _monitors else _proc.identity(monitor)
         self._outcome: Outcome | None = None
         self._lost = False  # it ended and left no record
 
@@ -445,10 +446,10 @@ class DaemonProcess:
     ) -> DaemonProcess:
         """The handle of a worker this process just started (*monitor*: our child that records its end)."""
         _reap_exited_children()
-        process = cls(pid, pidfile, stop_timeout=stop_timeout, monitor=monitor)
         if monitor is not None:
             _monitors.add(monitor)
-            return process
+            return cls(pid, pidfile, stop_timeout=stop_timeout, monitor=monitor)
+        process = cls(pid, pidfile, stop_timeout=stop_timeout)
         fields = _proc.stat_fields(pid)
         if fields is not None and int(fields[1]) == os.getpid():
             _our_children[pid] = process._start_time
@@ -476,24 +477,25 @@ class DaemonProcess:
         path = os.path.abspath(path)
         pid = _live_holder(path, wait_for_pid=True)
         if pid is not None:
-            handle = cls(pid, path, stop_timeout=stop_timeout)
             fields = _proc.stat_fields(pid)
             # A worker's monitor is its parent and the leader of its session (it called setsid()).
-            if fields is not None and int(fields[1]) == int(fields[3]) > 1:
-                handle._monitor = int(fields[1])
-                if handle._monitor not in _monitors:
-                    handle._monitor_start = _proc.identity(handle._monitor)
-            return handle
+            monitor = int(fields[1]) if fields is not None and int(fields[1]) == int(fields[3]) > 1 else None
+            return cls(pid, path, stop_timeout=stop_timeout, monitor=monitor)
         outcome = read_outcome(exit_path(path))
         if outcome is None:
             raise DaemonError(
                 f"no worker runs under pidfile {path!r}, and none left a record of how it ended ({exit_path(path)!r})"
             )
-        handle = cls.__new__(cls)
-        handle.pid, handle.pidfile, handle._stop_timeout = outcome.pid, path, stop_timeout
-        handle._start_time, handle._monitor, handle._monitor_start = outcome.identity, None, None
-        handle._outcome, handle._lost, handle._gone = outcome, False, True
-        return handle
+        return cls._of_record(outcome, path, stop_timeout)
+
+    @classmethod
+    def _of_record(cls, outcome: Outcome, pidfile: str, stop_timeout: float) -> DaemonProcess:
+        """The handle of a worker that ended, from its record (its pid may name another process now)."""
+        self = cls.__new__(cls)
+        self.pid, self.pidfile, self._stop_timeout = outcome.pid, pidfile, stop_timeout
+        self._start_time, self._monitor, self._monitor_start = outcome.identity, None, None
+        self._outcome, self._lost, self._gone = outcome, False, True
+        return self
 
     def __repr__(self) -> str:
         state = "running" if self.is_running() else "exited"
