@@ -423,8 +423,9 @@ def _in_children(read_end: int, write_end: int, prepared: Prepared, *, worker: b
         os._exit(1)
     if outcome is not None:  # pragma: no cover - untraced frame after fork
         os.close(outcome[0])
-        adopt_sender(outcome[1])
         prepared.keep.add(outcome[1])
+    # A daemon started from inside a worker must not write to that worker's monitor (its fd closes here).
+    adopt_sender(outcome[1] if outcome is not None else None)  # pragma: no cover - untraced frame after fork
     _become_daemon_or_exit(prepared, write_end, worker=worker)  # pragma: no cover - untraced frame after fork
 
 

@@ -118,8 +118,8 @@ def anonymous_path(pid: int, *, create: bool = False) -> str | None:
 # -- in the worker ----------------------------------------------------------------
 
 
-def adopt_sender(fd: int) -> None:
-    """In the worker, right after its fork: *fd* carries its last word to the monitor."""
+def adopt_sender(fd: int | None) -> None:
+    """In a new daemon, right after its fork: *fd* carries a worker's last word to its monitor (None: no monitor)."""
     global _sender
     _sender = fd
 

@@ -618,3 +618,22 @@ report(pid=handle.pid, code=code, summary=error.summary, exc_type=error.exc_type
         f"supervisor (pid {data['pid']}): its last worker (pid {last['pid']}) raised RuntimeError: flaky {last['pid']}"
     )
     assert 'raise RuntimeError(f"flaky {os.getpid()}")' in str(data["traceback"])
+
+
+def test_a_worker_can_start_a_worker_and_read_its_result(sandbox: Sandbox) -> None:
+    """Each worker reports to its own monitor: the inner one's value reaches the outer one, and so on."""
+    data = run_json(
+        sandbox,
+        """
+@process_daemonize
+def inner(n):
+    return n * 10
+
+@process_daemonize
+def outer(n):
+    return inner(n).result(timeout=10) + 1
+
+report(value=outer(4).result(timeout=20))
+""",
+    )
+    assert data["value"] == 41
