@@ -383,8 +383,18 @@ def _reap_exited_children() -> None:
     for pid, start_time in list(_our_children.items()):
         if _proc.identity(pid) != start_time or _proc.reap_if_child(pid):
             del _our_children[pid]
-    for pid in list(_monitors):
-        _reap_monitor(pid, block=False)
+    if _monitors and _any_child_exited():
+        for pid in list(_monitors):
+            _reap_monitor(pid, block=False)
+
+
+def _any_child_exited() -> bool:
+    """Whether any child of ours has exited (one ``waitid`` that reaps nothing), not one call per monitor."""
+    try:
+        return os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # no child at all: the program's own os.wait() reaped them
+        _monitors.clear()
+        return False
 
 
 def _reap_monitor(pid: int, *, block: bool) -> bool:
