@@ -416,7 +416,7 @@ def _in_children(read_end: int, write_end: int, prepared: Prepared, *, worker: b
         child = os.fork()
         if child:
             if outcome is not None:
-                _monitor(child, outcome, prepared, write_end)
+                _monitor(child, outcome, prepared)
             os._exit(0)
     except BaseException as exc:  # pragma: no cover - setsid/fork failing in the first child
         send(write_end, ERROR, describe_exception(exc))
@@ -440,7 +440,7 @@ def _outcome_pipe(prepared: Prepared) -> tuple[int, int]:
     return above_stdio(read_end), above_stdio(write_end)
 
 
-def _monitor(worker: int, outcome: tuple[int, int], prepared: Prepared, write_end: int) -> NoReturn:
+def _monitor(worker: int, outcome: tuple[int, int], prepared: Prepared) -> NoReturn:
     """The first child, once the worker is forked: drop everything but the pipe, wait, record (``_outcome``)."""
     try:
         caller = os.getppid()

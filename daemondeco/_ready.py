@@ -147,8 +147,9 @@ def await_ready(read_end: int, child: int, options: Options, *, leaving: bool, m
         raise StartInterrupted(pid) from None
     finally:
         # The first child has exited by now (it forked the daemon, which sent
-        # a frame, or failed; a monitor exits right after its worker): reaping it here costs no wait. Never a zombie,
-        # and a Ctrl-C right now must not replace the outcome with a traceback.
+        # a frame, or failed; a worker's monitor exits right after its worker):
+        # reaping it here costs no wait. Never a zombie, and a Ctrl-C right
+        # now must not replace the outcome with a traceback.
         if child:
             restore = ignore_interrupts()
             try:
