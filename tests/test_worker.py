@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 from conftest import Sandbox, alive, proc_stat, wait_exit
@@ -637,3 +638,39 @@ report(value=outer(4).result(timeout=20))
 """,
     )
     assert data["value"] == 41
+
+
+def test_without_a_pidfile_the_record_is_private_and_gone_once_read(sandbox: Sandbox) -> None:
+    """``$TMPDIR/daemondeco-<uid>/<pid>.exit``: removed by the handle that read it, never written for a dead caller."""
+    result = sandbox.run_reporting(
+        HEADER
+        + """
+@process_daemonize
+def quick():
+    return 5
+
+@process_daemonize
+def late():
+    while not (HERE / "go").exists():
+        time.sleep(0.01)
+    return 6
+
+private = Path(os.environ["TMPDIR"]) / f"daemondeco-{os.getuid()}"
+handle = quick()
+value = handle.result(10)
+after_read = sorted(p.name for p in private.iterdir()) if private.exists() else []
+orphan = late()
+stat = (Path("/proc") / str(orphan.pid) / "stat").read_text()
+report(value=value, after_read=after_read, mode=oct(private.stat().st_mode & 0o777), orphan=orphan.pid,
+       monitor=int(stat[stat.rindex(")") + 2 :].split()[1]), private=str(private))
+""",
+        TMPDIR=str(sandbox.path),
+    )
+    data = result.reports()[-1]
+    assert data["value"] == 5 and data["after_read"] == [], "read once, then removed"
+    assert data["mode"] == "0o700"
+    orphan, monitor = data["orphan"], data["monitor"]
+    assert isinstance(orphan, int) and isinstance(monitor, int)
+    (sandbox.path / "go").touch()
+    assert wait_exit(orphan) and wait_exit(monitor)
+    assert not (Path(str(data["private"])) / f"{orphan}.exit").exists(), "nobody could read it: not written"
