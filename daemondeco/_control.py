@@ -734,7 +734,8 @@ class DaemonProcess:
         """SIGTERM, wait up to *timeout* s (default ``stop_timeout``), then SIGKILL.
 
         Returns True when the daemon is no longer running, also when it had
-        already exited.
+        already exited; its :attr:`exitcode` is then known (its monitor has
+        recorded it).
         """
         wait = stop_timeout(timeout, self._stop_timeout)
         if not self.is_running():
@@ -746,4 +747,5 @@ class DaemonProcess:
             stopped = _proc.terminate(self.pid, wait + grace, self._start_time)
         if stopped:
             self._reap()
+            self._settle(time.monotonic())  # the monitor records the end and leaves: nothing of it lingers
         return stopped
