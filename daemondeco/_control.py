@@ -423,8 +423,8 @@ class DaemonProcess:
     double fork, which stays as the worker's parent) and kept in a record:
     :attr:`exitcode`, :meth:`wait`, :meth:`result` and :meth:`exception` read
     it, in this process or, with a pidfile, in another one
-    (:meth:`from_pidfile`). They mirror :attr:`multiprocessing.Process.exitcode`,
-    :meth:`subprocess.Popen.wait` and :meth:`concurrent.futures.Future.result`.
+    (:meth:`from_pidfile`). They mirror ``multiprocessing.Process.exitcode``,
+    ``subprocess.Popen.wait`` and ``concurrent.futures.Future.result``.
 
     Attributes:
         pid: the daemon's process id.
@@ -570,10 +570,10 @@ class DaemonProcess:
 
     @property
     def exitcode(self) -> int | None:
-        """How the worker ended: None while it runs; its exit status; ``-N`` when signal N killed it.
+        """None while the worker runs, then its exit status, or ``-N`` when signal N killed it.
 
-        As :attr:`multiprocessing.Process.exitcode` (and the sign of
-        :attr:`subprocess.Popen.returncode`): ``0`` for a function that
+        As ``multiprocessing.Process.exitcode`` (and the sign of
+        ``subprocess.Popen.returncode``): ``0`` for a function that
         returned (or a worker stopped with SIGTERM, which ends in
         ``SystemExit(0)``), ``1`` for one that raised, ``3`` for
         ``sys.exit(3)``, ``-9`` for SIGKILL. With ``restart=``, the
@@ -592,7 +592,7 @@ class DaemonProcess:
         """Wait for the daemon to exit; its :attr:`exitcode`, or None if it still runs at *timeout*.
 
         Compare with None (``if handle.wait(5) is not None``): a worker that
-        succeeded returns 0, which is false. Like :meth:`subprocess.Popen.wait`,
+        succeeded returns 0, which is false. Like ``subprocess.Popen.wait``,
         which raises ``TimeoutExpired`` where this returns None.
 
         Raises:
@@ -609,7 +609,7 @@ class DaemonProcess:
     def exception(self, timeout: float | None = None) -> WorkerError | None:
         """Wait for the worker to end; the :class:`WorkerError` :meth:`result` would raise, or None.
 
-        As :meth:`concurrent.futures.Future.exception`: a worker that raised
+        As ``concurrent.futures.Future.exception``: a worker that raised
         gives its exception's type, message and traceback
         (:attr:`WorkerError.exc_type`, ``exc_message``, ``worker_traceback``);
         one killed by a signal or exited with a non-zero status says so.
@@ -632,7 +632,7 @@ class DaemonProcess:
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the worker to end; what its function returned.
 
-        As :meth:`concurrent.futures.Future.result`: the value travels
+        As ``concurrent.futures.Future.result``: the value travels
         pickled, so it must be picklable (and its type importable here). A
         worker that exited 0 without returning (stopped, ``sys.exit(0)``)
         gives None.
