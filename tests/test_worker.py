@@ -674,3 +674,42 @@ report(value=value, after_read=after_read, mode=oct(private.stat().st_mode & 0o7
     (sandbox.path / "go").touch()
     assert wait_exit(orphan) and wait_exit(monitor)
     assert not (Path(str(data["private"])) / f"{orphan}.exit").exists(), "nobody could read it: not written"
+
+
+def test_a_killed_monitor_loses_the_record_and_wait_says_so(sandbox: Sandbox) -> None:
+    """The one way to lose the outcome: SIGKILL the monitor itself; wait() then raises, unlike a timeout."""
+    data = run_json(
+        sandbox,
+        """
+from daemondeco import WorkerError
+
+@process_daemonize
+def worker():
+    while not (HERE / "go").exists():
+        time.sleep(0.01)
+
+handle = worker()
+stat = (Path("/proc") / str(handle.pid) / "stat").read_text()
+monitor = int(stat[stat.rindex(")") + 2 :].split()[1])
+os.kill(monitor, signal.SIGTERM)  # blocked: the monitor stays while its worker runs, the signal pending
+status = dict(line.split(":\t", 1) for line in Path(f"/proc/{monitor}/status").read_text().splitlines())
+bit = 1 << (signal.SIGTERM - 1)
+survived_term = bool(int(status["SigBlk"], 16) & bit) and bool(int(status["ShdPnd"], 16) & bit)
+os.kill(monitor, signal.SIGKILL)
+(HERE / "go").touch()
+try:
+    handle.wait(10)
+    raised = None
+except WorkerError as exc:
+    raised = exc.summary
+report(survived_term=survived_term, raised=raised, exitcode=handle.exitcode, pid=handle.pid,
+       exception=handle.exception().summary)
+""",
+    )
+    assert data["survived_term"] is True, "SIGTERM is blocked in the monitor: it stays pending, the monitor stays"
+    expected = (
+        f"worker (pid {data['pid']}) has exited, but left no record of how: its monitor was killed, "
+        "or it was not started by process_daemonize"
+    )
+    assert data["raised"] == data["exception"] == expected
+    assert data["exitcode"] is None
