@@ -18,6 +18,7 @@ from ._errors import (
     ReloadError,
     StartupError,
     UpgradeError,
+    WorkerError,
 )
 from ._group import WorkerGroup
 from ._pidfile import Pidfile
@@ -79,6 +80,7 @@ __all__ = [
     "ReloadError",
     "StartupError",
     "UpgradeError",
+    "WorkerError",
     "WorkerFunction",
     "WorkerGroup",
     "WorkerGroupFunction",
@@ -104,6 +106,7 @@ for _public in (
     ReloadError,
     StartupError,
     UpgradeError,
+    WorkerError,
     WorkerGroup,
 ):
     _public.__module__ = __name__

@@ -15,8 +15,9 @@ import os
 import time
 
 from . import _proc
-from ._errors import DaemonError, ReloadError, UpgradeError
+from ._errors import DaemonError, ReloadError, UpgradeError, WorkerError
 from ._options import STOP_TIMEOUT, stop_timeout
+from ._outcome import Outcome, anonymous_path, exit_path, read_outcome
 from ._pidfile import Watcher
 from ._signals import SIGHUP, SIGUSR2
 from ._state import anonymous_state_path, read_last_exit, read_state, state_path
@@ -24,6 +25,7 @@ from ._state import anonymous_state_path, read_last_exit, read_state, state_path
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable
+    from typing import Any
 
     from ._options import Options
     from ._types import LastExit
@@ -459,10 +461,42 @@ def _reload_summary(record: object) -> dict[str, object] | None:
 _our_children: dict[int, int | None] = {}
 
 
+# How long a wait gives a worker's monitor, once the worker ended, to write its record and leave.
+_MONITOR_GRACE = 2.0
+
+# The monitors of the workers this process started (``_outcome``): our children, each
+# reaped once it has exited (its worker ended), so that none stays a zombie of the caller.
+_monitors: set[int] = set()
+
+
 def _reap_exited_children() -> None:
     for pid, start_time in list(_our_children.items()):
         if _proc.identity(pid) != start_time or _proc.reap_if_child(pid):
             del _our_children[pid]
+    if _monitors and _any_child_exited():
+        for pid in list(_monitors):
+            _reap_monitor(pid, block=False)
+
+
+def _any_child_exited() -> bool:
+    """Whether any child of ours has exited (one ``waitid`` that reaps nothing), not one call per monitor."""
+    try:
+        return os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # no child at all: the program's own os.wait() reaped them
+        _monitors.clear()
+        return False
+
+
+def _reap_monitor(pid: int, *, block: bool) -> bool:
+    """Reap the monitor *pid* (waiting for it with *block*); True once it is gone."""
+    try:
+        reaped, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:  # reaped already (by the program's own os.wait())
+        reaped = pid
+    if reaped == pid:
+        _monitors.discard(pid)
+        return True
+    return False
 
 
 class DaemonProcess:
@@ -475,6 +509,13 @@ class DaemonProcess:
     worker does become its child: it is then reaped once it has exited (when
     the handle sees it gone, or at the next worker's start).
 
+    How the worker ended is seen by its monitor (the first child of the
+    double fork, which stays as the worker's parent) and kept in a record:
+    :attr:`exitcode`, :meth:`wait`, :meth:`result` and :meth:`exception` read
+    it, in this process or, with a pidfile, in another one
+    (:meth:`from_pidfile`). They mirror ``multiprocessing.Process.exitcode``,
+    ``subprocess.Popen.wait`` and ``concurrent.futures.Future.result``.
+
     Attributes:
         pid: the daemon's process id.
         pidfile: the path of its pidfile, or None.
@@ -483,24 +524,83 @@ class DaemonProcess:
 
     """
 
-    def __init__(self, pid: int, pidfile: str | None = None, *, stop_timeout: float = STOP_TIMEOUT) -> None:
+    def __init__(
+        self, pid: int, pidfile: str | None = None, *, stop_timeout: float = STOP_TIMEOUT, monitor: int | None = None
+    ) -> None:
         self.pid = pid
         self.pidfile = pidfile
         self._stop_timeout = stop_timeout
         self._start_time = _proc.identity(pid)
+        # Gone before we could read its start time (a worker that ended at once, reaped by its
+        # monitor): whatever process has this pid later is not it.
+        self._gone = self._start_time is None and not _proc.is_alive(pid)
+        self._monitor = monitor  # the worker's parent, which records its end; our child if in _monitors
+        # Its start time, when it is not our child (a child's pid cannot be reused before we reap it).
+        self._monitor_start = None if monitor is None or monitor in _monitors else _proc.identity(monitor)
+        self._outcome: Outcome | None = None
+        self._lost = False  # it ended and left no record
 
     @classmethod
-    def started(cls, pid: int, pidfile: str | None, *, stop_timeout: float) -> DaemonProcess:
-        """The handle of a worker this process just started."""
+    def started(
+        cls, pid: int, pidfile: str | None, *, stop_timeout: float, monitor: int | None = None
+    ) -> DaemonProcess:
+        """The handle of a worker this process just started (*monitor*: our child that records its end)."""
         _reap_exited_children()
+        if monitor is not None:
+            _monitors.add(monitor)
+            return cls(pid, pidfile, stop_timeout=stop_timeout, monitor=monitor)
         process = cls(pid, pidfile, stop_timeout=stop_timeout)
         fields = _proc.stat_fields(pid)
         if fields is not None and int(fields[1]) == os.getpid():
             _our_children[pid] = process._start_time
         return process
 
+    @classmethod
+    def from_pidfile(cls, path: str, *, stop_timeout: float = STOP_TIMEOUT) -> DaemonProcess:
+        """A handle on the worker of *path*: the one running now, else the record of the last one that ended.
+
+        Works in any process of the same user, also after the process that
+        started the worker exited or restarted. The record of how a worker
+        with a pidfile ended is ``<pidfile>.exit``, written by its monitor
+        (``0o600``); the next worker with that pidfile replaces it.
+
+        Args:
+            path: the worker's pidfile (the ``pidfile=`` it was started with).
+            stop_timeout: what :meth:`stop` waits before SIGKILL.
+
+        Raises:
+            DaemonError: no worker runs under *path* and none left a record.
+
+        .. versionadded:: 0.1
+
+        """
+        path = os.path.abspath(path)
+        pid = _live_holder(path, wait_for_pid=True)
+        if pid is not None:
+            fields = _proc.stat_fields(pid)
+            # A worker's monitor is its parent and the leader of its session (it called setsid()).
+            monitor = int(fields[1]) if fields is not None and int(fields[1]) == int(fields[3]) > 1 else None
+            return cls(pid, path, stop_timeout=stop_timeout, monitor=monitor)
+        outcome = read_outcome(exit_path(path))
+        if outcome is None:
+            raise DaemonError(
+                f"no worker runs under pidfile {path!r}, and none left a record of how it ended ({exit_path(path)!r})"
+            )
+        return cls._of_record(outcome, path, stop_timeout)
+
+    @classmethod
+    def _of_record(cls, outcome: Outcome, pidfile: str, stop_timeout: float) -> DaemonProcess:
+        """The handle of a worker that ended, from its record (its pid may name another process now)."""
+        self = cls.__new__(cls)
+        self.pid, self.pidfile, self._stop_timeout = outcome.pid, pidfile, stop_timeout
+        self._start_time, self._monitor, self._monitor_start = outcome.identity, None, None
+        self._outcome, self._lost, self._gone = outcome, False, True
+        return self
+
     def __repr__(self) -> str:
         state = "running" if self.is_running() else "exited"
+        if self._outcome is not None and self._outcome.exitcode is not None:
+            state = f"exited exitcode={self._outcome.exitcode}"
         where = f", pidfile={self.pidfile!r}" if self.pidfile else ""
         return f"<DaemonProcess pid={self.pid}{where} {state}>"
 
@@ -508,6 +608,149 @@ class DaemonProcess:
         """Once the worker has exited: reap it if it became our child (PID 1, subreaper)."""
         if self.pid in _our_children and _proc.reap_if_child(self.pid):
             del _our_children[self.pid]
+
+    def _settle(self, deadline: float | None) -> bool:
+        """Once the worker has exited: wait for its monitor, read the record; False at *deadline*."""
+        if self._outcome is not None or self._lost:
+            return True
+        monitor = self._monitor
+        if monitor is not None:
+            # It writes the record and leaves right after the worker: an ended worker's code is
+            # worth that moment even after *deadline* (wait(0) right after stop()).
+            left = None if deadline is None else max(_MONITOR_GRACE, deadline - time.monotonic())
+            start = self._monitor_start if monitor not in _monitors else None
+            if not _proc.wait_exit(monitor, left, start):
+                return False
+            if monitor in _monitors:
+                _reap_monitor(monitor, block=True)  # a zombie now: no wait
+            self._monitor = None
+        self._outcome = self._read_record()
+        self._lost = self._outcome is None
+        return True
+
+    def _read_record(self) -> Outcome | None:
+        if self.pidfile is not None:
+            outcome = read_outcome(exit_path(self.pidfile), self.pid, self._start_time)
+            if outcome is not None:
+                return outcome
+        path = anonymous_path(self.pid)
+        outcome = read_outcome(path, self.pid, self._start_time) if path is not None else None
+        if outcome is not None and path is not None:
+            try:
+                os.unlink(path)  # read once, kept here: nobody else knows it
+            except OSError:
+                pass
+        return outcome
+
+    def _ended(self, timeout: float | None) -> bool:
+        """Wait up to *timeout* s for the worker's end and its record; False while it runs."""
+        deadline = _proc.deadline_in(timeout)
+        if self._outcome is None and not self._lost and not self._gone:
+            if not _proc.wait_exit(self.pid, timeout, self._start_time):
+                return False
+            self._reap()
+        return self._settle(deadline)
+
+    def _lost_error(self) -> WorkerError:
+        return WorkerError(
+            f"worker (pid {self.pid}) has exited, but left no record of how: its monitor was killed, "
+            "or it was not started by process_daemonize",
+            pid=self.pid,
+        )
+
+    @property
+    def exitcode(self) -> int | None:
+        """None while the worker runs, then its exit status, or ``-N`` when signal N killed it.
+
+        As ``multiprocessing.Process.exitcode`` (and the sign of
+        ``subprocess.Popen.returncode``): ``0`` for a function that
+        returned (or a worker stopped with SIGTERM, which ends in
+        ``SystemExit(0)``), ``1`` for one that raised, ``3`` for
+        ``sys.exit(3)``, ``-9`` for SIGKILL. With ``restart=``, the
+        supervisor's status (1 when it gave up). Also None, once the worker
+        has ended, if it left no record (:meth:`wait` then raises).
+
+        .. versionadded:: 0.1
+        """
+        if self._outcome is None and not self._lost:
+            if self.is_running():
+                return None
+            self._settle(None)  # its monitor writes the record right after it ended
+        return self._outcome.exitcode if self._outcome is not None else None
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for the daemon to exit; its :attr:`exitcode`, or None if it still runs at *timeout*.
+
+        Compare with None (``if handle.wait(5) is not None``): a worker that
+        succeeded returns 0, which is false. Like ``subprocess.Popen.wait``,
+        which raises ``TimeoutExpired`` where this returns None.
+
+        Raises:
+            WorkerError: the worker has exited but left no record of how
+                (its monitor was killed).
+
+        """
+        if not self._ended(timeout):
+            return None
+        if self._outcome is None:
+            raise self._lost_error()
+        return self._outcome.exitcode
+
+    def exception(self, timeout: float | None = None) -> WorkerError | None:
+        """Wait for the worker to end; the :class:`WorkerError` :meth:`result` would raise, or None.
+
+        As ``concurrent.futures.Future.exception``: a worker that raised
+        gives its exception's type, message and traceback
+        (:attr:`WorkerError.exc_type`, ``exc_message``, ``worker_traceback``);
+        one killed by a signal or exited with a non-zero status says so.
+
+        Args:
+            timeout: seconds to wait; None waits as long as the worker runs.
+
+        Raises:
+            TimeoutError: the worker still runs after *timeout* seconds.
+
+        .. versionadded:: 0.1
+
+        """
+        if not self._ended(timeout):
+            raise TimeoutError(f"worker (pid {self.pid}) still runs after {timeout:g} s")
+        if self._outcome is None:
+            return self._lost_error()
+        return self._outcome.error()
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the worker to end; what its function returned.
+
+        As ``concurrent.futures.Future.result``: the value travels
+        pickled, so it must be picklable (and its type importable here). A
+        worker that exited 0 without returning (stopped, ``sys.exit(0)``)
+        gives None.
+
+        Args:
+            timeout: seconds to wait; None waits as long as the worker runs.
+
+        Raises:
+            WorkerError: the worker raised (with its traceback), was killed
+                by a signal, exited with a non-zero status, returned a value
+                that cannot be pickled (naming its type), or left no record.
+            TimeoutError: the worker still runs after *timeout* seconds.
+
+        .. versionadded:: 0.1
+
+        """
+        error = self.exception(timeout)
+        if error is not None:
+            raise error
+        assert self._outcome is not None
+        try:
+            return self._outcome.value()
+        except Exception as exc:
+            raise WorkerError(
+                f"worker (pid {self.pid}) returned a value this process cannot unpickle: {type(exc).__name__}: {exc}",
+                pid=self.pid,
+                exitcode=self._outcome.exitcode,
+            ) from exc
 
     def _supervision(self) -> dict[str, object]:
         """The supervisor's history (``restart=``): from ``<pidfile>.state``, or its private file without one."""
@@ -551,11 +794,14 @@ class DaemonProcess:
         A dict: ``pid``, ``status`` (exit status, or None when killed),
         ``signal`` (``"SIGKILL"``, or None), ``clean`` (systemd's meaning),
         ``uptime_s``, ``exception`` (``"ValueError: ..."`` when it raised),
-        ``traceback``, ``time`` (``time.time()`` of the death).
+        ``traceback``, ``time`` (``time.time()`` of the death). Kept after
+        the supervisor itself exited.
 
         .. versionadded:: 0.1
         """
         last = self._supervision().get("last_exit")
+        if last is None and self.exitcode is not None and self._outcome is not None:
+            last = self._outcome.supervised
         return last if isinstance(last, dict) else None  # type: ignore[return-value]  # _supervise writes a LastExit
 
     @property
@@ -569,23 +815,17 @@ class DaemonProcess:
 
     def is_running(self) -> bool:
         """True while the daemon runs (a zombie or a reused pid does not count)."""
-        if _proc.is_alive(self.pid, self._start_time):
+        if not self._gone and _proc.is_alive(self.pid, self._start_time):
             return True
         self._reap()
         return False
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the daemon to exit; True once it has (False at *timeout*)."""
-        if not _proc.wait_exit(self.pid, timeout, self._start_time):
-            return False
-        self._reap()
-        return True
 
     def stop(self, timeout: float | None = None) -> bool:
         """SIGTERM, wait up to *timeout* s (default ``stop_timeout``), then SIGKILL.
 
         Returns True when the daemon is no longer running, also when it had
-        already exited.
+        already exited; its :attr:`exitcode` is then known (its monitor has
+        recorded it).
         """
         wait = stop_timeout(timeout, self._stop_timeout)
         if not self.is_running():
@@ -597,4 +837,5 @@ class DaemonProcess:
             stopped = _proc.terminate(self.pid, wait + grace, self._start_time)
         if stopped:
             self._reap()
+            self._settle(time.monotonic())  # the monitor records the end and leaves: nothing of it lingers
         return stopped

@@ -28,6 +28,7 @@ from ._control import DaemonProcess
 from ._errors import DaemonWarning, StartInterrupted, StartupError, check_directory
 from ._init import become_init_or_daemon
 from ._options import MAX_FD, resolve_fds
+from ._outcome import adopt_sender, watch
 from ._pidfile import Holder, Watcher, require_posix
 from ._ready import ERROR, PID, await_ready, describe_exception, send
 from ._runtime import Runtime, active, call_main, run_in_daemon, watch_unready_exit
@@ -147,6 +148,7 @@ class Prepared:
         self.sockets: Resolved | None = None  # listen= and activated sockets
         self.handover: Handover | None = None  # an upgrade: what the previous generation handed us
         self.launch_cwd = ""  # where a successor's command line runs (an upgrade)
+        self.monitor: int | None = None  # a worker's monitor (``_outcome``): our child, the worker's parent
 
     def close(self) -> None:
         """Close the launcher's copies of everything (the daemon has its own)."""
@@ -383,8 +385,10 @@ def detach(prepared: Prepared, *, worker: bool, name: str | None = None) -> int:
         _in_children(read_end, write_end, prepared, worker=worker)
         return 0
     os.close(write_end)
+    if worker:
+        prepared.monitor = child
     try:
-        return await_ready(read_end, child, prepared.options, leaving=not worker, name=name)
+        return await_ready(read_end, child, prepared.options, leaving=not worker, name=name, monitored=worker)
     except (StartupError, StartInterrupted) as exc:
         _remove_stale_pidfile(prepared, exc.pid)
         raise
@@ -415,16 +419,55 @@ def _open_state(pidfile: Holder | None) -> StateFile | None:
 
 
 def _in_children(read_end: int, write_end: int, prepared: Prepared, *, worker: bool) -> None:
-    """The first child detaches and leaves; returns only in the daemon, detached."""
+    """The first child detaches; returns only in the daemon, detached.
+
+    For a ``@daemon`` it leaves at once. For a worker it stays as the
+    worker's monitor (``_outcome``): the worker's parent, which sees how it
+    ends and leaves a record of it.
+    """
     os.close(read_end)
     try:
         os.setsid()
-        if os.fork():
+        outcome = _outcome_pipe(prepared) if worker else None
+        child = os.fork()
+        if child:
+            if outcome is not None:
+                _monitor(child, outcome, prepared)
             os._exit(0)
     except BaseException as exc:  # pragma: no cover - setsid/fork failing in the first child
         send(write_end, ERROR, describe_exception(exc))
         os._exit(1)
+    if outcome is not None:  # pragma: no cover - untraced frame after fork
+        os.close(outcome[0])
+        prepared.keep.add(outcome[1])
+    # A daemon started from inside a worker must not write to that worker's monitor (its fd closes here).
+    adopt_sender(outcome[1] if outcome is not None else None)  # pragma: no cover - untraced frame after fork
     _become_daemon_or_exit(prepared, write_end, worker=worker)  # pragma: no cover - untraced frame after fork
+
+
+def _outcome_pipe(prepared: Prepared) -> tuple[int, int]:
+    """The worker's pipe to its monitor (both ends above stdio); SIGCHLD's default back if it was ignored.
+
+    An ignored SIGCHLD makes the kernel reap children at once, and the
+    monitor's ``waitpid`` would find none.
+    """
+    _signals.wait_for_children(prepared.signal_state)
+    read_end, write_end = os.pipe()  # O_CLOEXEC: a program the worker execs does not hold it
+    return above_stdio(read_end), above_stdio(write_end)
+
+
+def _monitor(worker: int, outcome: tuple[int, int], prepared: Prepared) -> NoReturn:
+    """The first child, once the worker is forked: drop everything but the pipe, wait, record (``_outcome``)."""
+    try:
+        caller = os.getppid()
+        _signals.block_all()  # it leaves when the worker does, not before
+        for target, fd in enumerate(prepared.stdio):  # not the caller's terminal or pipes: the worker's stdio
+            os.dup2(fd, target)
+        close_fds({0, 1, 2, outcome[0]}, prepared.fd_table_size)  # the pidfile lock, the caller's fds
+        pidfile = prepared.pidfile.path if prepared.pidfile is not None else None
+    except BaseException:  # pragma: no cover - dup2 failing: the worker runs on, unrecorded
+        os._exit(0)
+    watch(worker, outcome[0], pidfile, caller)
 
 
 def _become_daemon_or_exit(prepared: Prepared, write_end: int, *, worker: bool) -> None:
@@ -825,7 +868,7 @@ def spawn(
     pid = detach(prepared, worker=True)
     if pid:
         path = prepared.pidfile.path if prepared.pidfile is not None else None
-        return DaemonProcess.started(pid, path, stop_timeout=options.stop_timeout)
+        return DaemonProcess.started(pid, path, stop_timeout=options.stop_timeout, monitor=prepared.monitor)
     _run_function(options, func, args, kwargs)
 
 

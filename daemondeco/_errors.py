@@ -9,6 +9,7 @@
           |    +-- GroupStartError  members of a worker group failed to start
           +-- ReloadError         a reload failed, the daemon died during it, or none runs
           +-- UpgradeError        an upgrade was refused, or its successor failed
+          +-- WorkerError         a worker raised, was killed, exited non-zero, or its result is unreadable
     RuntimeWarning
      +-- DaemonWarning            something will not survive the fork (threads)
 
@@ -19,6 +20,10 @@ process before anything forks.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
+
 __all__ = [
     "AlreadyRunningError",
     "DaemonError",
@@ -28,6 +33,7 @@ __all__ = [
     "StartInterrupted",
     "StartupError",
     "UpgradeError",
+    "WorkerError",
     "check_directory",
     "path_error",
 ]
@@ -220,6 +226,68 @@ class UpgradeError(DaemonError):
 
 def _rebuild_upgrade_error(summary: str, pid: int | None, daemon_traceback: str | None, running: bool) -> UpgradeError:
     return UpgradeError(summary, pid=pid, daemon_traceback=daemon_traceback, running=running)
+
+
+class WorkerError(DaemonError):
+    """A ``process_daemonize`` worker ended without a result to return.
+
+    Raised by :meth:`DaemonProcess.result` (and returned by
+    :meth:`DaemonProcess.exception`) when the worker raised (:attr:`exc_type`,
+    :attr:`exc_message` and :attr:`worker_traceback` are the worker's own),
+    was killed by a signal (:attr:`exitcode` is ``-signum``), exited with a
+    non-zero status without raising (``sys.exit(3)``, ``os._exit(5)``),
+    returned a value that cannot be pickled, or ended without leaving a
+    record of how (its monitor was killed: :attr:`exitcode` is ``None``).
+
+    Attributes:
+        summary: one line, e.g.
+            ``worker (pid 4242) raised ValueError: bad row``.
+        pid: the worker's pid.
+        exitcode: as :attr:`DaemonProcess.exitcode`: the exit status, or
+            ``-signum`` when a signal killed it; ``None`` when unknown.
+        exc_type: qualified name of the worker's exception (``"ValueError"``,
+            ``"mypkg.ConfigError"``), or ``None`` when it did not raise.
+        exc_message: ``str()`` of the worker's exception, or ``""``.
+        worker_traceback: the worker's formatted traceback, or ``None``.
+
+    .. versionadded:: 0.1
+
+    """
+
+    def __init__(
+        self,
+        summary: str,
+        *,
+        pid: int | None = None,
+        exitcode: int | None = None,
+        exc_type: str | None = None,
+        exc_message: str = "",
+        worker_traceback: str | None = None,
+    ) -> None:
+        self.summary = summary
+        self.pid = pid
+        self.exitcode = exitcode
+        self.exc_type = exc_type
+        self.exc_message = exc_message
+        self.worker_traceback = worker_traceback
+        text = summary
+        if worker_traceback:
+            text = f"{summary}\n\nWorker traceback:\n" + worker_traceback.rstrip("\n")
+        super().__init__(text)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        fields = {
+            "pid": self.pid,
+            "exitcode": self.exitcode,
+            "exc_type": self.exc_type,
+            "exc_message": self.exc_message,
+            "worker_traceback": self.worker_traceback,
+        }
+        return (_rebuild_worker_error, (self.summary, fields))
+
+
+def _rebuild_worker_error(summary: str, fields: dict[str, Any]) -> WorkerError:
+    return WorkerError(summary, **fields)
 
 
 class StartInterrupted(KeyboardInterrupt):

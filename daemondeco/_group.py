@@ -264,7 +264,9 @@ class WorkerGroup:
 
     Iterate it (or index it) for each member's :class:`DaemonProcess`; each
     member holds its own pidfile and, with ``restart=``, is restarted on its
-    own. ``stop()`` stops them all together.
+    own. ``stop()`` stops them all together. How they ended: :attr:`exitcodes`,
+    :meth:`wait` (the exit codes once all ended), :meth:`results` (the return
+    values), or each member's own :meth:`~DaemonProcess.exception`.
 
     .. versionadded:: 0.1
 
@@ -300,16 +302,54 @@ class WorkerGroup:
         """True while any member runs."""
         return any(member.is_running() for member in self.members)
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for every member to exit; True once all have (False at *timeout*)."""
+    @property
+    def exitcodes(self) -> list[int | None]:
+        """Each member's :attr:`DaemonProcess.exitcode`, in order (None while it runs).
+
+        .. versionadded:: 0.1
+        """
+        return [member.exitcode for member in self.members]
+
+    def wait(self, timeout: float | None = None) -> list[int | None] | None:
+        """Wait for every member to exit; their exit codes, in order, or None at *timeout*.
+
+        Raises:
+            WorkerError: a member exited without a record of how (see :meth:`DaemonProcess.wait`).
+
+        """
         import time
 
         deadline = None if timeout is None else time.monotonic() + timeout
         for member in self.members:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not member.wait(left):
-                return False
-        return True
+            if member.wait(left) is None:
+                return None
+        return self.exitcodes
+
+    def results(self, timeout: float | None = None) -> list[Any]:
+        """Wait for every member to end; what each one's function returned, in order.
+
+        Args:
+            timeout: seconds to wait for all of them; None waits as long as they run.
+
+        Raises:
+            WorkerError: the first member (in order) that raised, was killed,
+                exited non-zero or returned an unpicklable value
+                (:meth:`DaemonProcess.result`); each member's own
+                :meth:`~DaemonProcess.exception` tells the others.
+            TimeoutError: a member still runs after *timeout* seconds.
+
+        .. versionadded:: 0.1
+
+        """
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        values = []
+        for member in self.members:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            values.append(member.result(left))
+        return values
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop every member together: SIGTERM to all, then each waited for (SIGKILL after *timeout*).

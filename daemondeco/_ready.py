@@ -139,7 +139,9 @@ class FrameReader:
         return frame
 
 
-def await_ready(read_end: int, child: int, options: Options, *, leaving: bool, name: str | None = None) -> int:
+def await_ready(
+    read_end: int, child: int, options: Options, *, leaving: bool, name: str | None = None, monitored: bool = False
+) -> int:
     """Wait for the daemon forked by *child*; its pid once ready, else StartupError.
 
     A launcher that is *leaving* and waits longer than about a second says
@@ -150,6 +152,8 @@ def await_ready(read_end: int, child: int, options: Options, *, leaving: bool, n
     the operator's back) and raises :class:`StartInterrupted` naming it. A
     launcher that is *leaving* once the daemon is ready ignores Ctrl-C from
     then on: the start has succeeded, and only its exit is left to do.
+    *monitored*: *child* stays as the worker's monitor (``_outcome``) once it
+    is ready; it is reaped here only after a failed start.
     """
     reader = FrameReader(read_end)
     waiting = _Waiting()
@@ -158,6 +162,8 @@ def await_ready(read_end: int, child: int, options: Options, *, leaving: bool, n
         ready = _read_frames(reader, waiting, options, notice)
         if leaving:
             ignore_interrupts()  # for good: this process only says "started" and exits 0
+        if monitored:
+            child = 0  # the monitor lives as long as the worker: the handle reaps it
         return ready
     except KeyboardInterrupt:
         restore = ignore_interrupts()  # a second Ctrl-C must not cut the stop short
@@ -170,13 +176,15 @@ def await_ready(read_end: int, child: int, options: Options, *, leaving: bool, n
         raise StartInterrupted(pid) from None
     finally:
         # The first child has exited by now (it forked the daemon, which sent
-        # a frame, or failed): reaping it here costs no wait. Never a zombie,
-        # and a Ctrl-C right now must not replace the outcome with a traceback.
-        restore = ignore_interrupts()
-        try:
-            os.waitpid(child, 0)
-        finally:
-            restore()
+        # a frame, or failed; a worker's monitor exits right after its worker):
+        # reaping it here costs no wait. Never a zombie, and a Ctrl-C right
+        # now must not replace the outcome with a traceback.
+        if child:
+            restore = ignore_interrupts()
+            try:
+                os.waitpid(child, 0)
+            finally:
+                restore()
 
 
 class _Waiting:

@@ -19,6 +19,7 @@ import os
 import sys
 import time
 
+from . import _outcome
 from ._options import seconds as check_seconds
 from ._ready import ERROR, EXIT, EXTEND, READY, SELF_TIMED, STARTED, describe_exception, send
 from ._signals import SIGHUP, SIGTERM, in_main_thread
@@ -616,7 +617,8 @@ def run_in_daemon(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mappi
     status, after ``finally`` blocks ran. Uncaught exception: its traceback on
     the stderr target, status 1, and the launcher hears of it while it still
     listens. Every path, even an exception raised while reporting one, ends
-    in ``_finish``: nothing unwinds into the launching script's code.
+    in ``_finish``: nothing unwinds into the launching script's code. A
+    worker's return value or exception also goes to its monitor (``_outcome``).
     """
     runtime = _current
     assert runtime is not None
@@ -624,7 +626,7 @@ def run_in_daemon(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mappi
     record = None
     try:
         try:
-            call_main(func, args, kwargs, runtime)
+            value = call_main(func, args, kwargs, runtime)
             status = 0
         except SystemExit as exc:
             status = exit_status(exc)
@@ -633,9 +635,11 @@ def run_in_daemon(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mappi
         except BaseException as exc:
             record = exit_record(runtime, "raised", 1, exc)
             runtime.failed(exc)
+            _outcome.report_raised(exc)  # a worker's caller: DaemonProcess.result()
             _print_traceback(exc)
         else:
             record = exit_record(runtime, "returned", 0)
+            _outcome.report_returned(value)
             runtime.exited(0)
     finally:
         _finish(status, runtime.pidfile, runtime.state, record)

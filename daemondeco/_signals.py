@@ -64,6 +64,7 @@ __all__ = [
     "SIGKILL",
     "SIGTERM",
     "SIGUSR2",
+    "block_all",
     "forward",
     "ignore_interrupts",
     "in_main_thread",
@@ -72,6 +73,7 @@ __all__ = [
     "reset_inherited",
     "restore",
     "signal_name",
+    "wait_for_children",
 ]
 
 SIGHUP: int = signal.SIGHUP
@@ -132,6 +134,17 @@ def reset_inherited(state: Inherited | None = None) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
     for signum in state.ignored:
         signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+
+
+def block_all() -> None:
+    """Block every catchable signal in this thread: a process that must only wait (a worker's monitor)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+
+
+def wait_for_children(state: Inherited) -> None:
+    """Undo an inherited ``SIG_IGN`` of SIGCHLD, with which the kernel reaps children before ``waitpid``."""
+    if signal.SIGCHLD in state.ignored:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
 def install(options: Options, runtime: Stoppable) -> dict[int, Handler]:

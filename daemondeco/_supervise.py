@@ -32,6 +32,7 @@ import sys
 import time
 
 from ._errors import DaemonWarning
+from ._outcome import report_supervised
 from ._proc import identity, signal_quietly
 from ._ready import ERROR, EXIT, EXTEND, READY, STARTED, describe_exception, send, unpack
 from ._runtime import Runtime, active, exit_status, run_in_daemon
@@ -557,6 +558,9 @@ class Supervisor:
     # -- state and exit --------------------------------------------------------
 
     def _record(self, **fields: object) -> None:
+        last_exit = fields.get("last_exit")
+        if isinstance(last_exit, dict):  # a worker ended: for the caller's DaemonProcess, once we exit (_outcome)
+            report_supervised(last_exit)
         if self.runtime.state is not None:
             self.runtime.state.update(**fields)
 

@@ -398,8 +398,11 @@ class RunningDaemon:
             interval = min(interval * 2, 0.05)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the daemon to exit by itself; True once it has (False at *timeout*)."""
-        return self.process.wait(timeout)
+        """Wait for the daemon to exit by itself; True once it has (False at *timeout*).
+
+        ``process.wait()`` gives its exit code instead; ``process.result()`` its return value.
+        """
+        return self.process.wait(timeout) is not None
 
     def stop(self, timeout: float | None = None) -> bool:
         """SIGTERM the daemon, wait up to *timeout* s, then SIGKILL it.

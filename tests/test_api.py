@@ -43,6 +43,7 @@ PUBLIC = {
     "GroupStartError",
     "WorkerGroupFunction",  # issue 18: instances=N is typed as giving a WorkerGroup
     "UpgradeError",  # issue 10: sockets that survive
+    "WorkerError",  # issue 18: how a worker ended
     "sockets",
     "listen_fds",
 }

@@ -369,7 +369,7 @@ def test_recipe4_process_daemonize(sandbox: Sandbox) -> None:
     assert handles, out
     finite, endless = int(handles.group(1)), int(handles.group(2))
     assert "caller cwd and session unchanged: True" in out
-    assert "finite worker exited: True" in out
+    assert "finite worker exited with status 0" in out
     assert "endless worker running: True" in out
     assert "endless worker stopped: True" in out
     assert "endless worker running: False" in out

@@ -36,6 +36,7 @@ from conftest import (
     alive,
     assert_refused,
     forbid_fork,
+    proc_stat,
     read_pid,
     run_options_launcher,
     wait_for_text,
@@ -550,7 +551,9 @@ def test_process_daemonize_second_call_names_the_running_worker(sandbox: Sandbox
     worker, named, in_message = result.stdout.split()
     assert worker == named
     assert in_message == "True"
-    assert sandbox.live_pids() == [int(worker)]
+    stat = proc_stat(int(worker))
+    assert stat is not None
+    assert sorted(sandbox.live_pids()) == sorted([int(worker), stat.ppid]), "the worker and its monitor (its parent)"
     assert Path(sandbox.path / "w.pid").read_text() == f"{worker}\n"
 
 

@@ -349,6 +349,52 @@ report(waited=group.wait(10), running=group.is_running(), repr=repr(group))
     result = sandbox.run(code)
     assert result.returncode == 0, result
     first, second = result.reports()
-    assert first["repr"] == "<WorkerGroup 8 members, 8 running>" and first["waited"] is False
+    assert first["repr"] == "<WorkerGroup 8 members, 8 running>" and first["waited"] is None
     assert first["first"] == first["pids"][0]  # type: ignore[index]
-    assert second == {"waited": True, "running": False, "repr": "<WorkerGroup 8 members, 0 running>"}
+    assert second == {"waited": [0] * 8, "running": False, "repr": "<WorkerGroup 8 members, 0 running>"}
+
+
+def test_a_group_reports_each_members_exit_code_and_result(sandbox: Sandbox) -> None:
+    """Issue 18: ``exitcodes``, ``wait()`` (the codes), ``results()`` and each member's ``exception()``."""
+    code = (
+        GROUP.replace("instances=8", "instances=3")
+        .replace("{options}", 'ready="start"')
+        .replace(
+            "{body}",
+            """
+    me = next(p.name for p in HERE.glob("sync-*.pid") if p.read_text().strip() == str(os.getpid()))
+    while not (HERE / "go").exists():
+        time.sleep(0.01)
+    if me == "sync-1.pid":
+        raise KeyError(me)
+    if me == "sync-2.pid":
+        os._exit(4)
+    return me
+""",
+        )
+        + """
+from daemondeco import WorkerError
+group = work()
+running = dict(codes=group.exitcodes, waited=group.wait(0.1))
+(HERE / "go").touch()
+first_error = None
+try:
+    group.results(10)
+except WorkerError as exc:
+    first_error = exc.summary
+report(**running, after=group.wait(10), codes_after=group.exitcodes, first_error=first_error,
+       pids=group.pids, value=group[0].result(), errors=[type(m.exception()).__name__ for m in group],
+       exc_types=[getattr(m.exception(), "exc_type", None) for m in group])
+"""
+    )
+    result = sandbox.run(code)
+    assert result.returncode == 0, result
+    (data,) = result.reports()
+    pids = data["pids"]
+    assert isinstance(pids, list)
+    assert data["codes"] == [None] * 3 and data["waited"] is None, "running: no exit code yet, wait() times out"
+    assert data["after"] == data["codes_after"] == [0, 1, 4]
+    assert data["first_error"] == f"worker (pid {pids[1]}) raised KeyError: 'sync-1.pid'"
+    assert data["value"] == "sync-0.pid"
+    assert data["errors"] == ["NoneType", "WorkerError", "WorkerError"]
+    assert data["exc_types"] == [None, "KeyError", None]

@@ -64,7 +64,7 @@ def main() -> int:
     print(f"caller {os.getpid()} started {finite!r} and {endless!r}")
     print(f"caller cwd and session unchanged: {(os.getcwd(), os.getsid(0)) == before}")
 
-    print(f"finite worker exited: {finite.wait(timeout=30)}")
+    print(f"finite worker exited with status {finite.wait(timeout=30)}")
     print(f"endless worker running: {endless.is_running()}")
     print(f"endless worker stopped: {endless.stop()}")
     print(f"endless worker running: {endless.is_running()}")

@@ -9,6 +9,7 @@ from daemondeco import (
     DaemonProcess,
     Pidfile,
     StartupError,
+    WorkerError,
     WorkerFunction,
     WorkerGroup,
     WorkerGroupFunction,
@@ -60,7 +61,12 @@ def control() -> None:
     code: int = serve.cli(["status"])
     handle: DaemonProcess = sync_account("alice")
     running: bool = handle.is_running()
-    exited: bool = handle.wait(1.0)
+    exited: int | None = handle.wait(1.0)
+    exitcode: int | None = handle.exitcode
+    value: object = handle.result(timeout=1.0)
+    error: WorkerError | None = handle.exception(timeout=1.0)
+    again: DaemonProcess = DaemonProcess.from_pidfile("/tmp/typing-example.pid")
+    print(exitcode, value, error, again)
     worker: WorkerFunction[[int], str] = bare_worker
     other: DaemonProcess = worker(3)
     with Pidfile("/tmp/typing-example-2.pid") as lock:
