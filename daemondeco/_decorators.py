@@ -278,7 +278,7 @@ class WorkerGroupFunction(Generic[P, R], _FunctionWrapper):
     (``pids``, ``status``, ``len()``, iteration) on what a call returns.
     Made by :func:`process_daemonize`, not directly.
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
     """
 
     def __init__(self, wrapped: Callable[P, R], options: Options) -> None:
