@@ -30,6 +30,7 @@ __all__ = [
     "facts",
     "identity",
     "is_alive",
+    "poll_ms",
     "poll_until",
     "reap_if_child",
     "signal_quietly",
@@ -43,13 +44,26 @@ _KILL_GRACE = 5.0  # after SIGKILL the kernel needs moments, unless the process 
 _MAX_POLL_MS = 2**31 - 1  # poll() takes a C int of milliseconds
 
 
+def poll_ms(deadline: float | None) -> int:
+    """The ``poll()`` timeout in ms until *deadline* (``time.monotonic()``; None: -1, forever), at most 2**31-1.
+
+    Any finite deadline works, even ``time.monotonic() + 1.7976931348623157e+308``: the milliseconds are
+    compared as a float before they become an int (``int(inf)`` would raise ``OverflowError``).
+    """
+    if deadline is None:
+        return -1
+    left_ms = (deadline - time.monotonic()) * 1000
+    if not left_ms < _MAX_POLL_MS:  # also inf (and NaN, never a validated duration)
+        return _MAX_POLL_MS
+    return max(0, int(left_ms + 0.999))
+
+
 def poll_until(poller: select.poll, deadline: float | None) -> list[tuple[int, int]]:
     """``poller.poll()`` until an event or *deadline* (``time.monotonic()``; None: forever)."""
     while True:
         if deadline is None:
             return poller.poll()
-        left = deadline - time.monotonic()
-        events = poller.poll(min(_MAX_POLL_MS, max(0, int(left * 1000 + 0.999))))
+        events = poller.poll(poll_ms(deadline))
         if events or time.monotonic() >= deadline:
             return events
 

@@ -32,7 +32,7 @@ import sys
 import time
 
 from ._errors import DaemonWarning
-from ._proc import identity, signal_quietly
+from ._proc import identity, poll_ms, signal_quietly
 from ._ready import ERROR, EXIT, EXTEND, READY, describe_exception, send, unpack
 from ._runtime import Runtime, active, exit_status, run_in_daemon
 from ._signals import install as install_handlers
@@ -220,7 +220,7 @@ class Supervisor:
         self._start_worker()
         while True:
             deadline = min((d for d in (self.next_start, self.stop_deadline) if d is not None), default=None)
-            timeout = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
+            timeout = poll_ms(deadline)  # never OverflowError, whatever restart_max_delay or stop_timeout
             try:
                 events = self.poller.poll(timeout)
             except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for clarity
@@ -521,7 +521,7 @@ class Supervisor:
         self._record(
             state="restarting",
             restarts=self.restarts,
-            next_restart_ns=int(planned * 1e9),
+            next_restart_ns=int(min(planned, _FAR) * 1e9),
         )
 
     def _should_restart(self, code: int | None, signum: int | None, clean: bool) -> bool:
@@ -560,6 +560,9 @@ def _leave(runtime: Runtime | None, status: int) -> NoReturn:
                 runtime.pidfile.release()
     finally:
         os._exit(status)
+
+
+_FAR = 2.0**62 / 1e9  # s: the largest restart time the state file records in ns (a 64-bit int); ~146 years
 
 
 def _delay(options: Options, failures: int) -> float:
