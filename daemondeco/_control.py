@@ -220,9 +220,15 @@ def upgrade_pidfile(path: str, timeout: float | None) -> tuple[int, int]:
             if successor is not None:
                 return pid, successor
             record = (read_state(spath) or {}).get("upgrade")
-            if isinstance(record, dict) and record.get("finished_ns") and record.get("started_ns", 0) >= sent_at:
+            # An upgrade that ended after the signal: ours, or one already under way when it came
+            # (the daemon then ignored the signal: its outcome is this request's too). Its start
+            # says which, not its end: a second request must never wait for an upgrade that never comes.
+            finished = record.get("finished_ns") if isinstance(record, dict) else None
+            if isinstance(record, dict) and isinstance(finished, int) and finished >= sent_at:
+                joined = "an upgrade already in progress failed" if record.get("started_ns", 0) < sent_at else ""
                 raise UpgradeError(
-                    f"daemon (pid {pid}) could not be upgraded: its successor failed; the daemon keeps serving",
+                    f"daemon (pid {pid}) could not be upgraded: "
+                    f"{joined or 'its successor failed'}; the daemon keeps serving",
                     pid=pid,
                     daemon_traceback=str(record.get("error") or ""),
                 )

@@ -83,6 +83,7 @@ class Runtime:
         self.adopt_at_ready = adopt_at_ready
         self.upgrade_plan: object | None = None  # an _upgrade.Plan when this daemon can be upgraded
         self.upgrading = False
+        self.upgrade_requested_ns = 0
         self.listening: tuple[str, ...] = ()  # the listen= names, for the fd store
         self.state = state  # <pidfile>.state, for status --json and acknowledged reloads
         self.fd = fd
@@ -206,6 +207,7 @@ class Runtime:
         if self.upgrading or self.upgrade_plan is None or self.owner != os.getpid() or self.stopping:
             return
         self.upgrading = True
+        self.upgrade_requested_ns = time.monotonic_ns()  # the upgrade's start: an upgrade sent later waits for its end
         import _thread
 
         from ._upgrade import upgrade

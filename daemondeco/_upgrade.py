@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
         options: Options
         upgrade_plan: object | None
         upgrading: bool
+        upgrade_requested_ns: int
 
         def record(self, **fields: object) -> None:
             """Write *fields* into the state file."""
@@ -97,7 +98,8 @@ def upgrade(runtime: Runtime) -> None:  # pragma: no cover - its frame starts be
 def _upgrade(runtime: Runtime) -> None:
     plan = runtime.upgrade_plan
     assert isinstance(plan, Plan)
-    record: dict[str, object] = {"started_ns": time.monotonic_ns(), "finished_ns": None, "ok": None, "error": None}
+    started = runtime.upgrade_requested_ns or time.monotonic_ns()
+    record: dict[str, object] = {"started_ns": started, "finished_ns": None, "ok": None, "error": None}
     runtime.record(state="upgrading", upgrade=record)
     try:
         error = _start_successor(plan, runtime.options.ready_timeout + runtime.options.stop_timeout)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -342,4 +343,46 @@ def test_a_successor_that_says_already_running_is_a_failed_upgrade(sandbox: Sand
     assert "no successor took over the pidfile" in result.stderr, result
     assert read_pid(app.pidfile) == old
     assert ask(socket.AF_INET, ("127.0.0.1", port)) == old
+    assert app.run("stop").returncode == 0
+
+
+# The main thread holds the GIL for 2 s once the file SPIN appears (a CPU-bound request, seen from
+# the interpreter): an upgrade asked for meanwhile has started (SIGUSR2 handled) but its thread cannot
+# record "upgrading" yet -- the instant before the first upgrade is recorded, made long enough to hit.
+SPINNING_APP = APP.replace(
+    "    daemondeco.notify_ready()\n",
+    "    daemondeco.notify_ready()\n"
+    "    def spin_when_asked():\n"
+    "        import time\n"
+    "        while not stopped.is_set():\n"
+    "            if os.path.exists('SPIN'):\n"
+    "                os.unlink('SPIN')\n"
+    "                sys.setswitchinterval(30)\n"
+    "                open('spinning', 'w').close()\n"
+    "                end = time.monotonic() + 2\n"
+    "                while time.monotonic() < end:\n"
+    "                    pass\n"
+    "                sys.setswitchinterval(0.005)\n"
+    "            stopped.wait(0.01)\n",
+).replace(
+    "    try:\n        while True:\n            for key",
+    "    try:\n        spin_when_asked()\n        while True:\n            for key",
+)
+
+
+def test_a_second_upgrade_sent_before_the_first_is_recorded_reports_its_real_outcome(sandbox: Sandbox) -> None:
+    """Issue 17, point 5: the daemon ignores the second SIGUSR2; its sender must get the first's outcome."""
+    assert SPINNING_APP.count("spin_when_asked") == 2
+    port = free_port()
+    app = started(sandbox, port, SPINNING_APP)
+    old = read_pid(app.pidfile)
+    (sandbox.path / "FAIL").touch()  # the successor fails: nothing else tells the second request the outcome
+    (sandbox.path / "SPIN").touch()
+    wait_until((sandbox.path / "spinning").exists, what="the daemon busy in its main thread")
+    os.kill(old, signal.SIGUSR2)  # the first upgrade: started, not yet recorded
+    second = sandbox.run_module("upgrade", "--timeout", "20", str(app.pidfile), timeout=40)
+    assert second.returncode == 1, second
+    assert "an upgrade already in progress failed; the daemon keeps serving" in second.stderr, second
+    assert "this version is broken" in second.stderr, "the first upgrade's traceback"
+    assert read_pid(app.pidfile) == old and alive(old)
     assert app.run("stop").returncode == 0
