@@ -81,7 +81,7 @@ def stop_pidfile(path: str, timeout: float, *, on_kill: Callable[[int, float], N
         return True
     with watcher:
         if not watcher.locked():
-            return True
+            return _exited(watcher.read_pid(), timeout)
         pid = watcher.holder_pid()
         if pid is None:
             return not watcher.locked()  # a start that failed meanwhile: nothing runs
@@ -96,6 +96,21 @@ def stop_pidfile(path: str, timeout: float, *, on_kill: Callable[[int, float], N
         if stopped:
             watcher.remove_if_stale(pid, companions=(state_path(path),))
         return stopped
+
+
+def _exited(pid: int | None, timeout: float) -> bool:
+    """A pidfile found unlocked: wait until the daemon it names, if caught exiting, is gone (True).
+
+    A daemon lets go of its lock as its very last act, which the kernel does
+    when it closes the daemon's files in ``exit()``: the process is then
+    marked exiting (``PF_EXITING``) but not a zombie yet. Such a process is
+    waited for (SIGKILL after *timeout*, for one stuck there); any other pid
+    in a stale file is someone else's and left alone.
+    """
+    if pid is None or not _proc.exiting(pid):
+        return True
+    start_time = _proc.identity(pid)
+    return _proc.wait_exit(pid, timeout, start_time) or _proc.terminate(pid, 0.0, start_time)
 
 
 def status_pidfile(path: str) -> int | None:
@@ -506,10 +521,15 @@ class DaemonProcess:
         wait = stop_timeout(timeout, self._stop_timeout)
         if not self.is_running():
             return True
+        grace = SUPERVISOR_GRACE if self._supervision() else 0.0
+        deadline = time.monotonic() + wait + grace
         if self.pidfile is not None and status_pidfile(self.pidfile) == self.pid:
             stopped = stop_pidfile(self.pidfile, wait)
+            # The daemon lets go of its pidfile right before it exits (and one exiting by itself may
+            # have let go already): only the process itself, by pid and start time, says it is gone.
+            if stopped and not _proc.wait_exit(self.pid, max(0.0, deadline - time.monotonic()), self._start_time):
+                stopped = _proc.terminate(self.pid, 0.0, self._start_time)
         else:
-            grace = SUPERVISOR_GRACE if self._supervision() else 0.0
             stopped = _proc.terminate(self.pid, wait + grace, self._start_time)
         if stopped:
             self._reap()

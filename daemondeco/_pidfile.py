@@ -260,6 +260,23 @@ class Holder:
         finally:
             os.close(fd)
 
+    def release_at_exit(self) -> None:
+        """Right before ``os._exit``: remove the file if it is still ours, and keep the lock to the very end.
+
+        The fd stays open: the kernel closes it, dropping the lock, inside
+        ``exit()``, once the process is marked exiting. So a stopper that finds
+        the lock free can tell the daemon that let go of it (``PF_EXITING``) and
+        wait for it, instead of taking it for gone while it still exits.
+        """
+        fd = self._fd
+        if fd is None:
+            return
+        try:
+            if self.pid == os.getpid() and _same_file(self.path, fd) and _read_fd(fd) == self.pid:
+                os.unlink(self.path)
+        except OSError:  # not allowed any more, or removed behind our back
+            pass
+
     def abandon(self) -> None:
         """Give up a lock taken for a start that failed before any pid was written.
 

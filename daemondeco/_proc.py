@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "deadline_in",
     "escalate",
+    "exiting",
     "facts",
     "identity",
     "is_alive",
@@ -126,6 +127,17 @@ def is_alive(pid: int, start_time: int | None = None) -> bool:
     except PermissionError:  # pragma: no cover
         return True
     return True  # pragma: no cover
+
+
+_PF_EXITING = 0x4  # include/linux/sched.h: set at the start of exit(), before the files are closed
+
+
+def exiting(pid: int) -> bool:
+    """True if *pid* is in the middle of ``exit()`` (Linux: ``PF_EXITING``), not yet a zombie."""
+    fields = stat_fields(pid) if pid > 0 and _have_proc() else None
+    if fields is None or fields[0] in ("Z", "X", "x"):
+        return False
+    return bool(int(fields[6]) & _PF_EXITING)
 
 
 def wait_exit(pid: int, timeout: float | None, start_time: int | None = None) -> bool:

@@ -478,7 +478,7 @@ def _finish(status: int, pidfile: Holder | None = None, state: StateFile | None 
             if state is not None:
                 state.remove()
             if pidfile is not None:
-                pidfile.release()  # last: while anything of ours runs, the lock says so
+                pidfile.release_at_exit()  # the lock goes last, in exit(): while anything of ours runs, it says so
         finally:
             os._exit(status)
 

@@ -557,7 +557,7 @@ def _leave(runtime: Runtime | None, status: int) -> NoReturn:
             if runtime.state is not None:
                 runtime.state.remove()
             if runtime.pidfile is not None:
-                runtime.pidfile.release()
+                runtime.pidfile.release_at_exit()  # the lock goes last, in exit()
     finally:
         os._exit(status)
 
