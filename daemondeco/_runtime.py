@@ -84,6 +84,8 @@ class Runtime:
         self.upgrade_plan: object | None = None  # an _upgrade.Plan when this daemon can be upgraded
         self.upgrading = False
         self.upgrade_requested_ns = 0
+        self.returned = False  # the function returned or raised: the daemon is on its way out by itself
+        self.on_return: Callable[[], object] | None = None  # the upgrade's drain waits for that
         self.listening: tuple[str, ...] = ()  # the listen= names, for the fd store
         self.state = state  # <pidfile>.state, for status --json and acknowledged reloads
         self.fd = fd
@@ -508,6 +510,9 @@ def run_in_daemon(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mappi
         else:
             runtime.exited(0)
     finally:
+        runtime.returned = True
+        if runtime.on_return is not None:
+            runtime.on_return()
         _finish(status, runtime.pidfile, runtime.state)
 
 

@@ -35,6 +35,7 @@ from ._sockets import HANDOVER_VARIABLE, handover_environ
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
     from typing import Protocol
 
     from ._options import Options
@@ -46,6 +47,8 @@ if TYPE_CHECKING:  # pragma: no cover
         upgrade_plan: object | None
         upgrading: bool
         upgrade_requested_ns: int
+        returned: bool
+        on_return: Callable[[], object] | None
 
         def record(self, **fields: object) -> None:
             """Write *fields* into the state file."""
@@ -163,11 +166,19 @@ def _drain(runtime: Runtime) -> None:
     import threading
 
     on_drain = runtime.options.on_drain
+    returned = threading.Event()
+    runtime.on_return = returned.set
     if on_drain is not None:
+        deadline = time.monotonic() + min(runtime.options.drain_timeout, threading.TIMEOUT_MAX)
         done = threading.Thread(target=_call_quietly, args=(on_drain,), name="daemondeco-drain", daemon=True)
         done.start()
-        done.join(min(runtime.options.drain_timeout, threading.TIMEOUT_MAX))
-    os.kill(os.getpid(), SIGTERM)
+        done.join(max(0.0, deadline - time.monotonic()))
+        # A drained function returns (serve_forever() ends): let it finish by itself within
+        # drain_timeout. A SIGTERM now would raise SystemExit in the middle of its finally blocks.
+        if not runtime.returned:
+            returned.wait(max(0.0, deadline - time.monotonic()))
+    if not runtime.returned:
+        os.kill(os.getpid(), SIGTERM)
     # As a stop would: SIGKILL-like end if the daemon outlives stop_timeout after its SIGTERM.
     threading.Event().wait(min(runtime.options.stop_timeout + 1.0, threading.TIMEOUT_MAX))
     os._exit(0)

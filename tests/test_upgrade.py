@@ -386,3 +386,23 @@ def test_a_second_upgrade_sent_before_the_first_is_recorded_reports_its_real_out
     assert "this version is broken" in second.stderr, "the first upgrade's traceback"
     assert read_pid(app.pidfile) == old and alive(old)
     assert app.run("stop").returncode == 0
+
+
+# The function's finally block takes a moment after on_drain returned (closing, flushing, a last log line).
+SLOW_FINALLY_APP = APP.replace(
+    "    finally:\n        stopped.set()\n",
+    "    finally:\n        stopped.set()\n        __import__('time').sleep(0.3)\n"
+    "        with open(f'finally-{os.getpid()}', 'w') as done:\n            done.write('done')\n",
+)
+
+
+def test_a_drained_daemon_finishes_its_finally_blocks_uninterrupted(sandbox: Sandbox) -> None:
+    """Issue 17, point 15: the SIGTERM after on_drain cut the old daemon's finally block short (a lost log line)."""
+    assert SLOW_FINALLY_APP != APP
+    port = free_port()
+    app = started(sandbox, port, SLOW_FINALLY_APP)
+    old = read_pid(app.pidfile)
+    assert app.run("upgrade").returncode == 0
+    assert wait_exit(old)
+    assert (sandbox.path / f"finally-{old}").read_text() == "done", "the old daemon's finally block ran to its end"
+    assert app.run("stop").returncode == 0
