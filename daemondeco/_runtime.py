@@ -527,11 +527,18 @@ def watch_unready_exit(runtime: Runtime) -> None:
         previous_hook(kind, exc, tb)
 
     def at_exit() -> None:
-        runtime.exited(None)
-        if runtime.state is not None:
-            runtime.state.remove()
-        if runtime.pidfile is not None:
-            runtime.pidfile.release()
+        # Registered after the handlers the script registered before daemonize(), so called
+        # before them (atexit is LIFO): run them first, then let go of the pidfile, last of all.
+        # Until then the lock says "running": no second start slips in during the cleanup.
+        atexit.unregister(at_exit)
+        try:
+            atexit._run_exitfuncs()  # the remaining handlers, in their order; the outer run then finds none
+        finally:
+            runtime.exited(None)
+            if runtime.state is not None:
+                runtime.state.remove()
+            if runtime.pidfile is not None:
+                runtime.pidfile.release_at_exit()  # the lock itself goes with the process, in exit()
 
     sys.excepthook = excepthook
     atexit.register(at_exit)

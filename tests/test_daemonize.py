@@ -70,3 +70,38 @@ def test_daemonize_notify_then_exit_is_clean(sandbox: Sandbox) -> None:
     assert result.returncode == 0, result
     assert (sandbox.path / "ready-marker").exists()
     wait_until(lambda: not (sandbox.path / "d.pid").exists(), what="pidfile removal at exit")
+
+
+def test_daemonize_lets_go_of_the_pidfile_after_every_atexit_handler(sandbox: Sandbox) -> None:
+    """Issue 17, point 11: a handler registered before daemonize() runs while the lock still says "running"."""
+    os.mkfifo(sandbox.path / "gate")
+    code = """
+        import atexit, os, sys
+        from pathlib import Path
+        from daemondeco import daemonize
+        HERE = Path(__file__).resolve().parent
+
+        def cleanup():  # registered first: runs last
+            (HERE / "cleaning").write_text(str(os.getpid()))
+            (HERE / "gate").read_text()  # the test lets it finish
+            (HERE / "cleaned").write_text("yes")
+
+        if sys.argv[1:] != ["again"]:
+            atexit.register(cleanup)
+        daemonize(pidfile=HERE / "d.pid", stdout=HERE / "d.log")
+        atexit.register(lambda: (HERE / "later").write_text("yes"))  # registered after: runs first
+    """
+    script = sandbox.write("prog.py", code)
+    assert sandbox.run_file(script).returncode == 0
+    wait_until((sandbox.path / "cleaning").exists, what="the script's cleanup")
+    pid = int((sandbox.path / "cleaning").read_text())
+    assert (sandbox.path / "later").exists()
+    seen = sandbox.inspect_pidfile(sandbox.path / "d.pid")
+    assert seen["flock_held"] and seen["locked_by"] == pid, seen
+    second = sandbox.run_file(script, "again")
+    assert second.returncode != 0 and "already running" in second.stderr, second
+    with open(sandbox.path / "gate", "w") as gate:
+        gate.write("go\n")
+    assert wait_exit(pid)
+    assert (sandbox.path / "cleaned").read_text() == "yes"
+    assert not (sandbox.path / "d.pid").exists(), "the pidfile is removed at exit"
