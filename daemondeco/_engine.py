@@ -146,6 +146,7 @@ class Prepared:
         self.sockets: Resolved | None = None  # listen= and activated sockets
         self.handover: Handover | None = None  # an upgrade: what the previous generation handed us
         self.launch_cwd = ""  # where a successor's command line runs (an upgrade)
+        self.created: list[tuple[str, int]] = []  # the log files prepare() created, undone if the fork fails
 
     def close(self) -> None:
         """Close the launcher's copies of everything (the daemon has its own)."""
@@ -166,7 +167,7 @@ def prepare(options: Options, *, worker: bool = False) -> Prepared:
     """
     require_posix()
     prepared = Prepared(options)
-    created: list[tuple[str, int]] = []
+    created = prepared.created
     try:
         prepared.identity = _privileges.resolve(options)
         prepared.root = _privileges.check_chroot(options)
@@ -358,10 +359,10 @@ def detach(prepared: Prepared, *, worker: bool) -> int:
     flush_stdio()
     try:
         child = os.fork()
-    except BaseException:
+    except BaseException:  # EAGAIN (RLIMIT_NPROC, pids.max), ENOMEM: nothing started
         os.close(read_end)
         os.close(write_end)
-        prepared.close()
+        _undo_prepare(prepared)
         raise
     if not child:  # pragma: no cover - this frame is not traced after fork; the steps it calls are
         _in_children(read_end, write_end, prepared, worker=worker)
@@ -375,6 +376,14 @@ def detach(prepared: Prepared, *, worker: bool) -> int:
     finally:
         os.close(read_end)
         prepared.close()
+
+
+def _undo_prepare(prepared: Prepared) -> None:
+    """The fork failed: leave no file behind that prepare() created (the pidfile, empty log files)."""
+    remove_created(prepared.created)
+    if prepared.pidfile is not None and prepared.handover is None:
+        prepared.pidfile.abandon()  # the empty file we locked; an upgrade's is the previous daemon's
+    prepared.close()
 
 
 def _remove_stale_pidfile(prepared: Prepared, pid: int | None) -> None:

@@ -298,10 +298,12 @@ class Supervisor:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
             os.close(channel)
             os.close(child_end)
-            _log(f"cannot fork a worker: {exc}")
-            if number == 1:
+            if number == 1:  # the first start: the launcher raises it, nothing runs
+                _log(f"cannot fork a worker: {exc}")
                 self.runtime.failed(exc)
-            self._finish(1)
+                self._finish(1)
+            self._retry_fork(exc)  # a restart: EAGAIN (RLIMIT_NPROC, pids.max) may pass, like a crash
+            return
         if pid == 0:  # pragma: no cover - the worker's frames are not traced after fork
             os.close(channel)
             try:
@@ -523,6 +525,25 @@ class Supervisor:
             restarts=self.restarts,
             next_restart_ns=int(min(planned, _FAR) * 1e9),
         )
+
+    def _retry_fork(self, exc: OSError) -> None:
+        """A worker could not be forked: try again after the usual backoff, within ``start_limit``."""
+        self.failures += 1
+        delay = _delay(self.options, self.failures)
+        planned = time.monotonic() + delay
+        limit = self.options.start_limit
+        if limit is not None:
+            burst, interval = limit
+            recent = self.starts = [t for t in self.starts if t > planned - interval]
+            if len(recent) + 1 > burst:
+                _log(
+                    f"cannot fork a worker: {exc}; start_limit={burst, interval} reached "
+                    f"({len(recent)} starts within {interval:g} s): giving up"
+                )
+                self._finish(1)
+        self.next_start = planned
+        _log(f"cannot fork a worker: {exc}; trying again in {delay:.3g} s")
+        self._record(state="restarting", next_restart_ns=int(min(planned, _FAR) * 1e9))
 
     def _should_restart(self, code: int | None, signum: int | None, clean: bool) -> bool:
         if code is not None and code in self.options.restart_prevent_exit_codes:
