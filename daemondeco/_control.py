@@ -248,12 +248,30 @@ def upgrade_pidfile(path: str, timeout: float | None) -> tuple[int, int]:
                     daemon_traceback=str(record.get("error") or ""),
                 )
             if not _proc.is_alive(pid, start_time):
-                successor = _successor(path, pid)
-                if successor is not None:
-                    return pid, successor
-                raise UpgradeError(f"daemon (pid {pid}) exited during the upgrade", pid=pid)
+                return pid, _orphaned_successor(path, pid, deadline, timeout, watch)
             if not watch.wait(deadline):
                 raise UpgradeError(f"daemon (pid {pid}) did not finish its upgrade within {timeout:g} s", pid=pid)
+
+
+def _orphaned_successor(path: str, pid: int, deadline: float | None, timeout: float | None, watch: _StateWatch) -> int:
+    """The daemon *pid* died during its upgrade: its successor, which holds the lock, may still take over.
+
+    Wait (on the state file, which the successor writes once ready) while
+    the pidfile stays locked; the successor's pid once it names itself there.
+    """
+    watch.forget_exit()
+    while True:
+        successor = _successor(path, pid)
+        if successor is not None:
+            return successor
+        watcher = Watcher.open(path)
+        held = watcher is not None and watcher.locked()
+        if watcher is not None:
+            watcher.close()
+        if not held:
+            raise UpgradeError(f"daemon (pid {pid}) exited during the upgrade, and no successor took over", pid=pid)
+        if not watch.wait(deadline):
+            raise UpgradeError(f"daemon (pid {pid}) did not finish its upgrade within {timeout:g} s", pid=pid)
 
 
 def _successor(path: str, pid: int) -> int | None:
@@ -276,15 +294,24 @@ class _StateWatch:
         if notify is not None:
             self._fds.append(notify)
             self._events += 1
+        self._pidfd: int | None = None
         pidfd_open = getattr(os, "pidfd_open", None)
         if pidfd_open is not None:
             try:
-                self._fds.append(pidfd_open(pid))
+                self._pidfd = pidfd_open(pid)
+                self._fds.append(self._pidfd)
                 self._events += 1
             except OSError:
                 pass
         for fd in self._fds:
             self._poller.register(fd, select.POLLIN)
+
+    def forget_exit(self) -> None:
+        """The daemon has exited (its pidfd stays readable): from now on wake on the state file, else a backoff."""
+        if self._pidfd is not None:
+            self._poller.unregister(self._pidfd)
+            self._events -= 1
+            self._pidfd = None
 
     def __enter__(self) -> _StateWatch:
         return self

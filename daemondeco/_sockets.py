@@ -232,6 +232,12 @@ def handover_environ(pid: int, pidfile: int | None, state: int | None, sockets: 
     return ";".join(fields)
 
 
+def _alive(pid: int) -> bool:
+    from ._proc import is_alive
+
+    return is_alive(pid)
+
+
 def read_handover() -> Handover | None:
     """The handover from our parent (the previous generation), if any; the variable is removed.
 
@@ -252,8 +258,10 @@ def read_handover() -> Handover | None:
             named[name] = int(fd)
     except ValueError:
         raise ValueError(f"{HANDOVER_VARIABLE}={text[:80]!r}: malformed; it is set by an upgrading daemon") from None
-    if pid != os.getppid():
-        return None
+    if pid != os.getppid() and _alive(pid):
+        return None  # a live process that is not our parent: a variable inherited from further up
+    # (Our parent, or one that died after it started us -- killed during its upgrade: the fds it
+    # handed over are still ours, and the successor carries on with them.)
     return Handover(pid, pidfile if pidfile >= 0 else None, state if state >= 0 else None, named)
 
 

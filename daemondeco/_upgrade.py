@@ -29,8 +29,10 @@ from __future__ import annotations
 import os
 import sys
 import time
+from signal import SIGCONT, SIGSTOP  # _signals loaded `signal` already
 
-from ._signals import SIGTERM
+from ._proc import is_alive, signal_quietly
+from ._signals import SIGKILL, SIGTERM
 from ._sockets import HANDOVER_VARIABLE, handover_environ
 
 TYPE_CHECKING = False
@@ -119,38 +121,141 @@ def _upgrade(runtime: Runtime) -> None:
 
 
 def _start_successor(plan: Plan, timeout: float) -> str | None:
-    """Start the successor's launcher and wait for it; None once its daemon is ready, else its output."""
+    """Start the successor's launcher and wait for it; None once its daemon is ready, else its output.
+
+    The successor's daemon tells us its pid first of all (a pipe named in
+    ``DAEMONDECO_SUCCESSOR_REPORT``), so the outcome never rests on its
+    launcher alone: a launcher killed (or timed out) after it forked leaves a
+    daemon that would come up beside us. That daemon is frozen (SIGSTOP)
+    and looked at: if it has taken the pidfile it is ready, and the upgrade
+    completes; otherwise it is killed, with whatever it forked, before it can.
+    """
     import subprocess
+
+    from ._engine import SUCCESSOR_REPORT_VARIABLE
 
     env = dict(os.environ)
     env[HANDOVER_VARIABLE] = handover_environ(os.getpid(), plan.pidfile, plan.state, plan.sockets)
-    fds = sorted({fd for fd in (plan.pidfile, plan.state, *plan.sockets.values()) if fd is not None})
-    launcher = subprocess.Popen(
-        plan.argv,
-        cwd=plan.cwd,
-        env=env,
-        pass_fds=fds,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    report_read, report_write = os.pipe()
+    env[SUCCESSOR_REPORT_VARIABLE] = f"{os.getpid()}:{report_write}"
+    fds = sorted({fd for fd in (plan.pidfile, plan.state, report_write, *plan.sockets.values()) if fd is not None})
     try:
-        output, _ = launcher.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        launcher.kill()
-        output, _ = launcher.communicate()
-        text = output[-_OUTPUT_LIMIT:].decode("utf-8", "replace")
-        return f"{text}daemondeco: the successor's launcher did not finish within {timeout:g} s\n"
-    if launcher.returncode == 0:
+        launcher = subprocess.Popen(
+            plan.argv,
+            cwd=plan.cwd,
+            env=env,
+            pass_fds=fds,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+    except BaseException:
+        os.close(report_read)
+        raise
+    finally:
+        os.close(report_write)
+    try:
+        # subprocess waits in poll() with a timeout in ms: beyond ~24.8 days (a huge ready_timeout
+        # or stop_timeout) it would overflow; that long is forever.
+        limit = None if not timeout < _LONGEST_WAIT else timeout
+        problem = None
+        try:
+            output, _ = launcher.communicate(timeout=limit)
+        except subprocess.TimeoutExpired:
+            launcher.kill()
+            output, _ = launcher.communicate()
+            problem = f"daemondeco: the successor's launcher did not finish within {timeout:g} s\n"
+        successor = _reported_pid(report_read, limit)
+    finally:
+        os.close(report_read)
+    text = output[-_OUTPUT_LIMIT:].decode("utf-8", "replace")
+    status = launcher.returncode
+    if problem is None and status == 0:
         if _successor_named(plan.pidfile):
             return None
-        text = output[-_OUTPUT_LIMIT:].decode("utf-8", "replace")
-        return (
-            f"{text}daemondeco: the successor's launcher exited 0, but no successor took over the pidfile "
+        return text + (
+            "daemondeco: the successor's launcher exited 0, but no successor took over the pidfile "
             "(does the program refuse to start while a daemon holds its pidfile?)\n"
         )
-    text = output[-_OUTPUT_LIMIT:].decode("utf-8", "replace")
-    return text or f"daemondeco: the successor's launcher exited with status {launcher.returncode}\n"
+    if problem is None:
+        problem = text or f"daemondeco: the successor's launcher exited with status {status}\n"
+        if status < 0:
+            problem = f"{text}daemondeco: the successor's launcher was killed by {_signal_name(-status)}\n"
+    if successor is not None and is_alive(successor):
+        if _freeze(successor) and _successor_named(plan.pidfile):
+            signal_quietly(successor, SIGCONT)  # ready already: it serves, the upgrade completes
+            return None
+        _kill_successor(successor)
+        problem += f"daemondeco: its daemon (pid {successor}) was stopped before it could take over\n"
+    return problem
+
+
+_LONGEST_WAIT = (2**31 - 1) / 1000  # s: the longest poll() timeout subprocess can pass
+
+
+def _reported_pid(fd: int, timeout: float | None) -> int | None:
+    """The pid the successor's daemon wrote into the report pipe, or None (no daemon was forked).
+
+    Its launcher is gone by now; the daemon writes its pid as its first act,
+    and end of file comes once nothing that could still write holds the pipe.
+    """
+    import select
+
+    from ._proc import deadline_in, poll_until
+
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    data = b""
+    deadline = deadline_in(timeout)
+    while b"\n" not in data and poll_until(poller, deadline):
+        chunk = os.read(fd, 64)
+        if not chunk:
+            break
+        data += chunk
+    first = data.split(b"\n", 1)[0].strip()
+    return int(first) if first.isdigit() and int(first) > 0 else None
+
+
+def _freeze(pid: int) -> bool:
+    """SIGSTOP *pid* and wait until it is stopped (or gone); True once it can no longer act."""
+    from ._proc import stat_fields
+
+    signal_quietly(pid, SIGSTOP)
+    delay, waited = 0.0005, 0.0
+    while waited < _FREEZE_WAIT:
+        fields = stat_fields(pid)
+        if fields is None or fields[0] in ("T", "t", "Z", "X", "x"):
+            return True
+        time.sleep(delay)  # the kernel's stop of a running process: microseconds
+        waited += delay
+        delay = min(delay * 2, 0.02)
+    return False
+
+
+_FREEZE_WAIT = 5.0  # s
+
+
+def _kill_successor(pid: int) -> None:
+    """SIGKILL the half-started successor and its process group (what it forked), and wait for it."""
+    from ._proc import wait_exit
+
+    try:
+        group = os.getpgid(pid)
+    except OSError:
+        group = 0
+    if group > 1 and group != os.getpgid(0):
+        try:
+            os.killpg(group, SIGKILL)
+        except OSError:
+            pass
+    signal_quietly(pid, SIGKILL)
+    wait_exit(pid, _FREEZE_WAIT)
+
+
+def _signal_name(signum: int) -> str:
+    from ._signals import signal_name
+
+    return signal_name(signum)
 
 
 def _successor_named(pidfile: int | None) -> bool:
