@@ -64,9 +64,6 @@ __all__ = ["Foreground", "daemonize_here", "launch", "run_foreground", "spawn"]
 READY_FD_VARIABLE = "DAEMONDECO_READY_FD"
 # Set by a daemon starting its successor (an upgrade); read by _sockets.
 HANDOVER_VARIABLE = "DAEMONDECO_HANDOVER"
-# Also set by an upgrading daemon: "PID:FD", the pipe its successor's daemon writes its own pid to as
-# its first act, so that the old generation can watch (and stop) it even if its launcher is killed.
-SUCCESSOR_REPORT_VARIABLE = "DAEMONDECO_SUCCESSOR_REPORT"
 
 
 # -- in the launcher, before any fork ---------------------------------------
@@ -243,6 +240,8 @@ def _take_upgrade(prepared: Prepared) -> None:
 
 def _take_report_fd(handover: Handover | None) -> int | None:
     """The pipe to tell the upgrading daemon our daemon's pid (``SUCCESSOR_REPORT_VARIABLE``), if it set one."""
+    from ._sockets import SUCCESSOR_REPORT_VARIABLE  # loaded already: only a start that listens gets here
+
     text = os.environ.pop(SUCCESSOR_REPORT_VARIABLE, None)
     if handover is None or not text:
         return None

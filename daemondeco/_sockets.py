@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "HANDOVER_VARIABLE",
+    "SUCCESSOR_REPORT_VARIABLE",
     "Handover",
     "Resolved",
     "check_listen",
@@ -48,6 +49,9 @@ __all__ = [
 ]
 
 HANDOVER_VARIABLE = "DAEMONDECO_HANDOVER"  # "PID;pidfile=FD;state=FD;name=FD,..." from the previous generation
+# Also from the previous generation: "PID:FD", the pipe the successor's daemon writes its own pid to as its
+# first act, so that the old generation can watch (and stop) it even if its launcher is killed (_upgrade).
+SUCCESSOR_REPORT_VARIABLE = "DAEMONDECO_SUCCESSOR_REPORT"
 LISTEN_VARIABLES = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
 SD_LISTEN_FDS_START = 3
 _SCHEMES = ("tcp://", "unix://")
@@ -233,9 +237,13 @@ def handover_environ(pid: int, pidfile: int | None, state: int | None, sockets: 
 
 
 def _alive(pid: int) -> bool:
-    from ._proc import is_alive
-
-    return is_alive(pid)
+    """Whether *pid* runs and is not a zombie (``/proc``; read here: ``_proc`` would close an import circle)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read()
+    except OSError:  # gone (or no /proc: then the adopted pidfile's checks still hold)
+        return False
+    return data[data.rindex(b")") + 2 :][:1] not in (b"Z", b"X", b"x")
 
 
 def read_handover() -> Handover | None:

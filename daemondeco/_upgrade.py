@@ -33,7 +33,7 @@ from signal import SIGCONT, SIGSTOP  # _signals loaded `signal` already
 
 from ._proc import is_alive, signal_quietly
 from ._signals import SIGKILL, SIGTERM
-from ._sockets import HANDOVER_VARIABLE, handover_environ
+from ._sockets import HANDOVER_VARIABLE, SUCCESSOR_REPORT_VARIABLE, handover_environ
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -131,8 +131,6 @@ def _start_successor(plan: Plan, timeout: float) -> str | None:
     completes; otherwise it is killed, with whatever it forked, before it can.
     """
     import subprocess
-
-    from ._engine import SUCCESSOR_REPORT_VARIABLE
 
     env = dict(os.environ)
     env[HANDOVER_VARIABLE] = handover_environ(os.getpid(), plan.pidfile, plan.state, plan.sockets)
