@@ -518,7 +518,7 @@ def run_in_daemon(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mappi
 
 def watch_unready_exit(runtime: Runtime) -> None:
     """For ``daemonize()``: report to the launcher an exception or exit that comes before readiness."""
-    import atexit
+    from ._pidfile import at_the_end
 
     previous_hook = sys.excepthook
 
@@ -527,18 +527,14 @@ def watch_unready_exit(runtime: Runtime) -> None:
         previous_hook(kind, exc, tb)
 
     def at_exit() -> None:
-        # Registered after the handlers the script registered before daemonize(), so called
-        # before them (atexit is LIFO): run them first, then let go of the pidfile, last of all.
-        # Until then the lock says "running": no second start slips in during the cleanup.
-        atexit.unregister(at_exit)
-        try:
-            atexit._run_exitfuncs()  # the remaining handlers, in their order; the outer run then finds none
-        finally:
-            runtime.exited(None)
-            if runtime.state is not None:
-                runtime.state.remove()
-            if runtime.pidfile is not None:
-                runtime.pidfile.release_at_exit()  # the lock itself goes with the process, in exit()
+        runtime.exited(None)
+        if runtime.state is not None:
+            runtime.state.remove()
+        if runtime.pidfile is not None:
+            runtime.pidfile.release_at_exit()  # the lock itself goes with the process, in exit()
 
     sys.excepthook = excepthook
-    atexit.register(at_exit)
+    # After every atexit handler the script registered (since it imported daemondeco), before
+    # daemonize() or after: until then the lock says "running", no second start slips in.
+    at_the_end(at_exit)
+

@@ -89,7 +89,11 @@ def test_daemonize_lets_go_of_the_pidfile_after_every_atexit_handler(sandbox: Sa
         if sys.argv[1:] != ["again"]:
             atexit.register(cleanup)
         daemonize(pidfile=HERE / "d.pid", stdout=HERE / "d.log")
-        atexit.register(lambda: (HERE / "later").write_text("yes"))  # registered after: runs first
+        def later():  # registered after: runs first, once
+            with open(HERE / "later", "a") as out:
+                out.write("ran\\n")
+
+        atexit.register(later)
     """
     script = sandbox.write("prog.py", code)
     assert sandbox.run_file(script).returncode == 0
@@ -104,4 +108,5 @@ def test_daemonize_lets_go_of_the_pidfile_after_every_atexit_handler(sandbox: Sa
         gate.write("go\n")
     assert wait_exit(pid)
     assert (sandbox.path / "cleaned").read_text() == "yes"
+    assert (sandbox.path / "later").read_text() == "ran\n", "every handler ran once"
     assert not (sandbox.path / "d.pid").exists(), "the pidfile is removed at exit"
