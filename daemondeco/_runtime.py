@@ -527,6 +527,8 @@ def watch_unready_exit(runtime: Runtime) -> None:
         previous_hook(kind, exc, tb)
 
     def at_exit() -> None:
+        if runtime.owner != os.getpid():  # a child the daemon forked, leaving normally: not its files
+            return
         runtime.exited(None)
         if runtime.state is not None:
             runtime.state.remove()
