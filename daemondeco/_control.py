@@ -1,7 +1,9 @@
 """Controlling daemons from outside: stop and status by pidfile, and the DaemonProcess handle.
 
 The pidfile lock is the source of truth: a pid is only signalled while its
-pidfile is locked, and a stop is complete when the lock is released. Waiting
+pidfile is locked, and a stop is complete when the lock is released and the
+process itself (pid and start time) is gone: a daemon lets go of its lock
+while it exits (``PF_EXITING``), a stopper that finds it so waits for it. Waiting
 is event-driven: a pidfd wakes us when the process exits; if a forked child
 of the daemon still holds the lock, the pidfile's watcher blocks in ``flock``.
 A stop that had to SIGKILL (or a daemon no longer allowed to remove its own

@@ -22,6 +22,14 @@ On SIGUSR2 (sent by ``upgrade``) the daemon, in a thread of its own:
    ``stop_timeout`` more), kills what it started, keeps serving, leaves the
    pidfile alone and records the successor's output (its traceback) for
    ``upgrade`` to show.
+
+The successor's daemon writes its pid to a pipe of ours as its first act
+(``DAEMONDECO_SUCCESSOR_REPORT``): its launcher may die (kill -9) after the
+fork, and the daemon it left must not come up beside us. It is frozen and
+looked at: ready (named in the pidfile) it completes the upgrade, else it is
+killed. A drained function that returns by itself is left to finish (its
+``finally`` blocks); only one still running after ``drain_timeout`` gets
+SIGTERM.
 """
 
 from __future__ import annotations
