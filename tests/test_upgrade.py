@@ -124,6 +124,8 @@ def test_upgrade_under_load_refuses_and_resets_nothing(sandbox: Sandbox) -> None
         assert f"upgraded (pid {old} -> {new})" in result.stdout, result
         load.wait_for(new)
         assert wait_exit(old), "the old daemon drained and left"
+        # At least 100 connections in all: on a loaded machine the upgrade may take fewer tries.
+        wait_until(lambda: load.tries >= 100, what="100 connections")
     assert load.errors == {}, f"{load.errors} in {load.tries} connections"
     assert load.tries >= 100, "the load ran through the upgrade"
     assert set(load.answers) == {old, new}
