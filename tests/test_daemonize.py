@@ -110,3 +110,24 @@ def test_daemonize_lets_go_of_the_pidfile_after_every_atexit_handler(sandbox: Sa
     assert (sandbox.path / "cleaned").read_text() == "yes"
     assert (sandbox.path / "later").read_text() == "ran\n", "every handler ran once"
     assert not (sandbox.path / "d.pid").exists(), "the pidfile is removed at exit"
+
+
+def test_a_child_of_a_daemonize_daemon_leaves_its_files_alone(sandbox: Sandbox) -> None:
+    """A child the daemon forks runs the inherited atexit handlers when it exits: not the daemon's cleanup."""
+    code = """
+        import os, sys
+        from pathlib import Path
+        from daemondeco import daemonize
+        HERE = Path(__file__).resolve().parent
+
+        daemonize(pidfile=HERE / "d.pid", stdout=HERE / "d.log")
+        child = os.fork()
+        if child == 0:
+            sys.exit(0)  # a normal exit: atexit handlers run in the child
+        os.waitpid(child, 0)
+        state = HERE / "d.pid.state"
+        print("after the child:", state.exists(), (HERE / "d.pid").exists(), flush=True)
+    """
+    assert sandbox.run(code).returncode == 0
+    wait_until(lambda: "after the child" in (sandbox.path / "d.log").read_text(), what="the daemon's report")
+    assert "after the child: True True" in (sandbox.path / "d.log").read_text()
