@@ -1,7 +1,9 @@
 """Controlling daemons from outside: stop and status by pidfile, and the DaemonProcess handle.
 
 The pidfile lock is the source of truth: a pid is only signalled while its
-pidfile is locked, and a stop is complete when the lock is released. Waiting
+pidfile is locked, and a stop is complete when the lock is released and the
+process itself (pid and start time) is gone: a daemon lets go of its lock
+while it exits (``PF_EXITING``), a stopper that finds it so waits for it. Waiting
 is event-driven: a pidfd wakes us when the process exits; if a forked child
 of the daemon still holds the lock, the pidfile's watcher blocks in ``flock``.
 A stop that had to SIGKILL (or a daemon no longer allowed to remove its own
@@ -84,6 +86,9 @@ def stop_pidfile(path: str, timeout: float, *, on_kill: Callable[[int, float], N
         return True
     with watcher:
         if not watcher.locked():
+            pid = watcher.read_pid()
+            if pid is not None and _proc.exiting(pid):
+                return _exited(pid, timeout)  # a daemon caught in its exit(): wait for it
             return _stop_legacy(watcher, timeout, on_kill)
         pid = watcher.holder_pid()
         if pid is None:
@@ -136,6 +141,21 @@ def _python_daemon_instance(watcher: Watcher) -> int | None:
         return pid if fields is not None and int(fields[3]) != os.getsid(0) else None
     except (IndexError, ValueError, OSError):  # pragma: no cover - an unreadable stat line
         return None
+
+
+def _exited(pid: int | None, timeout: float) -> bool:
+    """A pidfile found unlocked: wait until the daemon it names, if caught exiting, is gone (True).
+
+    A daemon lets go of its lock as its very last act, which the kernel does
+    when it closes the daemon's files in ``exit()``: the process is then
+    marked exiting (``PF_EXITING``) but not a zombie yet. Such a process is
+    waited for (SIGKILL after *timeout*, for one stuck there); any other pid
+    in a stale file is someone else's and left alone.
+    """
+    if pid is None or not _proc.exiting(pid):
+        return True
+    start_time = _proc.identity(pid)
+    return _proc.wait_exit(pid, timeout, start_time) or _proc.terminate(pid, 0.0, start_time)
 
 
 def status_pidfile(path: str) -> int | None:
@@ -275,19 +295,43 @@ def upgrade_pidfile(path: str, timeout: float | None) -> tuple[int, int]:
             if successor is not None:
                 return pid, successor
             record = (read_state(spath) or {}).get("upgrade")
-            if isinstance(record, dict) and record.get("finished_ns") and record.get("started_ns", 0) >= sent_at:
+            # An upgrade that ended after the signal: ours, or one already under way when it came
+            # (the daemon then ignored the signal: its outcome is this request's too). Its start
+            # says which, not its end: a second request must never wait for an upgrade that never comes.
+            finished = record.get("finished_ns") if isinstance(record, dict) else None
+            if isinstance(record, dict) and isinstance(finished, int) and finished >= sent_at:
+                joined = "an upgrade already in progress failed" if record.get("started_ns", 0) < sent_at else ""
                 raise UpgradeError(
-                    f"daemon (pid {pid}) could not be upgraded: its successor failed; the daemon keeps serving",
+                    f"daemon (pid {pid}) could not be upgraded: "
+                    f"{joined or 'its successor failed'}; the daemon keeps serving",
                     pid=pid,
                     daemon_traceback=str(record.get("error") or ""),
                 )
             if not _proc.is_alive(pid, start_time):
-                successor = _successor(path, pid)
-                if successor is not None:
-                    return pid, successor
-                raise UpgradeError(f"daemon (pid {pid}) exited during the upgrade", pid=pid)
+                return pid, _orphaned_successor(path, pid, deadline, timeout, watch)
             if not watch.wait(deadline):
                 raise UpgradeError(f"daemon (pid {pid}) did not finish its upgrade within {timeout:g} s", pid=pid)
+
+
+def _orphaned_successor(path: str, pid: int, deadline: float | None, timeout: float | None, watch: _StateWatch) -> int:
+    """The daemon *pid* died during its upgrade: its successor, which holds the lock, may still take over.
+
+    Wait (on the state file, which the successor writes once ready) while
+    the pidfile stays locked; the successor's pid once it names itself there.
+    """
+    watch.forget_exit()
+    while True:
+        successor = _successor(path, pid)
+        if successor is not None:
+            return successor
+        watcher = Watcher.open(path)
+        held = watcher is not None and watcher.locked()
+        if watcher is not None:
+            watcher.close()
+        if not held:
+            raise UpgradeError(f"daemon (pid {pid}) exited during the upgrade, and no successor took over", pid=pid)
+        if not watch.wait(deadline):
+            raise UpgradeError(f"daemon (pid {pid}) did not finish its upgrade within {timeout:g} s", pid=pid)
 
 
 def _successor(path: str, pid: int) -> int | None:
@@ -310,15 +354,24 @@ class _StateWatch:
         if notify is not None:
             self._fds.append(notify)
             self._events += 1
+        self._pidfd: int | None = None
         pidfd_open = getattr(os, "pidfd_open", None)
         if pidfd_open is not None:
             try:
-                self._fds.append(pidfd_open(pid))
+                self._pidfd = pidfd_open(pid)
+                self._fds.append(self._pidfd)
                 self._events += 1
             except OSError:
                 pass
         for fd in self._fds:
             self._poller.register(fd, select.POLLIN)
+
+    def forget_exit(self) -> None:
+        """The daemon has exited (its pidfd stays readable): from now on wake on the state file, else a backoff."""
+        if self._pidfd is not None:
+            self._poller.unregister(self._pidfd)
+            self._events -= 1
+            self._pidfd = None
 
     def __enter__(self) -> _StateWatch:
         return self
@@ -830,10 +883,15 @@ class DaemonProcess:
         wait = stop_timeout(timeout, self._stop_timeout)
         if not self.is_running():
             return True
+        grace = SUPERVISOR_GRACE if self._supervision() else 0.0
+        deadline = time.monotonic() + wait + grace
         if self.pidfile is not None and status_pidfile(self.pidfile) == self.pid:
             stopped = stop_pidfile(self.pidfile, wait)
+            # The daemon lets go of its pidfile right before it exits (and one exiting by itself may
+            # have let go already): only the process itself, by pid and start time, says it is gone.
+            if stopped and not _proc.wait_exit(self.pid, max(0.0, deadline - time.monotonic()), self._start_time):
+                stopped = _proc.terminate(self.pid, 0.0, self._start_time)
         else:
-            grace = SUPERVISOR_GRACE if self._supervision() else 0.0
             stopped = _proc.terminate(self.pid, wait + grace, self._start_time)
         if stopped:
             self._reap()

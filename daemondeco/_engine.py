@@ -149,6 +149,8 @@ class Prepared:
         self.handover: Handover | None = None  # an upgrade: what the previous generation handed us
         self.launch_cwd = ""  # where a successor's command line runs (an upgrade)
         self.monitor: int | None = None  # a worker's monitor (``_outcome``): our child, the worker's parent
+        self.created: list[tuple[str, int]] = []  # the log files prepare() created, undone if the fork fails
+        self.report_fd: int | None = None  # an upgrade's successor: where its daemon tells the old one its pid
 
     def close(self) -> None:
         """Close the launcher's copies of everything (the daemon has its own)."""
@@ -169,7 +171,7 @@ def prepare(options: Options, *, worker: bool = False) -> Prepared:
     """
     require_posix()
     prepared = Prepared(options)
-    created: list[tuple[str, int]] = []
+    created = prepared.created
     try:
         prepared.identity = _privileges.resolve(options)
         prepared.root = _privileges.check_chroot(options)
@@ -182,7 +184,7 @@ def prepare(options: Options, *, worker: bool = False) -> Prepared:
                 prepared.launcher_copies.append(prepared.ready_fd)
         listening = _wants_sockets(options)
         if listening:
-            prepared.handover = _take_handover()
+            _take_upgrade(prepared)
         if options.pidfile is not None:
             # First, so that "already running" leaves no new log file behind.
             pidfile = Holder(os.path.abspath(options.pidfile))
@@ -229,6 +231,44 @@ def _take_handover() -> Handover | None:
     from ._sockets import read_handover
 
     return read_handover()
+
+
+def _take_upgrade(prepared: Prepared) -> None:
+    """An upgrade's successor: what the previous generation handed over, and where to report our pid."""
+    prepared.handover = _take_handover()
+    prepared.report_fd = _take_report_fd(prepared.handover)
+    if prepared.report_fd is not None:
+        prepared.launcher_copies.append(prepared.report_fd)
+
+
+def _take_report_fd(handover: Handover | None) -> int | None:
+    """The pipe to tell the upgrading daemon our daemon's pid (``SUCCESSOR_REPORT_VARIABLE``), if it set one."""
+    from ._sockets import SUCCESSOR_REPORT_VARIABLE  # loaded already: only a start that listens gets here
+
+    text = os.environ.pop(SUCCESSOR_REPORT_VARIABLE, None)
+    if handover is None or not text:
+        return None
+    pid_text, _, fd_text = text.partition(":")
+    if not (pid_text.isdigit() and fd_text.isdigit()) or int(pid_text) != handover.pid:
+        return None
+    fd = int(fd_text)
+    try:
+        os.set_inheritable(fd, False)  # what the successor runs must not hold it open
+    except OSError:  # not open: nothing to report to
+        return None
+    return fd
+
+
+def _report_to_predecessor(fd: int | None) -> None:
+    """In an upgrade's successor daemon, first of all: tell the old generation our pid, then close the pipe."""
+    if fd is None:
+        return
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError:  # the old generation is gone (killed): nobody to tell
+        pass
+    finally:
+        os.close(fd)
 
 
 def _resolve_sockets(options: Options, handover: Handover | None) -> Resolved:
@@ -376,10 +416,10 @@ def detach(prepared: Prepared, *, worker: bool, name: str | None = None) -> int:
     flush_stdio()
     try:
         child = os.fork()
-    except BaseException:
+    except BaseException:  # EAGAIN (RLIMIT_NPROC, pids.max), ENOMEM: nothing started
         os.close(read_end)
         os.close(write_end)
-        prepared.close()
+        _undo_prepare(prepared)
         raise
     if not child:  # pragma: no cover - this frame is not traced after fork; the steps it calls are
         _in_children(read_end, write_end, prepared, worker=worker)
@@ -395,6 +435,14 @@ def detach(prepared: Prepared, *, worker: bool, name: str | None = None) -> int:
     finally:
         os.close(read_end)
         prepared.close()
+
+
+def _undo_prepare(prepared: Prepared) -> None:
+    """The fork failed: leave no file behind that prepare() created (the pidfile, empty log files)."""
+    remove_created(prepared.created)
+    if prepared.pidfile is not None and prepared.handover is None:
+        prepared.pidfile.abandon()  # the empty file we locked; an upgrade's is the previous daemon's
+    prepared.close()
 
 
 def _remove_stale_pidfile(prepared: Prepared, pid: int | None) -> None:
@@ -488,6 +536,7 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
     """The daemon's side of the detach, in order; readiness comes later."""
     options = prepared.options
     pid = os.getpid()
+    _report_to_predecessor(prepared.report_fd)  # before anything can fail: the old generation watches us
     send(write_end, PID, str(pid).encode())
     pidfile = prepared.pidfile
     handover = prepared.handover

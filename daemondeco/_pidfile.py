@@ -35,6 +35,7 @@ writes its pid, a failed start abandons); :class:`Watcher` looks from outside
 
 from __future__ import annotations
 
+import atexit  # a builtin module
 import errno
 import os
 import stat
@@ -51,12 +52,12 @@ except ImportError:  # pragma: no cover - non-POSIX
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from types import TracebackType
 
     from ._types import PathLike
 
-__all__ = ["Holder", "Pidfile", "Watcher", "require_posix"]
+__all__ = ["Holder", "Pidfile", "Watcher", "at_the_end", "require_posix"]
 
 # How long a refused start (or a stop) waits for a daemon that holds the lock
 # but is still starting to write its pid: fork + setsid + fork, milliseconds.
@@ -78,6 +79,29 @@ def require_posix() -> None:
         import sys
 
         raise DaemonError(f"daemondeco needs a POSIX system with fork() and flock(); this is {sys.platform!r}")
+
+
+# What must happen after every atexit handler of the program (daemonize()'s pidfile release): run by
+# the handler registered here, when daemondeco is imported -- before the program registers its own,
+# so (atexit being LIFO) after them.
+_at_the_end: list[Callable[[], object]] = []
+
+
+def at_the_end(action: Callable[[], object]) -> None:
+    """Call *action* at exit, after every atexit handler registered since daemondeco was imported."""
+    _at_the_end.append(action)
+
+
+def _run_at_the_end() -> None:
+    while _at_the_end:
+        action = _at_the_end.pop(0)
+        try:
+            action()
+        except Exception:  # pragma: no cover - each action reports its own trouble
+            pass
+
+
+atexit.register(_run_at_the_end)
 
 
 def _parse_pid(data: bytes) -> int | None:
@@ -271,6 +295,23 @@ class Holder:
             pass
         finally:
             os.close(fd)
+
+    def release_at_exit(self) -> None:
+        """Right before ``os._exit``: remove the file if it is still ours, and keep the lock to the very end.
+
+        The fd stays open: the kernel closes it, dropping the lock, inside
+        ``exit()``, once the process is marked exiting. So a stopper that finds
+        the lock free can tell the daemon that let go of it (``PF_EXITING``) and
+        wait for it, instead of taking it for gone while it still exits.
+        """
+        fd = self._fd
+        if fd is None:
+            return
+        try:
+            if self.pid == os.getpid() and _same_file(self.path, fd) and _read_fd(fd) == self.pid:
+                os.unlink(self.path)
+        except OSError:  # not allowed any more, or removed behind our back
+            pass
 
     def abandon(self) -> None:
         """Give up a lock taken for a start that failed before any pid was written.

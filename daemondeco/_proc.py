@@ -27,9 +27,11 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "deadline_in",
     "escalate",
+    "exiting",
     "facts",
     "identity",
     "is_alive",
+    "poll_ms",
     "poll_until",
     "reap_if_child",
     "signal_quietly",
@@ -43,13 +45,26 @@ _KILL_GRACE = 5.0  # after SIGKILL the kernel needs moments, unless the process 
 _MAX_POLL_MS = 2**31 - 1  # poll() takes a C int of milliseconds
 
 
+def poll_ms(deadline: float | None) -> int:
+    """The ``poll()`` timeout in ms until *deadline* (``time.monotonic()``; None: -1, forever), at most 2**31-1.
+
+    Any finite deadline works, even ``time.monotonic() + 1.7976931348623157e+308``: the milliseconds are
+    compared as a float before they become an int (``int(inf)`` would raise ``OverflowError``).
+    """
+    if deadline is None:
+        return -1
+    left_ms = (deadline - time.monotonic()) * 1000
+    if not left_ms < _MAX_POLL_MS:  # also inf (and NaN, never a validated duration)
+        return _MAX_POLL_MS
+    return max(0, int(left_ms + 0.999))
+
+
 def poll_until(poller: select.poll, deadline: float | None) -> list[tuple[int, int]]:
     """``poller.poll()`` until an event or *deadline* (``time.monotonic()``; None: forever)."""
     while True:
         if deadline is None:
             return poller.poll()
-        left = deadline - time.monotonic()
-        events = poller.poll(min(_MAX_POLL_MS, max(0, int(left * 1000 + 0.999))))
+        events = poller.poll(poll_ms(deadline))
         if events or time.monotonic() >= deadline:
             return events
 
@@ -112,6 +127,17 @@ def is_alive(pid: int, start_time: int | None = None) -> bool:
     except PermissionError:  # pragma: no cover
         return True
     return True  # pragma: no cover
+
+
+_PF_EXITING = 0x4  # include/linux/sched.h: set at the start of exit(), before the files are closed
+
+
+def exiting(pid: int) -> bool:
+    """True if *pid* is in the middle of ``exit()`` (Linux: ``PF_EXITING``), not yet a zombie."""
+    fields = stat_fields(pid) if pid > 0 and _have_proc() else None
+    if fields is None or fields[0] in ("Z", "X", "x"):
+        return False
+    return bool(int(fields[6]) & _PF_EXITING)
 
 
 def wait_exit(pid: int, timeout: float | None, start_time: int | None = None) -> bool:

@@ -110,6 +110,9 @@ class Runtime:
         self.adopt_at_ready = adopt_at_ready
         self.upgrade_plan: object | None = None  # an _upgrade.Plan when this daemon can be upgraded
         self.upgrading = False
+        self.upgrade_requested_ns = 0
+        self.returned = False  # the function returned or raised: the daemon is on its way out by itself
+        self.on_return: Callable[[], object] | None = None  # the upgrade's drain waits for that
         self.listening: tuple[str, ...] = ()  # the listen= names, for the fd store
         self.state = state  # <pidfile>.state, for status --json and acknowledged reloads
         self.fd = fd
@@ -305,6 +308,7 @@ class Runtime:
         if self.upgrading or self.upgrade_plan is None or self.owner != os.getpid() or self.stopping:
             return
         self.upgrading = True
+        self.upgrade_requested_ns = time.monotonic_ns()  # the upgrade's start: an upgrade sent later waits for its end
         import _thread
 
         from ._upgrade import upgrade
@@ -605,7 +609,7 @@ def _finish(
             if state is not None:
                 state.finish(record)  # how this run ended, for status once it is gone
             if pidfile is not None:
-                pidfile.release()  # last: while anything of ours runs, the lock says so
+                pidfile.release_at_exit()  # the lock goes last, in exit(): while anything of ours runs, it says so
         finally:
             os._exit(status)
 
@@ -642,12 +646,15 @@ def run_in_daemon(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mappi
             _outcome.report_returned(value)
             runtime.exited(0)
     finally:
+        runtime.returned = True
+        if runtime.on_return is not None:
+            runtime.on_return()
         _finish(status, runtime.pidfile, runtime.state, record)
 
 
 def watch_unready_exit(runtime: Runtime) -> None:
     """For ``daemonize()``: report to the launcher an exception or exit that comes before readiness."""
-    import atexit
+    from ._pidfile import at_the_end
 
     previous_hook = sys.excepthook
     raised: list[BaseException] = []
@@ -658,13 +665,18 @@ def watch_unready_exit(runtime: Runtime) -> None:
         previous_hook(kind, exc, tb)
 
     def at_exit() -> None:
+        if runtime.owner != os.getpid():  # a child the daemon forked, leaving normally: not its files
+            return
         runtime.exited(None)
         if runtime.state is not None:  # the script's status is not known here (atexit): only an exception's
             exc = raised[0] if raised else None
             how = "raised" if exc is not None else "exited"
             runtime.state.finish(exit_record(runtime, how, 1 if exc is not None else None, exc))
         if runtime.pidfile is not None:
-            runtime.pidfile.release()
+            runtime.pidfile.release_at_exit()  # the lock itself goes with the process, in exit()
 
     sys.excepthook = excepthook
-    atexit.register(at_exit)
+    # After every atexit handler the script registered (since it imported daemondeco), before
+    # daemonize() or after: until then the lock says "running", no second start slips in.
+    at_the_end(at_exit)
+

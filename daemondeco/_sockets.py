@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "HANDOVER_VARIABLE",
+    "SUCCESSOR_REPORT_VARIABLE",
     "Handover",
     "Resolved",
     "check_listen",
@@ -48,6 +49,9 @@ __all__ = [
 ]
 
 HANDOVER_VARIABLE = "DAEMONDECO_HANDOVER"  # "PID;pidfile=FD;state=FD;name=FD,..." from the previous generation
+# Also from the previous generation: "PID:FD", the pipe the successor's daemon writes its own pid to as its
+# first act, so that the old generation can watch (and stop) it even if its launcher is killed (_upgrade).
+SUCCESSOR_REPORT_VARIABLE = "DAEMONDECO_SUCCESSOR_REPORT"
 LISTEN_VARIABLES = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
 SD_LISTEN_FDS_START = 3
 _SCHEMES = ("tcp://", "unix://")
@@ -244,6 +248,16 @@ def handover_environ(pid: int, pidfile: int | None, state: int | None, sockets: 
     return ";".join(fields)
 
 
+def _alive(pid: int) -> bool:
+    """Whether *pid* runs and is not a zombie (``/proc``; read here: ``_proc`` would close an import circle)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read()
+    except OSError:  # gone (or no /proc: then the adopted pidfile's checks still hold)
+        return False
+    return data[data.rindex(b")") + 2 :][:1] not in (b"Z", b"X", b"x")
+
+
 def read_handover() -> Handover | None:
     """The handover from our parent (the previous generation), if any; the variable is removed.
 
@@ -264,8 +278,10 @@ def read_handover() -> Handover | None:
             named[name] = int(fd)
     except ValueError:
         raise ValueError(f"{HANDOVER_VARIABLE}={text[:80]!r}: malformed; it is set by an upgrading daemon") from None
-    if pid != os.getppid():
-        return None
+    if pid != os.getppid() and _alive(pid):
+        return None  # a live process that is not our parent: a variable inherited from further up
+    # (Our parent, or one that died after it started us -- killed during its upgrade: the fds it
+    # handed over are still ours, and the successor carries on with them.)
     return Handover(pid, pidfile if pidfile >= 0 else None, state if state >= 0 else None, named)
 
 

@@ -38,6 +38,7 @@ reader says what else can be known (``_control.status_report``).
 
 from __future__ import annotations
 
+import _thread  # a builtin module: its RLock costs no import (threading does)
 import os
 import stat
 
@@ -89,6 +90,8 @@ class StateFile:
         os.ftruncate(fd, 0)  # whatever a previous daemon left: starting now
         self._fd = fd
         self._size = 0
+        self._lock = _thread.RLock()
+        self._writes = 0
         self.fields: dict[str, object] = {"pid": os.getpid(), "state": "starting", "status": None, "reload": None}
 
     @classmethod
@@ -99,6 +102,8 @@ class StateFile:
         os.set_inheritable(fd, False)
         self._fd = fd
         self._size = os.fstat(fd).st_size
+        self._lock = _thread.RLock()
+        self._writes = 0
         self.fields = {"pid": os.getpid(), "state": "starting", "status": None, "reload": None}
         return self
 
@@ -113,19 +118,30 @@ class StateFile:
         return self._fd
 
     def update(self, **fields: object) -> None:
-        """Record *fields* and rewrite the file; never raises (a full disk loses an update, not the daemon)."""
-        self.fields.update(fields)
-        if self._fd < 0:
-            return
-        try:
-            import json
+        """Record *fields* and rewrite the file; never raises (a full disk loses an update, not the daemon).
 
-            data = json.dumps(self.fields).encode()
-            padded = data.ljust(self._size)
-            os.pwrite(self._fd, padded, 0)
-            self._size = max(self._size, len(data))
-        except Exception:  # the state is a courtesy to status and reload: never fatal
-            pass
+        Called from several threads (reload, upgrade, ``notify_status``) and
+        from the SIGTERM handler: a lock keeps the fields and the file whole.
+        It is reentrant, since the handler may interrupt the main thread in the
+        middle of an update: the interrupted write then starts again, so the
+        newest fields are the ones left in the file.
+        """
+        with self._lock:
+            self.fields.update(fields)
+            while self._fd >= 0:
+                self._writes += 1
+                mine = self._writes
+                try:
+                    import json
+
+                    data = json.dumps(self.fields).encode()
+                    padded = data.ljust(self._size)
+                    os.pwrite(self._fd, padded, 0)
+                    self._size = max(self._size, len(data))
+                except Exception:  # the state is a courtesy to status and reload: never fatal
+                    return
+                if self._writes == mine:  # no reentrant update wrote meanwhile
+                    return
 
     def finish(self, last_exit: dict[str, object] | None) -> None:
         """At the daemon's exit: leave *last_exit* in the file (:func:`write_last_exit`) and close it.

@@ -33,7 +33,7 @@ import time
 
 from ._errors import DaemonWarning
 from ._outcome import report_supervised
-from ._proc import identity, signal_quietly
+from ._proc import identity, poll_ms, signal_quietly
 from ._ready import ERROR, EXIT, EXTEND, READY, STARTED, describe_exception, send, unpack
 from ._runtime import Runtime, active, exit_status, run_in_daemon
 from ._signals import install as install_handlers
@@ -228,7 +228,7 @@ class Supervisor:
             ready_at = self._probation_end()
             deadlines = (self.next_start, self.stop_deadline, ready_at)
             deadline = min((d for d in deadlines if d is not None), default=None)
-            timeout = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
+            timeout = poll_ms(deadline)  # never OverflowError, whatever restart_max_delay or stop_timeout
             try:
                 events = self.poller.poll(timeout)
             except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for clarity
@@ -316,10 +316,12 @@ class Supervisor:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
             os.close(channel)
             os.close(child_end)
-            _log(f"cannot fork a worker: {exc}")
-            if number == 1:
+            if number == 1:  # the first start: the launcher raises it, nothing runs
+                _log(f"cannot fork a worker: {exc}")
                 self.runtime.failed(exc)
-            self._finish(1)
+                self._finish(1)
+            self._retry_fork(exc)  # a restart: EAGAIN (RLIMIT_NPROC, pids.max) may pass, like a crash
+            return
         if pid == 0:  # pragma: no cover - the worker's frames are not traced after fork
             os.close(channel)
             try:
@@ -542,8 +544,27 @@ class Supervisor:
         self._record(
             state="restarting",
             restarts=self.restarts,
-            next_restart_ns=int(planned * 1e9),
+            next_restart_ns=int(min(planned, _FAR) * 1e9),
         )
+
+    def _retry_fork(self, exc: OSError) -> None:
+        """A worker could not be forked: try again after the usual backoff, within ``start_limit``."""
+        self.failures += 1
+        delay = _delay(self.options, self.failures)
+        planned = time.monotonic() + delay
+        limit = self.options.start_limit
+        if limit is not None:
+            burst, interval = limit
+            recent = self.starts = [t for t in self.starts if t > planned - interval]
+            if len(recent) + 1 > burst:
+                _log(
+                    f"cannot fork a worker: {exc}; start_limit={burst, interval} reached "
+                    f"({len(recent)} starts within {interval:g} s): giving up"
+                )
+                self._finish(1)
+        self.next_start = planned
+        _log(f"cannot fork a worker: {exc}; trying again in {delay:.3g} s")
+        self._record(state="restarting", next_restart_ns=int(min(planned, _FAR) * 1e9))
 
     def _should_restart(self, code: int | None, signum: int | None, clean: bool) -> bool:
         if code is not None and code in self.options.restart_prevent_exit_codes:
@@ -581,7 +602,7 @@ def _leave(runtime: Runtime | None, status: int) -> NoReturn:
             if runtime.state is not None:
                 runtime.state.finish(_own_exit_record(runtime, status))
             if runtime.pidfile is not None:
-                runtime.pidfile.release()
+                runtime.pidfile.release_at_exit()  # the lock goes last, in exit()
     finally:
         os._exit(status)
 
@@ -601,6 +622,9 @@ def _own_exit_record(runtime: Runtime, status: int) -> dict[str, object] | None:
             record["error"] = trace.strip().splitlines()[-1]
         record["worker_pid"] = worker.get("pid")
     return record
+
+
+_FAR = 2.0**62 / 1e9  # s: the largest restart time the state file records in ns (a 64-bit int); ~146 years
 
 
 def _delay(options: Options, failures: int) -> float:

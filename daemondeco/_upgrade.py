@@ -22,6 +22,14 @@ On SIGUSR2 (sent by ``upgrade``) the daemon, in a thread of its own:
    ``stop_timeout`` more), kills what it started, keeps serving, leaves the
    pidfile alone and records the successor's output (its traceback) for
    ``upgrade`` to show.
+
+The successor's daemon writes its pid to a pipe of ours as its first act
+(``DAEMONDECO_SUCCESSOR_REPORT``): its launcher may die (kill -9) after the
+fork, and the daemon it left must not come up beside us. It is frozen and
+looked at: ready (named in the pidfile) it completes the upgrade, else it is
+killed. A drained function that returns by itself is left to finish (its
+``finally`` blocks); only one still running after ``drain_timeout`` gets
+SIGTERM.
 """
 
 from __future__ import annotations
@@ -29,12 +37,15 @@ from __future__ import annotations
 import os
 import sys
 import time
+from signal import SIGCONT, SIGSTOP  # _signals loaded `signal` already
 
-from ._signals import SIGTERM
-from ._sockets import HANDOVER_VARIABLE, handover_environ
+from ._proc import is_alive, signal_quietly
+from ._signals import SIGKILL, SIGTERM
+from ._sockets import HANDOVER_VARIABLE, SUCCESSOR_REPORT_VARIABLE, handover_environ
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
     from typing import Protocol
 
     from ._options import Options
@@ -45,6 +56,9 @@ if TYPE_CHECKING:  # pragma: no cover
         options: Options
         upgrade_plan: object | None
         upgrading: bool
+        upgrade_requested_ns: int
+        returned: bool
+        on_return: Callable[[], object] | None
 
         def record(self, **fields: object) -> None:
             """Write *fields* into the state file."""
@@ -97,7 +111,8 @@ def upgrade(runtime: Runtime) -> None:  # pragma: no cover - its frame starts be
 def _upgrade(runtime: Runtime) -> None:
     plan = runtime.upgrade_plan
     assert isinstance(plan, Plan)
-    record: dict[str, object] = {"started_ns": time.monotonic_ns(), "finished_ns": None, "ok": None, "error": None}
+    started = runtime.upgrade_requested_ns or time.monotonic_ns()
+    record: dict[str, object] = {"started_ns": started, "finished_ns": None, "ok": None, "error": None}
     runtime.record(state="upgrading", upgrade=record)
     try:
         error = _start_successor(plan, runtime.options.ready_timeout + runtime.options.stop_timeout)
@@ -114,38 +129,139 @@ def _upgrade(runtime: Runtime) -> None:
 
 
 def _start_successor(plan: Plan, timeout: float) -> str | None:
-    """Start the successor's launcher and wait for it; None once its daemon is ready, else its output."""
+    """Start the successor's launcher and wait for it; None once its daemon is ready, else its output.
+
+    The successor's daemon tells us its pid first of all (a pipe named in
+    ``DAEMONDECO_SUCCESSOR_REPORT``), so the outcome never rests on its
+    launcher alone: a launcher killed (or timed out) after it forked leaves a
+    daemon that would come up beside us. That daemon is frozen (SIGSTOP)
+    and looked at: if it has taken the pidfile it is ready, and the upgrade
+    completes; otherwise it is killed, with whatever it forked, before it can.
+    """
     import subprocess
 
     env = dict(os.environ)
     env[HANDOVER_VARIABLE] = handover_environ(os.getpid(), plan.pidfile, plan.state, plan.sockets)
-    fds = sorted({fd for fd in (plan.pidfile, plan.state, *plan.sockets.values()) if fd is not None})
-    launcher = subprocess.Popen(
-        plan.argv,
-        cwd=plan.cwd,
-        env=env,
-        pass_fds=fds,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    report_read, report_write = os.pipe()
+    env[SUCCESSOR_REPORT_VARIABLE] = f"{os.getpid()}:{report_write}"
+    fds = sorted({fd for fd in (plan.pidfile, plan.state, report_write, *plan.sockets.values()) if fd is not None})
     try:
-        output, _ = launcher.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        launcher.kill()
-        output, _ = launcher.communicate()
-        text = output[-_OUTPUT_LIMIT:].decode("utf-8", "replace")
-        return f"{text}daemondeco: the successor's launcher did not finish within {timeout:g} s\n"
-    if launcher.returncode == 0:
+        launcher = subprocess.Popen(
+            plan.argv,
+            cwd=plan.cwd,
+            env=env,
+            pass_fds=fds,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+    except BaseException:
+        os.close(report_read)
+        raise
+    finally:
+        os.close(report_write)
+    try:
+        # subprocess waits in poll() with a timeout in ms: beyond ~24.8 days (a huge ready_timeout
+        # or stop_timeout) it would overflow; that long is forever.
+        limit = None if not timeout < _LONGEST_WAIT else timeout
+        problem = None
+        try:
+            output, _ = launcher.communicate(timeout=limit)
+        except subprocess.TimeoutExpired:
+            launcher.kill()
+            output, _ = launcher.communicate()
+            problem = f"daemondeco: the successor's launcher did not finish within {timeout:g} s\n"
+        successor = _reported_pid(report_read, limit)
+    finally:
+        os.close(report_read)
+    text = output[-_OUTPUT_LIMIT:].decode("utf-8", "replace")
+    status = launcher.returncode
+    if problem is None and status == 0:
         if _successor_named(plan.pidfile):
             return None
-        text = output[-_OUTPUT_LIMIT:].decode("utf-8", "replace")
-        return (
-            f"{text}daemondeco: the successor's launcher exited 0, but no successor took over the pidfile "
+        return text + (
+            "daemondeco: the successor's launcher exited 0, but no successor took over the pidfile "
             "(does the program refuse to start while a daemon holds its pidfile?)\n"
         )
-    text = output[-_OUTPUT_LIMIT:].decode("utf-8", "replace")
-    return text or f"daemondeco: the successor's launcher exited with status {launcher.returncode}\n"
+    if problem is None:
+        problem = text or f"daemondeco: the successor's launcher exited with status {status}\n"
+        if status < 0:
+            problem = f"{text}daemondeco: the successor's launcher was killed by {_signal_name(-status)}\n"
+    if successor is not None and is_alive(successor):
+        if _freeze(successor) and _successor_named(plan.pidfile):
+            signal_quietly(successor, SIGCONT)  # ready already: it serves, the upgrade completes
+            return None
+        _kill_successor(successor)
+        problem += f"daemondeco: its daemon (pid {successor}) was stopped before it could take over\n"
+    return problem
+
+
+_LONGEST_WAIT = (2**31 - 1) / 1000  # s: the longest poll() timeout subprocess can pass
+
+
+def _reported_pid(fd: int, timeout: float | None) -> int | None:
+    """The pid the successor's daemon wrote into the report pipe, or None (no daemon was forked).
+
+    Its launcher is gone by now; the daemon writes its pid as its first act,
+    and end of file comes once nothing that could still write holds the pipe.
+    """
+    import select
+
+    from ._proc import deadline_in, poll_until
+
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    data = b""
+    deadline = deadline_in(timeout)
+    while b"\n" not in data and poll_until(poller, deadline):
+        chunk = os.read(fd, 64)
+        if not chunk:
+            break
+        data += chunk
+    first = data.split(b"\n", 1)[0].strip()
+    return int(first) if first.isdigit() and int(first) > 0 else None
+
+
+def _freeze(pid: int) -> bool:
+    """SIGSTOP *pid* and wait until it is stopped (or gone); True once it can no longer act."""
+    from ._proc import stat_fields
+
+    signal_quietly(pid, SIGSTOP)
+    delay, waited = 0.0005, 0.0
+    while waited < _FREEZE_WAIT:
+        fields = stat_fields(pid)
+        if fields is None or fields[0] in ("T", "t", "Z", "X", "x"):
+            return True
+        time.sleep(delay)  # the kernel's stop of a running process: microseconds
+        waited += delay
+        delay = min(delay * 2, 0.02)
+    return False
+
+
+_FREEZE_WAIT = 5.0  # s
+
+
+def _kill_successor(pid: int) -> None:
+    """SIGKILL the half-started successor and its process group (what it forked), and wait for it."""
+    from ._proc import wait_exit
+
+    try:
+        group = os.getpgid(pid)
+    except OSError:
+        group = 0
+    if group > 1 and group != os.getpgid(0):
+        try:
+            os.killpg(group, SIGKILL)
+        except OSError:
+            pass
+    signal_quietly(pid, SIGKILL)
+    wait_exit(pid, _FREEZE_WAIT)
+
+
+def _signal_name(signum: int) -> str:
+    from ._signals import signal_name
+
+    return signal_name(signum)
 
 
 def _successor_named(pidfile: int | None) -> bool:
@@ -161,11 +277,19 @@ def _drain(runtime: Runtime) -> None:
     import threading
 
     on_drain = runtime.options.on_drain
+    returned = threading.Event()
+    runtime.on_return = returned.set
     if on_drain is not None:
+        deadline = time.monotonic() + min(runtime.options.drain_timeout, threading.TIMEOUT_MAX)
         done = threading.Thread(target=_call_quietly, args=(on_drain,), name="daemondeco-drain", daemon=True)
         done.start()
-        done.join(min(runtime.options.drain_timeout, threading.TIMEOUT_MAX))
-    os.kill(os.getpid(), SIGTERM)
+        done.join(max(0.0, deadline - time.monotonic()))
+        # A drained function returns (serve_forever() ends): let it finish by itself within
+        # drain_timeout. A SIGTERM now would raise SystemExit in the middle of its finally blocks.
+        if not runtime.returned:
+            returned.wait(max(0.0, deadline - time.monotonic()))
+    if not runtime.returned:
+        os.kill(os.getpid(), SIGTERM)
     # As a stop would: SIGKILL-like end if the daemon outlives stop_timeout after its SIGTERM.
     threading.Event().wait(min(runtime.options.stop_timeout + 1.0, threading.TIMEOUT_MAX))
     os._exit(0)

@@ -1293,3 +1293,25 @@ def test_change_process_owner_sets_the_gid_with_initgroups(sandbox: Sandbox) -> 
         "(65534, 65534, 65534) (65534, 65534, 65534) False",
         "refused PermissionError",
     ], result
+
+
+def test_compat_close_removes_the_state_file_before_it_releases_the_pidfile(sandbox: Sandbox) -> None:
+    """Issue 17, point 11: no state file may outlive the lock (``status`` would read a dead daemon's state)."""
+    sandbox.run(
+        program(
+            "compat",
+            """
+            lock = pidfile.TimeoutPIDLockFile(os.path.join(HERE, "d.pid"), 0.5)
+            context = daemon.DaemonContext(working_directory=HERE, pidfile=lock)
+            with context:
+                state = os.path.join(HERE, "d.pid.state")
+                before = os.path.exists(state)
+                context.close()
+                with open(os.path.join(HERE, "seen"), "w") as f:
+                    f.write(f"{before} {os.path.exists(state)} {os.path.exists(os.path.join(HERE, 'd.pid'))}")
+            """,
+        )
+    )
+    wait_until((sandbox.path / "seen").exists, what="the daemon's report")
+    wait_gone(sandbox)
+    assert (sandbox.path / "seen").read_text() == "True False False", "state file removed along with the pidfile"

@@ -654,3 +654,60 @@ def test_status_of_a_dead_daemon_whose_child_holds_the_lock_is_not_running(sandb
     status = module(sandbox, "status", str(path))
     assert status.returncode != 0, status
     assert f"running (pid {pid})" not in status.stdout, status
+
+
+# -- stop racing exit (issue 17, point 4) ----------------------------------------------------------
+
+# A daemon that cannot remove its pidfile (user=nobody, the file in root's directory) and holds 1 GiB,
+# so that its exit() takes a while after its lock is free: the moment a stop racing its exit must not
+# take for "gone". It leaves by itself on SIGUSR1; the racer waits in flock() for the lock and stops.
+EXITING = """
+import fcntl, os, signal, sys, time
+from pathlib import Path
+from daemondeco import daemon, notify_ready
+
+HERE = Path(__file__).resolve().parent
+
+BALLAST = []  # global: freed by exit() itself, not when serve's frame unwinds
+
+def serve():
+    BALLAST.append(b"\\x01" * (1 << 30))
+    signal.signal(signal.SIGUSR1, lambda *_: sys.exit(0))
+    notify_ready()
+    while True:
+        signal.pause()
+
+main = daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", user="nobody", ready="notify")(serve)
+
+def state(pid):
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(") ", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+def race(path, pid, stop):
+    fd = os.open(path, os.O_RDONLY)
+    os.kill(pid, signal.SIGUSR1)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # wakes the moment the daemon's lock is free
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    stopped = stop()
+    print(stopped, state(pid), flush=True)
+
+if sys.argv[1] == "start":
+    main.start()
+else:
+    race(HERE / "d.pid", int((HERE / "d.pid").read_text()), main.stop)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="user=nobody needs root")
+def test_stop_racing_an_exit_returns_only_once_the_process_is_gone(sandbox: Sandbox) -> None:
+    """The lock goes free before the process is gone: stop must wait for the process (zombie counts as gone).
+
+    (``DaemonProcess.stop`` racing an exit: tests/test_stress.py, many cycles.)
+    """
+    script = sandbox.write("app.py", EXITING)
+    assert sandbox.run_file(script, "start").returncode == 0
+    result = sandbox.run_file(script, "race")
+    assert result.returncode == 0, result
+    assert result.stdout.split() in (["True", "Z"], ["True", "gone"]), result

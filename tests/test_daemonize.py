@@ -105,3 +105,64 @@ def test_default_daemonize_is_ready_after_the_grace(sandbox: Sandbox) -> None:
     """
     pid = sandbox.start_daemon(code)
     assert alive(pid)
+
+
+def test_daemonize_lets_go_of_the_pidfile_after_every_atexit_handler(sandbox: Sandbox) -> None:
+    """Issue 17, point 11: a handler registered before daemonize() runs while the lock still says "running"."""
+    os.mkfifo(sandbox.path / "gate")
+    code = """
+        import atexit, os, sys
+        from pathlib import Path
+        from daemondeco import daemonize
+        HERE = Path(__file__).resolve().parent
+
+        def cleanup():  # registered first: runs last
+            (HERE / "cleaning").write_text(str(os.getpid()))
+            (HERE / "gate").read_text()  # the test lets it finish
+            (HERE / "cleaned").write_text("yes")
+
+        if sys.argv[1:] != ["again"]:
+            atexit.register(cleanup)
+        daemonize(pidfile=HERE / "d.pid", stdout=HERE / "d.log")
+        def later():  # registered after: runs first, once
+            with open(HERE / "later", "a") as out:
+                out.write("ran\\n")
+
+        atexit.register(later)
+    """
+    script = sandbox.write("prog.py", code)
+    assert sandbox.run_file(script).returncode == 0
+    wait_until((sandbox.path / "cleaning").exists, what="the script's cleanup")
+    pid = int((sandbox.path / "cleaning").read_text())
+    assert (sandbox.path / "later").exists()
+    seen = sandbox.inspect_pidfile(sandbox.path / "d.pid")
+    assert seen["flock_held"] and seen["locked_by"] == pid, seen
+    second = sandbox.run_file(script, "again")
+    assert second.returncode != 0 and "already running" in second.stderr, second
+    with open(sandbox.path / "gate", "w") as gate:
+        gate.write("go\n")
+    assert wait_exit(pid)
+    assert (sandbox.path / "cleaned").read_text() == "yes"
+    assert (sandbox.path / "later").read_text() == "ran\n", "every handler ran once"
+    assert not (sandbox.path / "d.pid").exists(), "the pidfile is removed at exit"
+
+
+def test_a_child_of_a_daemonize_daemon_leaves_its_files_alone(sandbox: Sandbox) -> None:
+    """A child the daemon forks runs the inherited atexit handlers when it exits: not the daemon's cleanup."""
+    code = """
+        import os, sys
+        from pathlib import Path
+        from daemondeco import daemonize
+        HERE = Path(__file__).resolve().parent
+
+        daemonize(pidfile=HERE / "d.pid", stdout=HERE / "d.log")
+        child = os.fork()
+        if child == 0:
+            sys.exit(0)  # a normal exit: atexit handlers run in the child
+        os.waitpid(child, 0)
+        state = HERE / "d.pid.state"
+        print("after the child:", state.exists(), (HERE / "d.pid").exists(), flush=True)
+    """
+    assert sandbox.run(code).returncode == 0
+    wait_until(lambda: "after the child" in (sandbox.path / "d.log").read_text(), what="the daemon's report")
+    assert "after the child: True True" in (sandbox.path / "d.log").read_text()

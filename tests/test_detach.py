@@ -817,3 +817,43 @@ def test_a_quick_start_or_no_terminal_prints_no_waiting_line(sandbox: Sandbox) -
     result = sandbox.run(SLOW_START.format(setup=1.6))  # stderr a pipe: nothing extra
     assert result.returncode == 0, result
     assert result.stderr == "", result
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to nobody needs root")
+def test_a_failed_fork_leaves_no_pidfile_or_log_behind(sandbox: Sandbox) -> None:
+    """Issue 17, point 12: fork() failing for real (EAGAIN: RLIMIT_NPROC) in the detach undoes what prepare() made."""
+    import shutil
+    import tempfile
+
+    open_dir = tempfile.mkdtemp(prefix="daemondeco-fork-")  # nobody cannot enter the sandbox (root's, 0700)
+    os.chmod(open_dir, 0o1777)
+    try:
+        result = sandbox.run(
+            """
+            import os, pwd, resource, sys
+            from daemondeco import daemon
+
+            where = sys.argv[1]
+            nobody = pwd.getpwnam("nobody")
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            resource.setrlimit(resource.RLIMIT_NPROC, (1, 1))  # nobody runs this process: no fork succeeds
+
+            @daemon(pidfile=os.path.join(where, "d.pid"), stdout=os.path.join(where, "d.log"))
+            def main():
+                pass
+
+            try:
+                main()
+            except BlockingIOError as exc:
+                print("failed:", exc)
+            print(sorted(os.listdir(where)))
+            """,
+            open_dir,
+        )
+        assert result.returncode == 0, result
+        assert "failed: [Errno 11] Resource temporarily unavailable" in result.stdout, result
+        assert result.stdout.splitlines()[-1] == "[]", "neither the pidfile nor the log file is left behind"
+    finally:
+        shutil.rmtree(open_dir)

@@ -40,6 +40,7 @@ from conftest import (
     read_pid,
     run_options_launcher,
     wait_for_text,
+    wait_until,
 )
 
 import daemondeco
@@ -606,3 +607,67 @@ def test_daemon_with_live_thread_warns_once_at_the_callers_line(sandbox: Sandbox
     assert data["runtime"] is True
     assert "status 7" in data["failed"], data
     assert sandbox.live_pids() == []
+
+
+# -- durations (issue 17, point 3): any value validation accepts works wherever it is waited on --------
+
+HUGE = "1.7976931348623157e+308"  # the largest finite float: validation accepts it
+
+
+def test_the_largest_duration_works_in_the_launcher_of_a_worker(sandbox: Sandbox) -> None:
+    """startup_grace and ready_timeout at the largest float: the caller waits, it does not raise after the fork."""
+    result = sandbox.run(
+        f"""
+        import os, sys, time
+        from daemondeco import notify_ready, process_daemonize
+
+        @process_daemonize(startup_grace={HUGE}, ready_timeout={HUGE}, stop_timeout={HUGE}, ready="notify")
+        def work():
+            notify_ready()
+            time.sleep(0.2)  # then returns: status 0 ends the grace
+
+        handle = work()
+        print("handle", handle.pid, flush=True)
+        print("waited", handle.wait(timeout={HUGE}), flush=True)
+        """
+    )
+    assert result.returncode == 0, result
+    assert "OverflowError" not in result.stderr, result
+    assert "waited True" in result.stdout, result
+
+
+def test_the_largest_durations_work_in_a_supervisor(sandbox: Sandbox) -> None:
+    """restart_delay, restart_max_delay and stop_timeout at the largest float: the supervisor waits and stops."""
+    result = sandbox.run(
+        f"""
+        import os, sys, time
+        from pathlib import Path
+        from daemondeco import daemon, notify_ready
+
+        HERE = Path(__file__).resolve().parent
+
+        @daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", ready="notify", restart="always",
+                restart_delay={HUGE}, restart_max_delay={HUGE}, stop_timeout={HUGE},
+                restart_reset_after={HUGE}, startup_grace=0)
+        def main():
+            notify_ready()
+            if not (HERE / "crashed").exists():
+                (HERE / "crashed").touch()
+                sys.exit(3)  # the supervisor now waits restart_delay before the next worker
+            time.sleep(60)
+
+        sys.exit(main.cli())
+        """,
+        "start",
+    )
+    assert result.returncode == 0, result
+    supervisor = read_pid(sandbox.path / "d.pid")
+    wait_until(lambda: "restarting in" in (sandbox.path / "d.log").read_text(), what="the planned restart")
+    status = sandbox.run_module("status", "--json", str(sandbox.path / "d.pid"))
+    assert status.returncode == 0, (status, (sandbox.path / "d.log").read_text())
+    assert json.loads(status.stdout)["state"] == "restarting", status
+    assert alive(supervisor)
+    stop = sandbox.run_module("stop", str(sandbox.path / "d.pid"))
+    assert stop.returncode == 0, stop
+    assert not alive(supervisor)
+    assert "OverflowError" not in (sandbox.path / "d.log").read_text()

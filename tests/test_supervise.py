@@ -564,3 +564,54 @@ def test_default_start_a_running_worker_is_ready_after_the_grace(sandbox: Sandbo
     code, report = status_json(sandbox)
     assert code == 0 and report["state"] == "ready" and report["worker_pid"] == worker, report
     assert alive(supervisor)
+
+
+FORK_APP = """
+import os, resource, signal, sys
+# Loaded before the privilege drop: where the interpreter lives in a directory only root may read
+# (a pyenv under /root), nobody could not import them later.
+import ctypes, json, select, selectors, socket, subprocess, threading, traceback  # noqa: F401
+from pathlib import Path
+from daemondeco import daemon, notify_ready
+
+HERE = Path(__file__).resolve().parent
+
+def leave_one_behind(signum, frame):
+    resource.setrlimit(resource.RLIMIT_NPROC, (100, 100))
+    if os.fork() == 0:
+        os.setsid()
+        while True:
+            signal.pause()
+    sys.exit(1)
+
+@daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", user="nobody", ready="notify", restart="always",
+        restart_delay=0.2, restart_backoff=1.0, start_limit=None, startup_grace=0)
+def main():
+    signal.signal(signal.SIGUSR1, leave_one_behind)
+    notify_ready()
+    while True:
+        signal.pause()
+
+resource.setrlimit(resource.RLIMIT_NPROC, (2, 100))
+sys.exit(main.cli())
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="user=nobody needs root")
+def test_a_failed_fork_of_a_restart_is_retried_with_backoff(sandbox: Sandbox) -> None:
+    """Issue 17, point 12: EAGAIN from fork() for a later worker is no reason for the supervisor to end."""
+    supervisor = sandbox.start_daemon(sandbox.write("app.py", FORK_APP), "start")
+    worker = status_json(sandbox)[1]["worker_pid"]
+    assert isinstance(worker, int) and alive(worker)
+    os.kill(worker, signal.SIGUSR1)
+    wait_until(lambda: log(sandbox).count("cannot fork a worker") >= 2, what="two failed forks")
+    assert "Resource temporarily unavailable" in log(sandbox) and "trying again in 0.2 s" in log(sandbox), log(sandbox)
+    assert alive(supervisor), "the supervisor keeps trying"
+    code, report = status_json(sandbox)
+    assert code == 0 and report["state"] == "restarting" and report["worker_pid"] is None, report
+    left = [pid for pid in sandbox.live_pids() if pid not in (supervisor, worker)]
+    assert len(left) == 1, left
+    os.kill(left[0], signal.SIGKILL)
+    wait_until(lambda: isinstance(pid := status_json(sandbox)[1]["worker_pid"], int) and alive(pid), what="a worker")
+    assert sandbox.run_module("stop", str(sandbox.path / "d.pid")).returncode == 0
+    assert wait_exit(supervisor)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -123,6 +124,8 @@ def test_upgrade_under_load_refuses_and_resets_nothing(sandbox: Sandbox) -> None
         assert f"upgraded (pid {old} -> {new})" in result.stdout, result
         load.wait_for(new)
         assert wait_exit(old), "the old daemon drained and left"
+        # At least 100 connections in all: on a loaded machine the upgrade may take fewer tries.
+        wait_until(lambda: load.tries >= 100, what="100 connections")
     assert load.errors == {}, f"{load.errors} in {load.tries} connections"
     assert load.tries >= 100, "the load ran through the upgrade"
     assert set(load.answers) == {old, new}
@@ -342,4 +345,165 @@ def test_a_successor_that_says_already_running_is_a_failed_upgrade(sandbox: Sand
     assert "no successor took over the pidfile" in result.stderr, result
     assert read_pid(app.pidfile) == old
     assert ask(socket.AF_INET, ("127.0.0.1", port)) == old
+    assert app.run("stop").returncode == 0
+
+
+# The main thread holds the GIL for 2 s once the file SPIN appears (a CPU-bound request, seen from
+# the interpreter): an upgrade asked for meanwhile has started (SIGUSR2 handled) but its thread cannot
+# record "upgrading" yet -- the instant before the first upgrade is recorded, made long enough to hit.
+SPINNING_APP = APP.replace(
+    "    daemondeco.notify_ready()\n",
+    "    daemondeco.notify_ready()\n"
+    "    def spin_when_asked():\n"
+    "        import time\n"
+    "        while not stopped.is_set():\n"
+    "            if os.path.exists('SPIN'):\n"
+    "                os.unlink('SPIN')\n"
+    "                sys.setswitchinterval(30)\n"
+    "                open('spinning', 'w').close()\n"
+    "                end = time.monotonic() + 2\n"
+    "                while time.monotonic() < end:\n"
+    "                    pass\n"
+    "                sys.setswitchinterval(0.005)\n"
+    "            stopped.wait(0.01)\n",
+).replace(
+    "    try:\n        while True:\n            for key",
+    "    try:\n        spin_when_asked()\n        while True:\n            for key",
+)
+
+
+def test_a_second_upgrade_sent_before_the_first_is_recorded_reports_its_real_outcome(sandbox: Sandbox) -> None:
+    """Issue 17, point 5: the daemon ignores the second SIGUSR2; its sender must get the first's outcome."""
+    assert SPINNING_APP.count("spin_when_asked") == 2
+    port = free_port()
+    app = started(sandbox, port, SPINNING_APP)
+    old = read_pid(app.pidfile)
+    (sandbox.path / "FAIL").touch()  # the successor fails: nothing else tells the second request the outcome
+    (sandbox.path / "SPIN").touch()
+    wait_until((sandbox.path / "spinning").exists, what="the daemon busy in its main thread")
+    os.kill(old, signal.SIGUSR2)  # the first upgrade: started, not yet recorded
+    second = sandbox.run_module("upgrade", "--timeout", "20", str(app.pidfile), timeout=40)
+    assert second.returncode == 1, second
+    assert "an upgrade already in progress failed; the daemon keeps serving" in second.stderr, second
+    assert "this version is broken" in second.stderr, "the first upgrade's traceback"
+    assert read_pid(app.pidfile) == old and alive(old)
+    assert app.run("stop").returncode == 0
+
+
+# The function's finally block takes a moment after on_drain returned (closing, flushing, a last log line).
+SLOW_FINALLY_APP = APP.replace(
+    "    finally:\n        stopped.set()\n",
+    "    finally:\n        stopped.set()\n        __import__('time').sleep(0.3)\n"
+    "        with open(f'finally-{os.getpid()}', 'w') as done:\n            done.write('done')\n",
+)
+
+
+def test_a_drained_daemon_finishes_its_finally_blocks_uninterrupted(sandbox: Sandbox) -> None:
+    """Issue 17, point 15: the SIGTERM after on_drain cut the old daemon's finally block short (a lost log line)."""
+    assert SLOW_FINALLY_APP != APP
+    port = free_port()
+    app = started(sandbox, port, SLOW_FINALLY_APP)
+    old = read_pid(app.pidfile)
+    assert app.run("upgrade").returncode == 0
+    assert wait_exit(old)
+    assert (sandbox.path / f"finally-{old}").read_text() == "done", "the old daemon's finally block ran to its end"
+    assert app.run("stop").returncode == 0
+
+
+# -- killed generations (issue 17, points 1 and 2) ---------------------------------------------------
+
+# With the file HOLD, the successor's launcher waits on the FIFO gate2 before it reads the handover.
+HOLDING_APP = SLOW_APP.replace(
+    "LISTEN = json.loads",
+    'if os.path.exists("HOLD") and "DAEMONDECO_HANDOVER" in os.environ:\n'
+    '    open("holding", "w").close()\n    open("gate2").read()\n'
+    "LISTEN = json.loads",
+)
+
+
+def _upgrade_cli(sandbox: Sandbox, app: App) -> subprocess.Popen[str]:
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "daemondeco", "upgrade", "--timeout", "30", str(app.pidfile)],
+        cwd=sandbox.path,
+        env=sandbox.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    sandbox.extra_pids.append(cli.pid)
+    return cli
+
+
+def _children(pid: int) -> list[int]:
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and (s := proc_stat(int(e))) and s.ppid == pid]
+
+
+def _successor_daemon(sandbox: Sandbox, known: set[int]) -> int:
+    """The one process of the test that is none of *known* (and not a short-lived first child)."""
+    found: list[int] = []
+
+    def one() -> bool:
+        found[:] = [pid for pid in sandbox.live_pids() if pid not in known and (s := proc_stat(pid)) and s.ppid != 0]
+        return len(found) == 1 and _settled(found[0])
+
+    wait_until(one, what="the successor's daemon")
+    return found[0]
+
+
+def _settled(pid: int) -> bool:
+    """A daemon: not a session leader (the double fork), waiting (the gate)."""
+    stat = proc_stat(pid)
+    return stat is not None and os.getsid(pid) != pid and stat.state == "S"
+
+
+def test_a_killed_successor_launcher_leaves_no_second_generation(sandbox: Sandbox) -> None:
+    """Point 1: kill -9 of the successor's launcher after it forked, before its daemon is ready."""
+    port = free_port()
+    app = started(sandbox, port, SLOW_APP)
+    old = read_pid(app.pidfile)
+    os.mkfifo(sandbox.path / "gate")
+    (sandbox.path / "SLOW").touch()
+    cli = _upgrade_cli(sandbox, app)
+    wait_until(lambda: len(_children(old)) == 1, what="the successor's launcher")
+    launcher = _children(old)[0]
+    successor = _successor_daemon(sandbox, {old, cli.pid, launcher})
+    os.kill(launcher, signal.SIGKILL)
+    out, err = cli.communicate(timeout=30)
+    assert cli.returncode == 1, (out, err)
+    assert "killed by SIGKILL" in err and f"its daemon (pid {successor}) was stopped" in err, err
+    assert wait_exit(successor), "the orphaned successor is gone"
+    assert read_pid(app.pidfile) == old
+    assert ask(socket.AF_INET, ("127.0.0.1", port)) == old
+    status = sandbox.run_module("status", str(app.pidfile))
+    assert status.returncode == 0 and f"pid {old}" in status.stdout, status
+    assert sorted(sandbox.live_pids()) == [old], "one generation serves"
+    (sandbox.path / "SLOW").unlink()
+    assert app.run("upgrade").returncode == 0, "the next upgrade goes through"
+    assert wait_exit(old)
+    assert app.run("stop").returncode == 0
+
+
+def test_a_killed_old_generation_leaves_the_successor_serving(sandbox: Sandbox) -> None:
+    """Point 2: kill -9 of the old generation before its successor's launcher read the handover."""
+    port = free_port()
+    app = started(sandbox, port, HOLDING_APP)
+    old = read_pid(app.pidfile)
+    os.mkfifo(sandbox.path / "gate2")
+    (sandbox.path / "HOLD").touch()
+    cli = _upgrade_cli(sandbox, app)
+    wait_until((sandbox.path / "holding").exists, what="the successor's launcher, held")
+    launcher = _children(old)[0]
+    os.kill(old, signal.SIGKILL)
+    assert wait_exit(old)
+    (sandbox.path / "HOLD").unlink()
+    with open(sandbox.path / "gate2", "w") as gate:  # the launcher goes on, its parent dead
+        gate.write("go\n")
+    out, err = cli.communicate(timeout=30)
+    assert cli.returncode == 0, (out, err)
+    new = read_pid(app.pidfile)
+    assert new not in (old, launcher) and alive(new)
+    assert f"upgraded (pid {old} -> {new})" in out, out
+    assert ask(socket.AF_INET, ("127.0.0.1", port)) == new, "the successor serves on the handed-over socket"
+    status = sandbox.run_module("status", str(app.pidfile))
+    assert status.returncode == 0 and f"pid {new}" in status.stdout, status
     assert app.run("stop").returncode == 0

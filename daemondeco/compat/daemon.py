@@ -621,8 +621,11 @@ class DaemonContext:
                 plan.entered.__exit__(None, None, None)
             elif plan is not None and plan.lock is not None:
                 runtime = active()
+                if runtime is not None and runtime.state is not None:
+                    runtime.state.remove()  # first: a state file outliving the lock would describe nobody
+                    runtime.state = None
                 if runtime is not None and runtime.pidfile is not None:
-                    runtime.pidfile.release()
+                    runtime.pidfile.release()  # last
         finally:
             self._is_open = False
 
