@@ -155,7 +155,7 @@ def test_a_child_of_a_daemonize_daemon_leaves_its_files_alone(sandbox: Sandbox) 
         from daemondeco import daemonize
         HERE = Path(__file__).resolve().parent
 
-        daemonize(pidfile=HERE / "d.pid", stdout=HERE / "d.log")
+        daemonize(pidfile=HERE / "d.pid", stdout=HERE / "d.log", ready="start")  # the script ends at once
         child = os.fork()
         if child == 0:
             sys.exit(0)  # a normal exit: atexit handlers run in the child

@@ -344,8 +344,10 @@ def test_a_supervised_process_daemonize_handle_shows_the_history(sandbox: Sandbo
 
         handle = work()
         first = handle.worker_pid
-        os.kill(first, 9)
         deadline = time.monotonic() + 10
+        while not (HERE / "runs").exists() and time.monotonic() < deadline:  # ready as called: the line comes after
+            time.sleep(0.01)
+        os.kill(first, 9)
         while handle.worker_pid in (None, first) and time.monotonic() < deadline:
             time.sleep(0.01)
         report(pid=handle.pid, first=first, second=handle.worker_pid, restarts=handle.restarts,
