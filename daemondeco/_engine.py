@@ -471,6 +471,10 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
         # The worker must not run its caller's exit handlers (tempfile
         # cleanup, multiprocessing teardown); it runs only its own.
         atexit._clear()
+    if "multiprocessing" in sys.modules:  # its tracker and forkserver fds were closed above
+        from ._mpstate import reset_after_detach
+
+        reset_after_detach(worker=worker)
     if notifier is not None:
         notifier.start_watchdog()
 
