@@ -308,10 +308,11 @@ def _drop_ready_fd_copy(fd: int | None, given: int | None) -> None:
 # -- the fork ----------------------------------------------------------------
 
 
-def _warn_threads() -> None:
+def _warn_threads() -> bool:
+    """Warn (``DaemonWarning``, at the caller's line) when other threads run; whether it did."""
     threading = sys.modules.get("threading")
     if threading is None or threading.active_count() <= 1:
-        return
+        return False
     import warnings
 
     others = [
@@ -320,15 +321,28 @@ def _warn_threads() -> None:
         if t is not threading.current_thread() and not t.name.startswith("daemondeco-")  # our own helpers
     ]
     if not others:
-        return
+        return False
     names = ", ".join(sorted(others))
     warnings.warn(
         DaemonWarning(
             f"starting a daemon while other threads run ({names}): fork() copies only the calling "
-            "thread, so they will not exist in the daemon. Start threads inside the daemon instead."
+            "thread, so they will not exist in the daemon, and a lock one of them holds stays locked "
+            "there. Start threads inside the daemon instead."
         ),
         stacklevel=_user_stacklevel(),
     )
+    return True
+
+
+def _fork(*, warned: bool) -> int:
+    """``os.fork()``; after our own thread warning, without CPython's (3.12+) saying it again at our line."""
+    if not warned:
+        return os.fork()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"This process .* is multi-threaded", DeprecationWarning)
+        return os.fork()
 
 
 def _user_stacklevel() -> int:
@@ -349,7 +363,7 @@ def detach(prepared: Prepared, *, worker: bool) -> int:
     With *worker* the launcher is a caller that keeps running
     (``process_daemonize``); otherwise it is about to leave.
     """
-    _warn_threads()
+    warned = _warn_threads()
     read_end, write_end = os.pipe()  # both O_CLOEXEC
     read_end, write_end = above_stdio(read_end), above_stdio(write_end)
     # Read here, not in the daemon: the child has the same fd table, and a
@@ -357,7 +371,7 @@ def detach(prepared: Prepared, *, worker: bool) -> int:
     prepared.fd_table_size = _fd_table_size()
     flush_stdio()
     try:
-        child = os.fork()
+        child = _fork(warned=warned)
     except BaseException:
         os.close(read_end)
         os.close(write_end)

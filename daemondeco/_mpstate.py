@@ -28,6 +28,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+__all__ = ["reset_after_detach"]
+
 # Attributes of multiprocessing.forkserver._forkserver naming the launcher's
 # forkserver (3.10-3.13; _forkserver_authkey is 3.14's): None = not started.
 _FORKSERVER_STATE = (

@@ -28,6 +28,8 @@ import select
 import time
 from collections.abc import Callable
 
+__all__ = ["Reloader"]
+
 NAME = "daemondeco-reload"
 
 # How long a fork waits for a running reload to end before it goes on anyway
