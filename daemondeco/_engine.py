@@ -363,7 +363,12 @@ def detach(prepared: Prepared, *, worker: bool) -> int:
     With *worker* the launcher is a caller that keeps running
     (``process_daemonize``); otherwise it is about to leave.
     """
-    warned = _warn_threads()
+    try:
+        warned = _warn_threads()
+    except BaseException:  # the warning made an error (-W error): nothing forked, nothing is left
+        _remove_stale_pidfile(prepared, None)
+        prepared.close()
+        raise
     read_end, write_end = os.pipe()  # both O_CLOEXEC
     read_end, write_end = above_stdio(read_end), above_stdio(write_end)
     # Read here, not in the daemon: the child has the same fd table, and a
