@@ -75,7 +75,7 @@ class Reloader:
                 self._token.release()
                 raise
 
-    def _loop(self) -> None:
+    def _loop(self) -> None:  # pragma: no cover - a _thread thread, which coverage's tracer does not follow
         import threading
 
         self._thread, self._tid = _thread.get_ident(), _thread.get_native_id()
@@ -95,7 +95,7 @@ class Reloader:
                 return
             self._thread = _thread.get_ident()
 
-    def _drain(self) -> bool:
+    def _drain(self) -> bool:  # pragma: no cover - called by _loop only
         """Read every pending request; whether there was one."""
         got = False
         try:
@@ -129,7 +129,7 @@ class Reloader:
             return
         self._held_for_fork = False
         self._token.release()
-        if self._pending():  # a SIGHUP arrived while the fork held the token
+        if self._pending():  # pragma: no cover - a SIGHUP arrived while the fork held the token
             self._start()
 
     def after_fork_in_child(self) -> None:
@@ -141,11 +141,11 @@ class Reloader:
         _current = None  # the child makes its own at its first request
 
 
-def _forget(threading: object, me: object) -> None:
+def _forget(threading: object, me: object) -> None:  # pragma: no cover - called by _loop only
     """Take the thread's ``threading`` entry out as it leaves (3.10-3.12 keep it forever)."""
     lock = getattr(threading, "_active_limbo_lock", None)
     active = getattr(threading, "_active", None)
-    if lock is None or not isinstance(active, dict):  # pragma: no cover - another threading
+    if lock is None or not isinstance(active, dict):  # another threading
         return
     with lock:
         ident = _thread.get_ident()
