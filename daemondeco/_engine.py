@@ -365,10 +365,11 @@ def _drop_ready_fd_copy(fd: int | None, given: int | None) -> None:
 # -- the fork ----------------------------------------------------------------
 
 
-def _warn_threads() -> None:
+def _warn_threads() -> bool:
+    """Warn (``DaemonWarning``, at the caller's line) when other threads run; whether it did."""
     threading = sys.modules.get("threading")
     if threading is None or threading.active_count() <= 1:
-        return
+        return False
     import warnings
 
     others = [
@@ -377,15 +378,28 @@ def _warn_threads() -> None:
         if t is not threading.current_thread() and not t.name.startswith("daemondeco-")  # our own helpers
     ]
     if not others:
-        return
+        return False
     names = ", ".join(sorted(others))
     warnings.warn(
         DaemonWarning(
             f"starting a daemon while other threads run ({names}): fork() copies only the calling "
-            "thread, so they will not exist in the daemon. Start threads inside the daemon instead."
+            "thread, so they will not exist in the daemon, and a lock one of them holds stays locked "
+            "there. Start threads inside the daemon instead."
         ),
         stacklevel=_user_stacklevel(),
     )
+    return True
+
+
+def _fork(*, warned: bool) -> int:
+    """``os.fork()``; after our own thread warning, without CPython's (3.12+) saying it again at our line."""
+    if not warned:
+        return os.fork()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"This process .* is multi-threaded", DeprecationWarning)
+        return os.fork()
 
 
 def _user_stacklevel() -> int:
@@ -407,7 +421,11 @@ def detach(prepared: Prepared, *, worker: bool, name: str | None = None) -> int:
     (``process_daemonize``); otherwise it is about to leave, and a wait
     longer than a second says so on a terminal, naming *name*.
     """
-    _warn_threads()
+    try:
+        warned = _warn_threads()
+    except BaseException:  # the warning made an error (-W error): nothing forked, nothing is left
+        _undo_prepare(prepared)
+        raise
     read_end, write_end = os.pipe()  # both O_CLOEXEC
     read_end, write_end = above_stdio(read_end), above_stdio(write_end)
     # Read here, not in the daemon: the child has the same fd table, and a
@@ -415,7 +433,7 @@ def detach(prepared: Prepared, *, worker: bool, name: str | None = None) -> int:
     prepared.fd_table_size = _fd_table_size()
     flush_stdio()
     try:
-        child = os.fork()
+        child = _fork(warned=warned)
     except BaseException:  # EAGAIN (RLIMIT_NPROC, pids.max), ENOMEM: nothing started
         os.close(read_end)
         os.close(write_end)
@@ -579,6 +597,10 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
         # The worker must not run its caller's exit handlers (tempfile
         # cleanup, multiprocessing teardown); it runs only its own.
         atexit._clear()
+    if "multiprocessing" in sys.modules:  # its tracker and forkserver fds were closed above
+        from ._mpstate import reset_after_detach
+
+        reset_after_detach(worker=worker)
     if notifier is not None:
         notifier.start_watchdog()
 

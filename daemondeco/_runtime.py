@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ._options import Options
     from ._pidfile import Holder
+    from ._reloader import Reloader
     from ._state import StateFile
     from ._systemd import SystemdNotifier
 
@@ -135,8 +136,7 @@ class Runtime:
         self.stdio_paths = stdio_paths
         self.ready = False
         self.stopping = False
-        self._reload_wake: int | None = None  # write end of the reload thread's pipe
-        self._reload_owner = 0  # the process whose reload thread reads it
+        self._reloader: Reloader | None = None  # started at the first reload request
         self._reloads = 0
 
     def activate(self) -> Runtime | None:
@@ -336,35 +336,19 @@ class Runtime:
     def request_reload(self) -> None:
         """Ask for a reload and return at once: what a SIGHUP handler may do.
 
-        The reload runs in a thread of its own ("daemondeco-reload"), started
-        at the first request, never inside the signal handler: the handler may
-        have interrupted the main thread in the middle of a write to the very
-        stream the reload flushes. Requests that arrive during a reload are
-        coalesced into one more reload.
+        The reload runs in a thread of its own ("daemondeco-reload"), never
+        inside the signal handler: the handler may have interrupted the main
+        thread in the middle of a write to the very stream the reload
+        flushes. The thread exists only while a reload runs (``_reloader``),
+        so that the daemon stays safe to fork. Requests that arrive during a
+        reload are coalesced into one more reload.
         """
-        if self._reload_wake is None or self._reload_owner != os.getpid():
+        if self._reloader is None or self._reloader.owner != os.getpid():
             # (A child the daemon forked has the handler, not the thread: its own.)
-            import _thread
+            from ._reloader import Reloader
 
-            read_end, write_end = os.pipe()
-            os.set_blocking(write_end, False)
-            # _thread, not threading: starting a threading.Thread takes locks
-            # the interrupted main thread may be holding.
-            _thread.start_new_thread(self._reload_loop, (read_end,))
-            self._reload_wake, self._reload_owner = write_end, os.getpid()
-        try:
-            os.write(self._reload_wake, b"\0")
-        except BlockingIOError:  # pragma: no cover - hundreds of requests already wait
-            pass
-
-    def _reload_loop(self, read_end: int) -> None:
-        import threading
-
-        # Registered under a name of ours, so that a worker started later does
-        # not warn about it (the engine leaves out "daemondeco-" threads).
-        threading.current_thread().name = "daemondeco-reload"
-        while os.read(read_end, 4096):  # all pending requests at once
-            self.reload()
+            self._reloader = Reloader(self.reload)
+        self._reloader.request()
 
     def reload(self) -> None:
         """Reopen the stdout/stderr targets, then call ``on_reload``.

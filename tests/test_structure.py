@@ -154,6 +154,12 @@ ALLOWED_PRIVATE_ATTRIBUTES = {
     "logging._handlerList",  # the fds of every configured logging handler are kept
     "owner._self_daemon_options",  # wrapt's attribute prefix for the wrapper's own state, in _decorators
     "process._start_time",  # a DaemonProcess classmethod on its own instance
+    # _mpstate: multiprocessing's per-process state, which the detach invalidated (docs/internals.md)
+    "forkserver._forkserver",  # the launcher's forkserver: forgotten, the daemon starts its own
+    "process._current_process",  # the launcher's tempdir and daemonic flag are dropped from its config
+    "util._exit_function",  # registered again in a worker, whose caller's atexit handlers were cleared
+    "util._finalizer_registry",  # the launcher's finalizers (a pool's terminate) are not the daemon's
+    "util._run_after_forkers",  # what a child forked by multiprocessing itself runs first
 }
 _REACH = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\.(_[a-z][A-Za-z0-9_]*)")
 
