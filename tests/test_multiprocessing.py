@@ -58,10 +58,11 @@ def work():
     (HERE / "result.tmp").rename(HERE / "result.json")
 
 
+# ready="start": a short job, done in less than the default startup_grace
 if FORM == "daemon":
-    main = daemon(stdout=HERE / "out.log")(work)
+    main = daemon(stdout=HERE / "out.log", ready="start")(work)
 elif FORM == "restart":
-    main = daemon(stdout=HERE / "out.log", restart="on-failure")(work)
+    main = daemon(stdout=HERE / "out.log", restart="on-failure", ready="start")(work)
 else:
     main = process_daemonize(stdout=HERE / "out.log")(work)
 
