@@ -12,21 +12,24 @@ would copy a process with a thread in it, which CPython 3.12+ warns about
 request waits, and a fork waits (a few seconds at most) for a running reload
 to end before it copies the process.
 
-The handler takes no lock that another thread may hold: it writes a byte to a
-pipe, then takes the *token* (a lock held by the running thread) without
-waiting, and starts a thread only when it got it. The thread releases the
-token when the pipe is empty, then looks again: a request that came in between
-finds either the token free (its handler starts a thread) or this thread
-taking it back.
+The handler takes no lock that another thread may hold: it counts the request
+(handlers run in the main thread only), then takes the *token* (a lock held by
+the running thread) without waiting, and starts a thread only when it got it.
+The thread releases the token when it has handled every request counted, then
+looks again: a request that came in between finds either the token free (its
+handler starts a thread) or this thread taking it back. (No import happens in
+the handler: a second SIGHUP during an import would find the module half made.)
 """
 
 from __future__ import annotations
 
 import _thread
 import os
-import select
 import time
-from collections.abc import Callable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
 
 __all__ = ["Reloader"]
 
@@ -47,9 +50,8 @@ class Reloader:
         global _current
         self._reload = reload
         self.owner = os.getpid()
-        self._read, self._write = os.pipe()  # O_CLOEXEC: a program the daemon execs does not get them
-        os.set_blocking(self._read, False)
-        os.set_blocking(self._write, False)
+        self._requests = 0  # counted by the handler (the main thread)
+        self._handled = 0  # the count the last reload started from
         self._token = _thread.allocate_lock()  # held while a reload thread runs, or across a fork
         self._thread = 0  # the running thread's ident
         self._tid = 0  # the last thread's kernel id, until it is seen gone
@@ -59,10 +61,7 @@ class Reloader:
 
     def request(self) -> None:
         """Ask for a reload and return at once (safe in a signal handler)."""
-        try:
-            os.write(self._write, b"\0")
-        except BlockingIOError:  # pragma: no cover - hundreds of requests already wait
-            pass
+        self._requests += 1
         self._start()
 
     def _start(self) -> None:
@@ -85,7 +84,8 @@ class Reloader:
             me = threading.current_thread()
             me.name = NAME
             try:
-                while self._drain():  # all pending requests at once
+                while self._pending():  # all pending requests at once
+                    self._handled = self._requests
                     self._reload()
             finally:
                 _forget(threading, me)
@@ -95,18 +95,8 @@ class Reloader:
                 return
             self._thread = _thread.get_ident()
 
-    def _drain(self) -> bool:  # pragma: no cover - called by _loop only
-        """Read every pending request; whether there was one."""
-        got = False
-        try:
-            while os.read(self._read, 4096):
-                got = True
-        except BlockingIOError:
-            pass
-        return got
-
     def _pending(self) -> bool:
-        return bool(select.select([self._read], [], [], 0)[0])
+        return self._handled != self._requests
 
     # -- around a fork in this process ----------------------------------------
 
@@ -134,11 +124,8 @@ class Reloader:
 
     def after_fork_in_child(self) -> None:
         global _current
-        if self.owner == os.getpid():  # pragma: no cover - not a child
-            return
-        os.close(self._read)
-        os.close(self._write)
-        _current = None  # the child makes its own at its first request
+        if self.owner != os.getpid():
+            _current = None  # the child makes its own at its first request
 
 
 def _forget(threading: object, me: object) -> None:  # pragma: no cover - called by _loop only

@@ -22,6 +22,7 @@ import time
 from . import _outcome
 from ._options import seconds as check_seconds
 from ._ready import ERROR, EXIT, EXTEND, READY, SELF_TIMED, STARTED, describe_exception, send
+from ._reloader import Reloader
 from ._signals import SIGHUP, SIGTERM, in_main_thread
 from ._stdio import flush_stdio, reopen_stdio
 from ._systemd import monotonic_usec
@@ -33,7 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ._options import Options
     from ._pidfile import Holder
-    from ._reloader import Reloader
     from ._state import StateFile
     from ._systemd import SystemdNotifier
 
@@ -345,8 +345,6 @@ class Runtime:
         """
         if self._reloader is None or self._reloader.owner != os.getpid():
             # (A child the daemon forked has the handler, not the thread: its own.)
-            from ._reloader import Reloader
-
             self._reloader = Reloader(self.reload)
         self._reloader.request()
 
