@@ -13,6 +13,10 @@ Two kinds of refusal:
   ``os.register_at_fork`` hook), so that they prove "no fork, nothing running,
   nothing left behind" from outside (``run_options_launcher``/``assert_refused``).
 
+Values beyond what the machine can take (a timeout beyond any float, a uid
+``setuid`` would refuse, an fd number no fd can have, a path that cannot be
+encoded) are refused when given too, naming the option.
+
 Last, the thread warning: a ``@daemon`` launcher with a live thread gets one
 ``DaemonWarning`` pointing at its own line.
 """

@@ -1,9 +1,12 @@
-"""Reliability under stress and faults (issue 6), with real processes checked from outside.
+"""Reliability under load, faults and hostile input, with real processes checked from outside.
 
-Each test states the fixed behaviour; while a defect is open its test is an
-expected failure naming the issue's defect number. The expensive variants
-(1,000 rotations, 300 start/stop cycles, a 30-launcher race) are in
-tests/test_stress.py.
+Filed by behaviour: SIGHUP under a busy writer, status after a stop that had
+to SIGKILL, a daemon dying on a full disk, logs on a full or read-only
+filesystem, Ctrl-C while start waits, huge finite timeouts, 5,000 inherited
+fds, a subreaper caller's zombies, pidfile names the terminal cannot encode.
+(Special files at the pidfile path are specified in ``test_pidfile.py``.) The
+expensive variants (1,000 rotations, 300 start/stop cycles, a 30-launcher
+race) are in tests/test_stress.py, marked ``stress``.
 """
 
 from __future__ import annotations
