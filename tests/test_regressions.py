@@ -3,22 +3,23 @@
 Supervisor keeps its issue-numbered end-to-end tests in one file
 (``supervisor/tests/test_end_to_end.py``); these are daemondeco's. A test is
 here when its docstring is the defect it pins (a race made wide enough to hit,
-a fork() made to fail for real), not a behaviour a topic file specifies: the
-behaviour itself lives in the topic's file (``test_upgrade.py``,
-``test_detach.py``, ``test_supervise.py``). A new pin names the issue and point
-in its docstring.
+a generation killed at one chosen moment, a fork() made to fail for real), not
+a behaviour a topic file specifies; the topic files (``test_upgrade.py``,
+``test_detach.py``, ``test_supervise.py``) specify the behaviours around them.
+A new pin names the issue and point in its docstring.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 
 import pytest
-from conftest import Sandbox, alive, read_pid, wait_exit, wait_until
-from test_sockets import APP, free_port
+from conftest import Sandbox, alive, proc_stat, read_pid, wait_exit, wait_until
+from test_sockets import APP, ask, free_port
 from test_supervise import log, status_json
-from test_upgrade import started
+from test_upgrade import SLOW_APP, _children, _upgrade_cli, started
 
 # -- upgrade (issue 17, points 5 and 15) -----------------------------------------------------------
 
@@ -82,6 +83,89 @@ def test_a_drained_daemon_finishes_its_finally_blocks_uninterrupted(sandbox: San
     assert app.run("upgrade").returncode == 0
     assert wait_exit(old)
     assert (sandbox.path / f"finally-{old}").read_text() == "done", "the old daemon's finally block ran to its end"
+    assert app.run("stop").returncode == 0
+
+
+# -- upgrade: killed generations (issue 17, points 1 and 2) ----------------------------------------
+
+
+# With the file HOLD, the successor's launcher waits on the FIFO gate2 before it reads the handover.
+HOLDING_APP = SLOW_APP.replace(
+    "LISTEN = json.loads",
+    'if os.path.exists("HOLD") and "DAEMONDECO_HANDOVER" in os.environ:\n'
+    '    open("holding", "w").close()\n    open("gate2").read()\n'
+    "LISTEN = json.loads",
+)
+
+
+def _successor_daemon(sandbox: Sandbox, known: set[int]) -> int:
+    """The one process of the test that is none of *known* (and not a short-lived first child)."""
+    found: list[int] = []
+
+    def one() -> bool:
+        found[:] = [pid for pid in sandbox.live_pids() if pid not in known and (s := proc_stat(pid)) and s.ppid != 0]
+        return len(found) == 1 and _settled(found[0])
+
+    wait_until(one, what="the successor's daemon")
+    return found[0]
+
+
+def _settled(pid: int) -> bool:
+    """A daemon: not a session leader (the double fork), waiting (the gate)."""
+    stat = proc_stat(pid)
+    return stat is not None and os.getsid(pid) != pid and stat.state == "S"
+
+
+def test_a_killed_successor_launcher_leaves_no_second_generation(sandbox: Sandbox) -> None:
+    """Point 1: kill -9 of the successor's launcher after it forked, before its daemon is ready."""
+    port = free_port()
+    app = started(sandbox, port, SLOW_APP)
+    old = read_pid(app.pidfile)
+    os.mkfifo(sandbox.path / "gate")
+    (sandbox.path / "SLOW").touch()
+    cli = _upgrade_cli(sandbox, app)
+    wait_until(lambda: len(_children(old)) == 1, what="the successor's launcher")
+    launcher = _children(old)[0]
+    successor = _successor_daemon(sandbox, {old, cli.pid, launcher})
+    os.kill(launcher, signal.SIGKILL)
+    out, err = cli.communicate(timeout=30)
+    assert cli.returncode == 1, (out, err)
+    assert "killed by SIGKILL" in err and f"its daemon (pid {successor}) was stopped" in err, err
+    assert wait_exit(successor), "the orphaned successor is gone"
+    assert read_pid(app.pidfile) == old
+    assert ask(socket.AF_INET, ("127.0.0.1", port)) == old
+    status = sandbox.run_module("status", str(app.pidfile))
+    assert status.returncode == 0 and f"pid {old}" in status.stdout, status
+    assert sorted(sandbox.live_pids()) == [old], "one generation serves"
+    (sandbox.path / "SLOW").unlink()
+    assert app.run("upgrade").returncode == 0, "the next upgrade goes through"
+    assert wait_exit(old)
+    assert app.run("stop").returncode == 0
+
+
+def test_a_killed_old_generation_leaves_the_successor_serving(sandbox: Sandbox) -> None:
+    """Point 2: kill -9 of the old generation before its successor's launcher read the handover."""
+    port = free_port()
+    app = started(sandbox, port, HOLDING_APP)
+    old = read_pid(app.pidfile)
+    os.mkfifo(sandbox.path / "gate2")
+    (sandbox.path / "HOLD").touch()
+    cli = _upgrade_cli(sandbox, app)
+    wait_until((sandbox.path / "holding").exists, what="the successor's launcher, held")
+    launcher = _children(old)[0]
+    os.kill(old, signal.SIGKILL)
+    assert wait_exit(old)
+    (sandbox.path / "HOLD").unlink()
+    with open(sandbox.path / "gate2", "w") as gate:  # the launcher goes on, its parent dead
+        gate.write("go\n")
+    out, err = cli.communicate(timeout=30)
+    assert cli.returncode == 0, (out, err)
+    new = read_pid(app.pidfile)
+    assert new not in (old, launcher) and alive(new)
+    assert f"upgraded (pid {old} -> {new})" in out, out
+    assert ask(socket.AF_INET, ("127.0.0.1", port)) == new, "the successor serves on the handed-over socket"
+    status = sandbox.run_module("status", str(app.pidfile))
+    assert status.returncode == 0 and f"pid {new}" in status.stdout, status
     assert app.run("stop").returncode == 0
 
 
