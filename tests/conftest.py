@@ -545,3 +545,14 @@ def forbid_fork() -> Iterator[None]:
         forks = _fork_guard[1:]
         _fork_guard.clear()
     assert not forks, f"the test process forked {len(forks)} time(s) where nothing may fork"
+
+
+# Holds a pidfile's lock the way a program using daemondeco.Pidfile alone does: no state file beside it.
+LOCK_HOLDER = """
+import sys
+import daemondeco
+pidfile = daemondeco.Pidfile(sys.argv[1])
+pidfile.acquire()
+print("locked", flush=True)
+sys.stdin.readline()
+"""

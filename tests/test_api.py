@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import inspect
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -110,6 +111,44 @@ def test_exception_hierarchy(child: type, parent: type) -> None:
 def test_daemon_errors_are_not_warnings_and_warning_is_not_an_error() -> None:
     assert not issubclass(DaemonWarning, DaemonError)
     assert not issubclass(DaemonError, Warning)
+
+
+def test_control_errors_cross_a_process_pool_with_their_details(sandbox: Sandbox) -> None:
+    """A job in a ProcessPoolExecutor that reloads, upgrades or starts a daemon: the caller gets the same error back."""
+    result = sandbox.run(
+        """
+import json, pickle
+from concurrent.futures import ProcessPoolExecutor
+import daemondeco
+
+def fail(kind):
+    if kind == "running":
+        raise daemondeco.AlreadyRunningError("/run/a.pid", 42, key="account='x'")
+    if kind == "reload":
+        raise daemondeco.ReloadError("failed to reload", pid=42, daemon_traceback="Traceback: boom", running=True)
+    if kind == "upgrade":
+        raise daemondeco.UpgradeError("not upgraded", pid=43, daemon_traceback=None, running=False)
+    first = daemondeco.AlreadyRunningError("/run/w-1.pid", 44)
+    raise daemondeco.GroupStartError({1: first}, 4)
+
+out = {}
+with ProcessPoolExecutor(1) as pool:
+    for kind in ("running", "reload", "upgrade", "group"):
+        try:
+            pool.submit(fail, kind).result()
+        except daemondeco.DaemonError as exc:
+            out[kind] = [type(exc).__name__, str(exc), getattr(exc, "pid", None), getattr(exc, "running", None)]
+print(json.dumps(out))
+""",
+    )
+    assert result.returncode == 0, result
+    out = json.loads(result.stdout)
+    assert out["running"][0] == "AlreadyRunningError" and out["running"][2] == 42
+    assert "already running for account='x'" in out["running"][1]
+    assert out["reload"][0] == "ReloadError" and out["reload"][2:] == [42, True]
+    assert "Traceback: boom" in out["reload"][1]
+    assert out["upgrade"][0] == "UpgradeError" and out["upgrade"][2:] == [43, False]
+    assert out["group"][0] == "GroupStartError" and "/run/w-1.pid" in out["group"][1] and out["group"][2] == 44
 
 
 def sample(count: int, *, name: str = "x") -> str:

@@ -459,6 +459,14 @@ def test_module_stop_with_a_bad_timeout_is_a_usage_error_and_signals_nothing(san
     assert "finally ran" not in log(sandbox)
 
 
+@pytest.mark.parametrize("action", ["reload", "upgrade"])
+@pytest.mark.parametrize("value", ["0", "soon"])
+def test_a_bad_timeout_is_a_usage_error_naming_it(sandbox: Sandbox, action: str, value: str) -> None:
+    result = sandbox.run_module(action, str(sandbox.path / "d.pid"), "--timeout", value)
+    assert result.returncode == 2, result
+    assert "--timeout" in result.stderr and value in result.stderr, result
+
+
 # -- run(): the foreground -------------------------------------------------------
 
 
@@ -654,6 +662,32 @@ def test_status_of_a_dead_daemon_whose_child_holds_the_lock_is_not_running(sandb
     status = module(sandbox, "status", str(path))
     assert status.returncode != 0, status
     assert f"running (pid {pid})" not in status.stdout, status
+
+
+def test_ctrl_c_in_the_foreground_run_exits_130(sandbox: Sandbox) -> None:
+    result = sandbox.run(
+        """
+import sys
+from pathlib import Path
+from daemondeco import daemon
+HERE = Path(__file__).resolve().parent
+
+@daemon(pidfile=HERE / "d.pid")
+def main():
+    raise KeyboardInterrupt
+
+sys.exit(main.cli())
+""",
+        "run",
+    )
+    assert result.returncode == 130, result
+    assert not (sandbox.path / "d.pid").exists() or daemondeco_unlocked(sandbox)
+
+
+def daemondeco_unlocked(sandbox: Sandbox) -> bool:
+    import daemondeco
+
+    return daemondeco.Pidfile(sandbox.path / "d.pid").locked_by() is None
 
 
 # -- stop racing exit (issue 17, point 4) ----------------------------------------------------------

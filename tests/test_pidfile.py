@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import stat
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from conftest import Sandbox, alive, open_fds, proc_stat, read_pid, wait_exit, wait_for_text
+from test_reliability import last_json, service
 
 from daemondeco import AlreadyRunningError, DaemonError, Pidfile
 
@@ -274,6 +277,22 @@ def test_daemon_pidfile_mode_is_0o644(sandbox: Sandbox) -> None:
     assert (sandbox.path / "d.pid").stat().st_mode & 0o7777 == 0o644
 
 
+def test_a_pidfile_shows_whether_it_is_held(sandbox: Sandbox) -> None:
+    result = sandbox.run(
+        """
+import daemondeco
+pidfile = daemondeco.Pidfile("d.pid")
+print(repr(pidfile))
+pidfile.acquire()
+print(repr(pidfile))
+""",
+    )
+    assert result.returncode == 0, result
+    free, held = result.stdout.splitlines()
+    assert free == f"Pidfile({str(sandbox.path / 'd.pid')!r}, not held)"
+    assert held.startswith(f"Pidfile({str(sandbox.path / 'd.pid')!r}, held, pid ")
+
+
 # -- symlinks ------------------------------------------------------------------
 
 
@@ -333,6 +352,149 @@ def test_daemon_refuses_symlink_pidfile_in_the_launcher(sandbox: Sandbox, plante
     assert sandbox.live_pids() == []
     assert not (sandbox.path / "ran").exists()
     assert_target_untouched(target, existed)
+
+
+# -- FIFOs, directories, sockets and devices at the pidfile path: refused at once, left alone ------
+
+
+REFUSAL = 5.0  # a refusal is immediate; today a FIFO hangs until this timeout
+
+
+def _make_fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def _make_directory(path: Path) -> None:
+    path.mkdir()
+
+
+def _make_socket(path: Path) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(str(path))  # the socket file stays after the socket is closed
+
+
+def _make_chardev(path: Path) -> None:
+    os.mknod(path, stat.S_IFCHR | 0o644, os.makedev(1, 3))  # a second /dev/null
+
+
+MAKERS: dict[str, Callable[[Path], None]] = {
+    "fifo": _make_fifo,
+    "directory": _make_directory,
+    "socket": _make_socket,
+    "chardev": _make_chardev,
+}
+
+
+# (how it is run, what is run, the expected exit code)
+CLI_ACTIONS = {
+    "prog.py-start": ("prog", "start", 1),
+    "prog.py-status": ("prog", "status", 4),
+    "prog.py-stop": ("prog", "stop", 1),
+    "python-m-status": ("module", "status", 4),
+    "python-m-stop": ("module", "stop", 1),
+}
+
+
+needs_root_for_mknod = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a device node")
+
+
+def _special_params(actions: list[str]) -> list[object]:
+    params: list[object] = []
+    for kind in MAKERS:
+        for action in actions:
+            marks: list[pytest.MarkDecorator] = [needs_root_for_mknod] if kind == "chardev" else []
+            params.append(pytest.param(kind, action, marks=marks, id=f"{kind}-{action}"))
+    return params
+
+
+@pytest.mark.parametrize(
+    ("kind", "action"),
+    _special_params(list(CLI_ACTIONS)),
+)
+def test_special_file_at_the_pidfile_path_is_refused_by_the_command_lines(
+    sandbox: Sandbox, kind: str, action: str
+) -> None:
+    pidfile = sandbox.path / "d.pid"
+    MAKERS[kind](pidfile)
+    how, word, expected = CLI_ACTIONS[action]
+    if how == "prog":
+        service(sandbox)
+        result = sandbox.run_file(sandbox.path / "prog.py", word, timeout=REFUSAL)
+    else:
+        result = sandbox.run_module(word, str(pidfile), timeout=REFUSAL)
+    assert result.returncode == expected, result
+    assert "Traceback" not in result.stderr, result
+    said = result.stdout + result.stderr
+    assert "d.pid" in said, result
+    if word == "start":
+        assert str(pidfile) in said, result
+        assert "not a regular file" in said, result
+    assert sandbox.live_pids() == [], "nothing was started"
+    assert stat.S_IFMT(pidfile.lstat().st_mode) != stat.S_IFREG, "the special file is left alone"
+
+
+PIDFILE_CALL = """
+import json, sys
+import daemondeco
+try:
+    value = getattr(daemondeco.Pidfile(sys.argv[1]), sys.argv[2])()
+except daemondeco.DaemonError as exc:
+    print(json.dumps({"raised": "DaemonError", "text": str(exc)}), flush=True)
+except BaseException as exc:
+    print(json.dumps({"raised": type(exc).__name__, "text": str(exc)}), flush=True)
+else:
+    print(json.dumps({"returned": repr(value)}), flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    ("kind", "method"),
+    _special_params(["read_pid", "locked_by", "is_locked", "acquire"]),
+)
+def test_special_file_at_the_pidfile_path_makes_pidfile_methods_raise(sandbox: Sandbox, kind: str, method: str) -> None:
+    pidfile = sandbox.path / "d.pid"
+    MAKERS[kind](pidfile)
+    result = sandbox.run(PIDFILE_CALL, str(pidfile), method, name="call.py", timeout=REFUSAL)
+    assert result.returncode == 0, result
+    data = last_json(result)
+    assert data.get("raised") == "DaemonError", data
+    assert str(pidfile) in str(data["text"]), data
+    assert stat.S_IFMT(pidfile.lstat().st_mode) != stat.S_IFREG, "the special file is left alone"
+
+
+@pytest.mark.parametrize("kind", ["directory", "socket"])
+def test_a_pidfile_path_that_is_no_regular_file_fails_the_start_naming_it(sandbox: Sandbox, kind: str) -> None:
+    import socket
+
+    path = sandbox.path / "d.pid"
+    keep = None
+    if kind == "directory":
+        path.mkdir()
+    else:
+        keep = socket.socket(socket.AF_UNIX)
+        keep.bind(str(path))
+    try:
+        result = sandbox.run(
+            """
+import sys
+from pathlib import Path
+from daemondeco import daemon
+HERE = Path(__file__).resolve().parent
+
+@daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log")
+def main():
+    (HERE / "ran").touch()
+
+sys.exit(main.cli())
+""",
+            "start",
+        )
+    finally:
+        if keep is not None:
+            keep.close()
+    assert result.returncode == 1, result
+    assert str(path) in result.stderr and "regular file" in result.stderr, result
+    assert not (sandbox.path / "ran").exists() and sandbox.live_pids() == []
 
 
 # -- stale pidfiles ---------------------------------------------------------

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import threading
 
 import pytest
-from conftest import Result, Sandbox, alive, open_fds, proc_status, read_pid, wait_exit, wait_until
+from conftest import LOCK_HOLDER, Result, Sandbox, alive, open_fds, proc_status, read_pid, wait_exit, wait_until
 
 import daemondeco
 
@@ -205,6 +206,65 @@ def test_a_bad_reload_timeout_is_refused_before_any_signal(sandbox: Sandbox, bad
     assert json.loads(status_json(sandbox).stdout)["last_reload"] is None, "no reload happened"
 
 
+@pytest.fixture
+def bare_holder(sandbox: Sandbox) -> subprocess.Popen[str]:
+    holder = sandbox.popen(
+        LOCK_HOLDER, str(sandbox.path / "d.pid"), name="holder.py", stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+    return holder
+
+
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        pytest.param("reload", "keeps no state file", id="reload"),
+        pytest.param(
+            "upgrade", "keeps no state file next to its pidfile: an upgrade cannot be acknowledged", id="upgrade"
+        ),
+    ],
+)
+def test_a_pidfile_held_by_a_program_without_state_cannot_be_reloaded_or_upgraded(
+    sandbox: Sandbox, bare_holder: subprocess.Popen[str], action: str, message: str
+) -> None:
+    result = sandbox.run_module(action, str(sandbox.path / "d.pid"))
+    assert result.returncode == 1, result
+    assert message in result.stderr and str(bare_holder.pid) in result.stderr, result
+    assert alive(bare_holder.pid), "nothing was signalled"
+    code, report = status_report(sandbox)
+    assert code == 0 and report["pid"] == bare_holder.pid and report["state"] == "starting"
+
+
+SLOW_RELOAD = """
+import os, sys, threading, time
+from pathlib import Path
+from daemondeco import daemon, notify_ready
+
+HERE = Path(__file__).resolve().parent
+
+def on_reload():
+    (HERE / "reloading").write_text(str(os.getpid()))
+    time.sleep(30)
+
+@daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", ready="notify", on_reload=on_reload)
+def main():
+    notify_ready()
+    while True:
+        time.sleep(0.05)
+
+sys.exit(main.cli())
+"""
+
+
+def test_a_reload_that_does_not_finish_in_time_fails_naming_the_timeout(sandbox: Sandbox) -> None:
+    pid = sandbox.start_daemon(SLOW_RELOAD, "start")
+    result = sandbox.run_module("reload", str(sandbox.path / "d.pid"), "--timeout", "1.5")
+    assert result.returncode == 1, result
+    assert f"daemon (pid {pid}) did not finish its reload within 1.5 s" in result.stderr, result
+    assert (sandbox.path / "reloading").read_text() == str(pid), "the reload had started"
+    assert alive(pid)
+
+
 # -- status --json ----------------------------------------------------------------
 
 
@@ -288,3 +348,48 @@ def test_the_state_file_becomes_the_record_of_the_daemons_end(sandbox: Sandbox) 
 def test_the_python_api_exports_reload_error() -> None:
     assert issubclass(daemondeco.ReloadError, daemondeco.DaemonError)
     assert "ReloadError" in daemondeco.__all__
+
+
+def status_report(sandbox: Sandbox) -> tuple[int, dict[str, object]]:
+    result = sandbox.run_module("status", str(sandbox.path / "d.pid"), "--json")
+    return result.returncode, json.loads(result.stdout)
+
+
+@pytest.mark.parametrize(
+    "plant",
+    [
+        pytest.param("dir", id="a-directory"),
+        pytest.param("", id="empty"),
+        pytest.param('{"state": "ready", "pid": ', id="torn-json"),
+        pytest.param('["ready"]', id="not-an-object"),
+    ],
+)
+def test_status_of_a_holder_whose_state_file_is_unusable_says_starting(
+    sandbox: Sandbox, bare_holder: subprocess.Popen[str], plant: str
+) -> None:
+    state = sandbox.path / "d.pid.state"
+    if plant == "dir":
+        state.mkdir()
+    else:
+        state.write_text(plant)
+    code, report = status_report(sandbox)
+    assert code == 0, report
+    assert report["pid"] == bare_holder.pid and report["state"] == "starting" and report["status"] is None, report
+    text = sandbox.run_module("status", str(sandbox.path / "d.pid"))
+    assert text.returncode == 0 and str(bare_holder.pid) in text.stdout, text
+
+
+def test_a_fifo_planted_at_the_state_path_is_left_alone_and_the_daemon_still_starts(sandbox: Sandbox) -> None:
+    import os
+    import stat
+
+    state = sandbox.path / "d.pid.state"
+    os.mkfifo(state)
+    pid = sandbox.start_daemon(SLOW_RELOAD, "start")
+    assert stat.S_ISFIFO(os.lstat(state).st_mode), "never truncated, replaced or written"
+    code, report = status_report(sandbox)
+    assert code == 0 and report["pid"] == pid and report["state"] == "starting", report
+    refused = sandbox.run_module("reload", str(sandbox.path / "d.pid"))
+    assert refused.returncode == 1 and "keeps no state file" in refused.stderr, refused
+    assert sandbox.run_module("stop", str(sandbox.path / "d.pid")).returncode == 0
+    assert not alive(pid)

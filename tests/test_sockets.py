@@ -265,6 +265,175 @@ def test_sockets_is_empty_outside_a_daemon_and_works_under_run(sandbox: Sandbox)
     assert proc.wait(10) == 0
 
 
+# A foreground program: prints {name: [fd, port or path, inode]} of what sockets() gave it.
+REPORTER = r"""
+import json, os, socket, sys
+import daemondeco
+from daemondeco import daemon
+
+def describe():
+    out = {}
+    for name, sock in daemondeco.sockets().items():
+        where = sock.getsockname()
+        out[name] = [sock.fileno(), where if isinstance(where, str) else where[1],
+                     os.fstat(sock.fileno()).st_ino]
+    return out
+"""
+
+
+def run_with_fds(sandbox: Sandbox, code: str, fds: list[int]) -> subprocess.CompletedProcess[str]:
+    script = sandbox.write("prog.py", REPORTER + code)
+    return subprocess.run(
+        [sys.executable, str(script)],
+        cwd=sandbox.path,
+        env=sandbox.env(),
+        pass_fds=fds,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [
+        pytest.param("tcp://[::1]", r"an IPv6 address is tcp://\[::1\]:port", id="ipv6-no-port"),
+        pytest.param("tcp://[]:80", r"an IPv6 address is tcp://\[::1\]:port", id="ipv6-empty-host"),
+        pytest.param("tcp://127.0.0.1:99999", "not '99999'", id="port-too-big"),
+        pytest.param("tcp://127.0.0.1:http", "not 'http'", id="port-not-a-number"),
+    ],
+)
+def test_bad_addresses_are_refused_at_decoration_naming_the_entry(address: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem) as raised:
+        daemondeco.daemon(listen={"web": address})
+    assert f"listen['web'] = {address!r}" in str(raised.value)
+
+
+def test_a_socket_bound_by_the_caller_is_the_one_served(sandbox: Sandbox) -> None:
+    with socket.socket() as mine:
+        mine.bind(("127.0.0.1", 0))
+        mine.listen()
+        port, inode = mine.getsockname()[1], os.fstat(mine.fileno()).st_ino
+        done = run_with_fds(
+            sandbox,
+            f"""
+mine = socket.socket(fileno=os.dup({mine.fileno()}))
+@daemon(pidfile=os.path.abspath("a.pid"), listen={{"web": mine}})
+def main():
+    print(json.dumps(describe()))
+main.run()
+""",
+            [mine.fileno()],
+        )
+    assert done.returncode == 0, done
+    _fd, got_port, got_inode = json.loads(done.stdout)["web"]
+    assert (got_port, got_inode) == (port, inode), "the caller's own socket, not a new one"
+
+
+def test_a_closed_socket_is_refused_before_the_start_naming_the_entry(sandbox: Sandbox) -> None:
+    result = sandbox.run(
+        REPORTER
+        + """
+dead = socket.socket()
+dead.close()
+@daemon(pidfile=os.path.abspath("a.pid"), stdout=os.path.abspath("a.log"), listen={"admin": dead})
+def main():
+    print("ran")
+sys.exit(main.cli())
+""",
+        "start",
+    )
+    assert result.returncode == 1, result
+    assert "listen['admin']" in result.stderr and "closed" in result.stderr, result
+    assert not (sandbox.path / "a.pid").exists()
+    assert sandbox.live_pids() == []
+
+
+def test_an_unresolvable_host_is_refused_naming_the_address(sandbox: Sandbox) -> None:
+    result = sandbox.run(
+        REPORTER
+        + """
+@daemon(pidfile=os.path.abspath("a.pid"), listen={"web": "tcp://no-such-host.invalid:8080"})
+def main():
+    print("ran")
+sys.exit(main.cli())
+""",
+        "start",
+    )
+    assert result.returncode == 1, result
+    assert "listen['web']" in result.stderr and "cannot resolve tcp://no-such-host.invalid:8080" in result.stderr
+    assert "ran" not in result.stdout
+
+
+def test_a_unix_path_that_is_a_regular_file_is_left_alone_and_refused(sandbox: Sandbox) -> None:
+    path = sandbox.path / "data.sock"
+    path.write_text("precious\n")
+    result = sandbox.run(
+        REPORTER
+        + f"""
+@daemon(pidfile=os.path.abspath("a.pid"), listen={{"web": "unix://{path}"}})
+def main():
+    print("ran")
+sys.exit(main.cli())
+""",
+        "start",
+    )
+    assert result.returncode == 1, result
+    assert f"unix://{path}" in result.stderr, result
+    assert path.read_text() == "precious\n", "a file that is not a socket is never removed"
+
+
+def test_a_unix_path_whose_connect_fails_otherwise_is_left_alone(sandbox: Sandbox) -> None:
+    # A socket file of the wrong type: connect() fails with EPROTOTYPE, not a refusal.
+    path = sandbox.path / "dgram.sock"
+    dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    dgram.bind(str(path))
+    try:
+        result = sandbox.run(
+            REPORTER
+            + f"""
+@daemon(pidfile=os.path.abspath("a.pid"), listen={{"web": "unix://{path}"}})
+def main():
+    print("ran")
+sys.exit(main.cli())
+""",
+            "start",
+        )
+        assert result.returncode == 1, result
+        assert f"unix://{path}" in result.stderr, result
+        assert path.exists(), "a live socket of another kind is not removed"
+    finally:
+        dgram.close()
+
+
+def test_a_daemon_started_with_a_socket_given_serves_after_start(sandbox: Sandbox) -> None:
+    result = sandbox.run(
+        REPORTER
+        + """
+given = socket.socket(socket.AF_UNIX)
+given.bind(os.path.abspath("given.sock"))
+given.listen()
+@daemon(pidfile=os.path.abspath("a.pid"), stdout=os.path.abspath("a.log"), listen={"admin": given},
+        ready="notify")
+def main():
+    sock = daemondeco.sockets()["admin"]
+    daemondeco.notify_ready()
+    while True:
+        conn, _ = sock.accept()
+        with conn:
+            conn.sendall(str(os.getpid()).encode())
+sys.exit(main.cli())
+""",
+        "start",
+    )
+    assert result.returncode == 0, result
+    pid = read_pid(sandbox.path / "a.pid")
+    with socket.socket(socket.AF_UNIX) as client:
+        client.settimeout(5)
+        client.connect(str(sandbox.path / "given.sock"))
+        assert int(client.recv(64)) == pid
+
+
 # -- socket activation ------------------------------------------------------------------
 
 ACTIVATE = shutil.which("systemd-socket-activate")
@@ -383,6 +552,43 @@ def test_listen_pid_of_another_process_is_ignored(sandbox: Sandbox) -> None:
         assert report["environ"] == []
         assert ask(socket.AF_INET, ("127.0.0.1", port)) == pid
     assert app.run("stop").returncode == 0
+
+
+def test_activation_matches_unnamed_fds_by_address(sandbox: Sandbox) -> None:
+    """LISTEN_FDS=2: fd 3 (another port) stays under its own name, unnamed fd 4 matches 'web' by its address."""
+    with socket.socket() as other, socket.socket() as wanted:
+        for sock in (other, wanted):
+            sock.bind(("127.0.0.1", 0))
+            sock.listen()
+        port = wanted.getsockname()[1]
+        done = run_with_fds(
+            sandbox,
+            f"""
+made = socket.socket()
+made.bind(("127.0.0.1", 0))
+made.listen()
+given = socket.socket(fileno=os.dup2(made.fileno(), 20))  # out of the activated range
+made.close()
+os.dup2({other.fileno()}, 3)
+os.dup2({wanted.fileno()}, 4)
+os.environ.update(LISTEN_FDS="2", LISTEN_PID=str(os.getpid()), LISTEN_FDNAMES="metrics:")
+@daemon(pidfile=os.path.abspath("a.pid"),
+        listen={{"web": "tcp://127.0.0.1:{port}", "admin": given, "spare": "unix://{sandbox.path}/spare.sock"}})
+def main():
+    print(json.dumps({{"sockets": describe(), "activated": sorted(daemondeco.listen_fds())}}))
+main.run()
+""",
+            [other.fileno(), wanted.fileno()],
+        )
+        assert done.returncode == 0, done
+        report = json.loads(done.stdout)
+        sockets = report["sockets"]
+        assert sockets["web"][0] == 4 and sockets["web"][1] == port, "matched by its address"
+        assert sockets["web"][2] == os.fstat(wanted.fileno()).st_ino
+        assert sockets["metrics"][0] == 3, "an activated fd that matched no entry keeps its LISTEN_FDNAMES name"
+        assert sockets["spare"][1] == f"{sandbox.path}/spare.sock", "no activated fd for it: bound now"
+        assert report["activated"] == ["metrics", "unknown"], "an empty LISTEN_FDNAMES entry reads 'unknown'"
+        assert sockets["admin"][0] == 20, "the given socket, on its own fd"
 
 
 # -- the fd store ------------------------------------------------------------------------

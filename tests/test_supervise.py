@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import textwrap
 from pathlib import Path
@@ -381,6 +382,169 @@ def test_under_a_manager_that_restarts_a_daemon_warning_says_so(sandbox: Sandbox
     assert "supervisord" in result.stdout and "autorestart" in result.stdout
 
 
+def test_a_supervised_handle_shows_when_the_next_worker_starts(sandbox: Sandbox) -> None:
+    result = sandbox.run(
+        """
+import json, os, sys, time
+from pathlib import Path
+import daemondeco
+from daemondeco import process_daemonize
+
+HERE = Path(__file__).resolve().parent
+
+@process_daemonize(pidfile=HERE / "d.pid", stdout=HERE / "d.log", restart="on-failure", restart_delay=30.0)
+def work():
+    (HERE / "ran").write_text(str(os.getpid()))
+    sys.exit(3)
+
+handle = work()
+deadline = time.monotonic() + 10
+while handle.next_restart_in is None and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(json.dumps({"pid": handle.pid, "next": handle.next_restart_in, "worker": handle.worker_pid}), flush=True)
+handle.stop()
+print(json.dumps({"running": handle.is_running(), "next": handle.next_restart_in}))
+""",
+    )
+    assert result.returncode == 0, result
+    waiting, stopped = (json.loads(line) for line in result.stdout.splitlines())
+    assert isinstance(waiting["next"], float) and 0 < waiting["next"] <= 30, waiting
+    assert waiting["worker"] is None, "no worker while the supervisor waits"
+    assert stopped == {"running": False, "next": None}
+    wait_until(lambda: not alive(waiting["pid"]), what="the supervisor gone")
+
+
+# -- more restarts: the backoff's cap, a first worker that fails, a log gone, a child holding the channel ---
+
+
+PLAIN_HEADER = """
+import os, sys, time
+from pathlib import Path
+from daemondeco import daemon, notify_ready
+
+HERE = Path(__file__).resolve().parent
+
+def start_number():
+    with (HERE / "runs").open("a") as f:
+        f.write(f"{os.getpid()}\\n")
+    return len((HERE / "runs").read_text().splitlines())
+
+def serve():
+    notify_ready()
+    while True:
+        time.sleep(0.05)
+
+@daemon(pidfile=HERE / "d.pid", stdout={stdout}, {options})
+def main():
+    n = start_number()
+{body}
+
+if __name__ == "__main__":
+    sys.exit(main.cli())
+"""
+
+
+def write_plain_app(sandbox: Sandbox, body: str, options: str, stdout: str = 'HERE / "d.log"') -> Path:
+    code = (
+        PLAIN_HEADER.replace("{options}", options)
+        .replace("{stdout}", stdout)
+        .replace("{body}", textwrap.indent(textwrap.dedent(body).strip(), "    "))
+    )
+    return sandbox.write("app.py", code)
+
+
+def started_pids(sandbox: Sandbox) -> list[int]:
+    path = sandbox.path / "runs"
+    return [int(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_a_backoff_that_overflows_is_capped_at_restart_max_delay(sandbox: Sandbox) -> None:
+    app = write_plain_app(
+        sandbox,
+        "if n <= 3:\n    sys.exit(1)\nserve()",
+        'ready="start", restart="on-failure", restart_delay=0.01, restart_backoff=1e200, restart_max_delay=0.2',
+    )
+    supervisor = sandbox.start_daemon(app, "start", pidfile="d.pid")
+    wait_until(lambda: len(started_pids(sandbox)) >= 4, timeout=15, what="the fourth start")
+    text = log(sandbox)
+    assert "restarting in 0.01 s (restart 1)" in text, text
+    assert "restarting in 0.2 s (restart 2)" in text and "restarting in 0.2 s (restart 3)" in text, text
+    assert alive(supervisor) and daemondeco.Pidfile(sandbox.path / "d.pid").locked_by() == supervisor
+
+
+def test_a_first_worker_that_exits_before_ready_fails_the_start_with_its_status(sandbox: Sandbox) -> None:
+    app = write_plain_app(sandbox, "os._exit(3)", 'ready="notify", restart="always", restart_delay=0.05')
+    result = sandbox.run_file(app, "start")
+    assert result.returncode == 1, result
+    assert "3" in result.stderr and "ready" in result.stderr, result
+    assert started_pids(sandbox) and len(started_pids(sandbox)) == 1, "a first start that fails is not retried"
+    assert "before it was ready: not restarted" in log(sandbox)
+    assert daemondeco.Pidfile(sandbox.path / "d.pid").locked_by() is None
+    wait_until(lambda: sandbox.live_pids() == [], what="every process gone")
+
+
+def test_a_reload_whose_log_cannot_be_reopened_fails_naming_it_and_both_keep_running(
+    sandbox: Sandbox,
+) -> None:
+    (sandbox.path / "logs").mkdir()
+    app = write_plain_app(
+        sandbox,
+        "serve()",
+        'ready="notify", restart="on-failure", on_reload=lambda: (HERE / "hup").write_text(str(os.getpid()))',
+        stdout='HERE / "logs" / "d.log"',
+    )
+    supervisor = sandbox.start_daemon(app, "start")
+    shutil.rmtree(sandbox.path / "logs")  # logrotate gone wrong: the directory is no more
+    reloaded = sandbox.run_module("reload", str(sandbox.path / "d.pid"), timeout=15)
+    # The worker's reload fails on the same path: the operator is told which, and both keep running.
+    assert reloaded.returncode == 1, reloaded
+    assert "failed to reload" in reloaded.stderr and str(sandbox.path / "logs" / "d.log") in reloaded.stderr
+    assert alive(started_pids(sandbox)[-1]) and len(started_pids(sandbox)) == 1
+    stderr = Path(f"/proc/{supervisor}/fd/2")
+    wait_until(lambda: "reload: cannot reopen the log files" in stderr.read_text(), what="the supervisor's line")
+    assert alive(supervisor)
+
+
+def test_a_worker_whose_child_keeps_its_channel_is_still_restarted(sandbox: Sandbox) -> None:
+    app = write_plain_app(
+        sandbox,
+        """
+        if n == 1:
+            if os.fork() == 0:  # a helper that outlives the worker, holding every inherited fd
+                time.sleep(60)
+                os._exit(0)
+            notify_ready()
+            time.sleep(0.3)
+            sys.exit(1)
+        serve()
+        """,
+        'ready="notify", restart="on-failure", restart_delay=0.05',
+    )
+    supervisor = sandbox.start_daemon(app, "start")
+    wait_until(lambda: len(started_pids(sandbox)) >= 2, timeout=15, what="the restart")
+    assert alive(supervisor) and alive(started_pids(sandbox)[1])
+    assert "exited with status 1; restarting in" in log(sandbox)
+    assert sandbox.run_file(app, "stop").returncode == 0
+
+
+def test_a_worker_leaving_with_a_message_exits_1_with_it_in_the_log_and_is_restarted(sandbox: Sandbox) -> None:
+    app = write_plain_app(
+        sandbox,
+        """
+        if n == 1:
+            notify_ready()
+            sys.exit("fatal: the queue is gone")
+        serve()
+        """,
+        'ready="notify", restart="on-failure", restart_delay=0.05',
+    )
+    supervisor = sandbox.start_daemon(app, "start")
+    wait_until(lambda: len(started_pids(sandbox)) >= 2, timeout=15, what="the restart")
+    text = log(sandbox)
+    assert "fatal: the queue is gone" in text and "exited with status 1; restarting in" in text, text
+    assert alive(supervisor)
+
+
 # -- options checked at decoration time ------------------------------------------
 
 
@@ -540,6 +704,37 @@ def test_the_signals_option_reaches_the_worker_through_the_supervisor(sandbox: S
     assert alive(supervisor) and len(runs(sandbox)) == 1
 
 
+@pytest.mark.parametrize(
+    ("options", "error", "text"),
+    [
+        pytest.param(
+            {"instances": "4"},
+            TypeError,
+            "instances must be a number of workers (int) or None, not str",
+            id="instances-str",
+        ),
+        pytest.param(
+            {"restart": "on-failure", "start_limit": (2.5, 10)},
+            TypeError,
+            "start_limit[0] must be a number of starts (int), not 2.5",
+            id="start-limit-float",
+        ),
+        pytest.param(
+            {"restart": "on-failure", "restart_prevent_exit_codes": [3, "4"]},
+            TypeError,
+            "restart_prevent_exit_codes items must be exit statuses (int), not str '4'",
+            id="exit-code-str",
+        ),
+    ],
+)
+def test_bad_supervision_values_are_refused_at_decoration_naming_them(
+    options: dict[str, object], error: type[Exception], text: str
+) -> None:
+    with pytest.raises(error) as raised:
+        daemondeco.process_daemonize(**options)  # type: ignore[call-overload]
+    assert text in str(raised.value)
+
+
 # -- ready="auto" (the default): the supervisor measures startup_grace (issue 18, item 1) ---------
 
 
@@ -566,54 +761,3 @@ def test_default_start_a_running_worker_is_ready_after_the_grace(sandbox: Sandbo
     code, report = status_json(sandbox)
     assert code == 0 and report["state"] == "ready" and report["worker_pid"] == worker, report
     assert alive(supervisor)
-
-
-FORK_APP = """
-import os, resource, signal, sys
-# Loaded before the privilege drop: where the interpreter lives in a directory only root may read
-# (a pyenv under /root), nobody could not import them later.
-import ctypes, json, select, selectors, socket, subprocess, threading, traceback  # noqa: F401
-from pathlib import Path
-from daemondeco import daemon, notify_ready
-
-HERE = Path(__file__).resolve().parent
-
-def leave_one_behind(signum, frame):
-    resource.setrlimit(resource.RLIMIT_NPROC, (100, 100))
-    if os.fork() == 0:
-        os.setsid()
-        while True:
-            signal.pause()
-    sys.exit(1)
-
-@daemon(pidfile=HERE / "d.pid", stdout=HERE / "d.log", user="nobody", ready="notify", restart="always",
-        restart_delay=0.2, restart_backoff=1.0, start_limit=None, startup_grace=0)
-def main():
-    signal.signal(signal.SIGUSR1, leave_one_behind)
-    notify_ready()
-    while True:
-        signal.pause()
-
-resource.setrlimit(resource.RLIMIT_NPROC, (2, 100))
-sys.exit(main.cli())
-"""
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="user=nobody needs root")
-def test_a_failed_fork_of_a_restart_is_retried_with_backoff(sandbox: Sandbox) -> None:
-    """Issue 17, point 12: EAGAIN from fork() for a later worker is no reason for the supervisor to end."""
-    supervisor = sandbox.start_daemon(sandbox.write("app.py", FORK_APP), "start")
-    worker = status_json(sandbox)[1]["worker_pid"]
-    assert isinstance(worker, int) and alive(worker)
-    os.kill(worker, signal.SIGUSR1)
-    wait_until(lambda: log(sandbox).count("cannot fork a worker") >= 2, what="two failed forks")
-    assert "Resource temporarily unavailable" in log(sandbox) and "trying again in 0.2 s" in log(sandbox), log(sandbox)
-    assert alive(supervisor), "the supervisor keeps trying"
-    code, report = status_json(sandbox)
-    assert code == 0 and report["state"] == "restarting" and report["worker_pid"] is None, report
-    left = [pid for pid in sandbox.live_pids() if pid not in (supervisor, worker)]
-    assert len(left) == 1, left
-    os.kill(left[0], signal.SIGKILL)
-    wait_until(lambda: isinstance(pid := status_json(sandbox)[1]["worker_pid"], int) and alive(pid), what="a worker")
-    assert sandbox.run_module("stop", str(sandbox.path / "d.pid")).returncode == 0
-    assert wait_exit(supervisor)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import time
 
 import pytest
 from conftest import Sandbox, alive, open_fds, proc_stat, read_pid, wait_exit, wait_until
-from test_sockets import APP, App, ask, free_port
+from test_sockets import APP, REPORTER, App, ask, free_port
 
 import daemondeco
 
@@ -348,77 +347,130 @@ def test_a_successor_that_says_already_running_is_a_failed_upgrade(sandbox: Sand
     assert app.run("stop").returncode == 0
 
 
-# The main thread holds the GIL for 2 s once the file SPIN appears (a CPU-bound request, seen from
-# the interpreter): an upgrade asked for meanwhile has started (SIGUSR2 handled) but its thread cannot
-# record "upgrading" yet -- the instant before the first upgrade is recorded, made long enough to hit.
-SPINNING_APP = APP.replace(
-    "    daemondeco.notify_ready()\n",
-    "    daemondeco.notify_ready()\n"
-    "    def spin_when_asked():\n"
-    "        import time\n"
-    "        while not stopped.is_set():\n"
-    "            if os.path.exists('SPIN'):\n"
-    "                os.unlink('SPIN')\n"
-    "                sys.setswitchinterval(30)\n"
-    "                open('spinning', 'w').close()\n"
-    "                end = time.monotonic() + 2\n"
-    "                while time.monotonic() < end:\n"
-    "                    pass\n"
-    "                sys.setswitchinterval(0.005)\n"
-    "            stopped.wait(0.01)\n",
-).replace(
-    "    try:\n        while True:\n            for key",
-    "    try:\n        spin_when_asked()\n        while True:\n            for key",
+# -- what the operator sees when the successor cannot take over ------------------------------------
+
+
+def test_a_malformed_handover_variable_is_an_error_naming_it(sandbox: Sandbox) -> None:
+    result = sandbox.run(
+        REPORTER
+        + """
+@daemon(pidfile=os.path.abspath("a.pid"), listen={"web": "tcp://127.0.0.1:0"})
+def main():
+    print("ran")
+sys.exit(main.cli())
+""",
+        "start",
+        DAEMONDECO_HANDOVER="garbage",
+    )
+    assert result.returncode != 0, result
+    assert "DAEMONDECO_HANDOVER='garbage'" in result.stderr and "malformed" in result.stderr, result
+    assert "ran" not in result.stdout
+
+
+UPGRADABLE = r"""
+import os, sys, time
+from pathlib import Path
+import daemondeco
+from daemondeco import daemon
+
+HERE = Path(__file__).resolve().parent
+if (HERE / "HANG").exists() and os.environ.get("DAEMONDECO_HANDOVER"):
+    time.sleep(60)  # the new version's launcher hangs before it starts anything
+
+def drain():
+    raise RuntimeError("drain broke")
+
+@daemon(pidfile=HERE / "u.pid", stdout=HERE / "u.log", listen={"web": f"unix://{HERE}/u.sock"}, ready="notify",
+        ready_timeout=1.0, stop_timeout=1.0, on_drain=drain, workdir=str(HERE / "work"))
+def main():
+    daemondeco.notify_ready()
+    while True:
+        time.sleep(0.05)
+
+sys.exit(main.cli())
+"""
+
+
+def start_upgradable(sandbox: Sandbox) -> int:
+    (sandbox.path / "work").mkdir()
+    return sandbox.start_daemon(UPGRADABLE, "start", pidfile="u.pid", name="up.py")
+
+
+def test_an_upgrade_whose_new_launcher_hangs_is_abandoned_and_the_old_daemon_keeps_serving(sandbox: Sandbox) -> None:
+    old = start_upgradable(sandbox)
+    (sandbox.path / "HANG").touch()
+    result = sandbox.run_module("upgrade", str(sandbox.path / "u.pid"))
+    assert result.returncode == 1, result
+    assert "the successor's launcher did not finish within 2 s" in result.stderr, result
+    assert daemondeco.Pidfile(sandbox.path / "u.pid").locked_by() == old
+    with socket.socket(socket.AF_UNIX) as client:
+        client.connect(str(sandbox.path / "u.sock"))  # still listening
+    assert sandbox.run_module("status", str(sandbox.path / "u.pid")).returncode == 0
+
+
+def test_an_upgrade_whose_workdir_is_gone_fails_naming_the_cause(sandbox: Sandbox) -> None:
+    old = start_upgradable(sandbox)
+    (sandbox.path / "work").rmdir()
+    result = sandbox.run_module("upgrade", str(sandbox.path / "u.pid"))
+    assert result.returncode == 1, result
+    assert "its successor failed; the daemon keeps" in result.stderr, result
+    assert f"workdir: the directory does not exist: '{sandbox.path / 'work'}'" in result.stderr, result
+    assert daemondeco.Pidfile(sandbox.path / "u.pid").locked_by() == old
+
+
+def test_an_on_drain_that_raises_is_logged_and_the_upgrade_completes(sandbox: Sandbox) -> None:
+    old = start_upgradable(sandbox)
+    result = sandbox.run_module("upgrade", str(sandbox.path / "u.pid"))
+    assert result.returncode == 0, result
+    new = read_pid(sandbox.path / "u.pid")
+    assert new != old and daemondeco.Pidfile(sandbox.path / "u.pid").locked_by() == new
+    wait_until(lambda: "on_drain raised RuntimeError: drain broke" in (sandbox.path / "u.log").read_text(), what="log")
+    wait_until(lambda: not alive(old), what="the old daemon gone")
+
+
+REFUSING = r"""
+import os, signal, sys, time
+from pathlib import Path
+import daemondeco
+from daemondeco import daemon
+
+HERE = Path(__file__).resolve().parent
+
+@daemon(pidfile=HERE / "u.pid", stdout=HERE / "u.log", listen={"web": f"unix://{HERE}/u.sock"}, ready="notify",
+        {options})
+def main():
+    daemondeco.notify_ready()
+    while True:
+        time.sleep(0.05)
+
+sys.exit(main.cli())
+"""
+
+
+@pytest.mark.parametrize(
+    ("options", "refusal"),
+    [
+        pytest.param(
+            'restart="on-failure"', "a supervised daemon (restart=) cannot be upgraded; use restart", id="restart"
+        ),
+        pytest.param(
+            "signals={signal.SIGUSR2: lambda *_: None}",
+            "the signals option handles SIGUSR2, which asks for an upgrade; use restart",
+            id="sigusr2",
+        ),
+    ],
 )
+def test_a_daemon_that_cannot_hand_over_refuses_the_upgrade_and_keeps_serving(
+    sandbox: Sandbox, options: str, refusal: str
+) -> None:
+    old = sandbox.start_daemon(REFUSING.replace("{options}", options), "start", pidfile="u.pid", name="up.py")
+    result = sandbox.run_module("upgrade", str(sandbox.path / "u.pid"))
+    assert result.returncode == 1, result
+    assert refusal in result.stderr, result
+    assert daemondeco.Pidfile(sandbox.path / "u.pid").locked_by() == old and alive(old)
 
 
-def test_a_second_upgrade_sent_before_the_first_is_recorded_reports_its_real_outcome(sandbox: Sandbox) -> None:
-    """Issue 17, point 5: the daemon ignores the second SIGUSR2; its sender must get the first's outcome."""
-    assert SPINNING_APP.count("spin_when_asked") == 2
-    port = free_port()
-    app = started(sandbox, port, SPINNING_APP)
-    old = read_pid(app.pidfile)
-    (sandbox.path / "FAIL").touch()  # the successor fails: nothing else tells the second request the outcome
-    (sandbox.path / "SPIN").touch()
-    wait_until((sandbox.path / "spinning").exists, what="the daemon busy in its main thread")
-    os.kill(old, signal.SIGUSR2)  # the first upgrade: started, not yet recorded
-    second = sandbox.run_module("upgrade", "--timeout", "20", str(app.pidfile), timeout=40)
-    assert second.returncode == 1, second
-    assert "an upgrade already in progress failed; the daemon keeps serving" in second.stderr, second
-    assert "this version is broken" in second.stderr, "the first upgrade's traceback"
-    assert read_pid(app.pidfile) == old and alive(old)
-    assert app.run("stop").returncode == 0
-
-
-# The function's finally block takes a moment after on_drain returned (closing, flushing, a last log line).
-SLOW_FINALLY_APP = APP.replace(
-    "    finally:\n        stopped.set()\n",
-    "    finally:\n        stopped.set()\n        __import__('time').sleep(0.3)\n"
-    "        with open(f'finally-{os.getpid()}', 'w') as done:\n            done.write('done')\n",
-)
-
-
-def test_a_drained_daemon_finishes_its_finally_blocks_uninterrupted(sandbox: Sandbox) -> None:
-    """Issue 17, point 15: the SIGTERM after on_drain cut the old daemon's finally block short (a lost log line)."""
-    assert SLOW_FINALLY_APP != APP
-    port = free_port()
-    app = started(sandbox, port, SLOW_FINALLY_APP)
-    old = read_pid(app.pidfile)
-    assert app.run("upgrade").returncode == 0
-    assert wait_exit(old)
-    assert (sandbox.path / f"finally-{old}").read_text() == "done", "the old daemon's finally block ran to its end"
-    assert app.run("stop").returncode == 0
-
-
-# -- killed generations (issue 17, points 1 and 2) ---------------------------------------------------
-
-# With the file HOLD, the successor's launcher waits on the FIFO gate2 before it reads the handover.
-HOLDING_APP = SLOW_APP.replace(
-    "LISTEN = json.loads",
-    'if os.path.exists("HOLD") and "DAEMONDECO_HANDOVER" in os.environ:\n'
-    '    open("holding", "w").close()\n    open("gate2").read()\n'
-    "LISTEN = json.loads",
-)
+# -- driving an upgrade from outside (used by the pins of test_regressions.py and by test_stress.py) ---
 
 
 def _upgrade_cli(sandbox: Sandbox, app: App) -> subprocess.Popen[str]:
@@ -436,74 +488,3 @@ def _upgrade_cli(sandbox: Sandbox, app: App) -> subprocess.Popen[str]:
 
 def _children(pid: int) -> list[int]:
     return [int(e) for e in os.listdir("/proc") if e.isdigit() and (s := proc_stat(int(e))) and s.ppid == pid]
-
-
-def _successor_daemon(sandbox: Sandbox, known: set[int]) -> int:
-    """The one process of the test that is none of *known* (and not a short-lived first child)."""
-    found: list[int] = []
-
-    def one() -> bool:
-        found[:] = [pid for pid in sandbox.live_pids() if pid not in known and (s := proc_stat(pid)) and s.ppid != 0]
-        return len(found) == 1 and _settled(found[0])
-
-    wait_until(one, what="the successor's daemon")
-    return found[0]
-
-
-def _settled(pid: int) -> bool:
-    """A daemon: not a session leader (the double fork), waiting (the gate)."""
-    stat = proc_stat(pid)
-    return stat is not None and os.getsid(pid) != pid and stat.state == "S"
-
-
-def test_a_killed_successor_launcher_leaves_no_second_generation(sandbox: Sandbox) -> None:
-    """Point 1: kill -9 of the successor's launcher after it forked, before its daemon is ready."""
-    port = free_port()
-    app = started(sandbox, port, SLOW_APP)
-    old = read_pid(app.pidfile)
-    os.mkfifo(sandbox.path / "gate")
-    (sandbox.path / "SLOW").touch()
-    cli = _upgrade_cli(sandbox, app)
-    wait_until(lambda: len(_children(old)) == 1, what="the successor's launcher")
-    launcher = _children(old)[0]
-    successor = _successor_daemon(sandbox, {old, cli.pid, launcher})
-    os.kill(launcher, signal.SIGKILL)
-    out, err = cli.communicate(timeout=30)
-    assert cli.returncode == 1, (out, err)
-    assert "killed by SIGKILL" in err and f"its daemon (pid {successor}) was stopped" in err, err
-    assert wait_exit(successor), "the orphaned successor is gone"
-    assert read_pid(app.pidfile) == old
-    assert ask(socket.AF_INET, ("127.0.0.1", port)) == old
-    status = sandbox.run_module("status", str(app.pidfile))
-    assert status.returncode == 0 and f"pid {old}" in status.stdout, status
-    assert sorted(sandbox.live_pids()) == [old], "one generation serves"
-    (sandbox.path / "SLOW").unlink()
-    assert app.run("upgrade").returncode == 0, "the next upgrade goes through"
-    assert wait_exit(old)
-    assert app.run("stop").returncode == 0
-
-
-def test_a_killed_old_generation_leaves_the_successor_serving(sandbox: Sandbox) -> None:
-    """Point 2: kill -9 of the old generation before its successor's launcher read the handover."""
-    port = free_port()
-    app = started(sandbox, port, HOLDING_APP)
-    old = read_pid(app.pidfile)
-    os.mkfifo(sandbox.path / "gate2")
-    (sandbox.path / "HOLD").touch()
-    cli = _upgrade_cli(sandbox, app)
-    wait_until((sandbox.path / "holding").exists, what="the successor's launcher, held")
-    launcher = _children(old)[0]
-    os.kill(old, signal.SIGKILL)
-    assert wait_exit(old)
-    (sandbox.path / "HOLD").unlink()
-    with open(sandbox.path / "gate2", "w") as gate:  # the launcher goes on, its parent dead
-        gate.write("go\n")
-    out, err = cli.communicate(timeout=30)
-    assert cli.returncode == 0, (out, err)
-    new = read_pid(app.pidfile)
-    assert new not in (old, launcher) and alive(new)
-    assert f"upgraded (pid {old} -> {new})" in out, out
-    assert ask(socket.AF_INET, ("127.0.0.1", port)) == new, "the successor serves on the handed-over socket"
-    status = sandbox.run_module("status", str(app.pidfile))
-    assert status.returncode == 0 and f"pid {new}" in status.stdout, status
-    assert app.run("stop").returncode == 0

@@ -12,7 +12,7 @@ import os
 import signal
 
 import pytest
-from conftest import Sandbox, alive, wait_until
+from conftest import Sandbox, alive, read_pid, wait_until
 
 import daemondeco
 
@@ -194,6 +194,74 @@ def test_bad_templates_fail_at_decoration(options: dict[str, object], text: str)
     with pytest.raises(ValueError) as info:
         daemondeco.process_daemonize(**options)(sync)  # type: ignore[call-overload]
     assert text in str(info.value)
+
+
+KEYED_HEADER = """
+import sys
+from pathlib import Path
+import daemondeco
+from daemondeco import process_daemonize
+
+HERE = Path(__file__).resolve().parent
+"""
+
+
+def test_a_pidfile_template_that_is_no_format_is_refused_at_decoration() -> None:
+    with pytest.raises(ValueError, match=r"pidfile template '/tmp/sync-\{i\.pid'") as raised:
+        daemondeco.process_daemonize(pidfile="/tmp/sync-{i.pid", instances=2)(print)
+    assert "process_daemonize()" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("definition", "call", "error"),
+    [
+        pytest.param("def work(account):", "work('a', 'b', 'c')", "TypeError: work(): too many", id="wrong-arguments"),
+        pytest.param("def work(**options):", "work()", "the call gives no value for {account}", id="missing-key"),
+    ],
+)
+def test_a_keyed_call_that_gives_no_key_is_refused_before_any_fork(
+    sandbox: Sandbox, definition: str, call: str, error: str
+) -> None:
+    result = sandbox.run(
+        KEYED_HEADER
+        + f"""
+@process_daemonize(pidfile=str(HERE / "job-{{account}}.pid"))
+{definition}
+    pass
+{call}
+print("started")
+""",
+    )
+    assert result.returncode == 1, result
+    assert error in result.stderr, result
+    assert "started" not in result.stdout
+    assert not list(sandbox.path.glob("job-*.pid")), "nothing was started"
+    assert sandbox.live_pids() == []
+
+
+def test_a_keyed_worker_with_plain_parameters_runs_once_per_key(sandbox: Sandbox) -> None:
+    result = sandbox.run(
+        KEYED_HEADER
+        + """
+import time
+@process_daemonize(pidfile=str(HERE / "job-{account}.pid"), ready="notify")
+def work(account, pause=60):
+    daemondeco.notify_ready()
+    time.sleep(pause)
+first = work("alpha")
+try:
+    work("alpha")
+except daemondeco.AlreadyRunningError as exc:
+    print("refused:", exc)
+print(first.pid)
+first.stop()
+""",
+    )
+    assert result.returncode == 0, result
+    assert "refused:" in result.stdout and "account='alpha'" in result.stdout, result
+    pid = int(result.stdout.split()[-1])
+    assert not alive(pid)
+    assert not (sandbox.path / "job-alpha.pid").exists() or read_pid(sandbox.path / "job-alpha.pid") != pid
 
 
 FORMATTED = """
