@@ -34,9 +34,9 @@ import os
 import sys
 
 from ._control import (
-    can_upgrade,
     pidfile_path,
     reload_pidfile,
+    restart_action,
     status_pidfile,
     status_report,
     stop_pidfile,
@@ -577,12 +577,14 @@ def _control(
             path = pidfile_path(options, action)
             if action == "stop":
                 return report_stop(path, name, timeout)
-            if options.listen and not extra and can_upgrade(path):  # the handover: no connection refused
+            if restart_action(options, has_words=bool(extra)) == "upgrade":  # the handover: no connection refused
                 return report_upgrade(path, name, None)
             if report_stop(path, name, timeout) != 0:
                 return 1
         # A successor (an upgrade) starts while its predecessor holds the pidfile it hands over.
-        handing_over = "DAEMONDECO_HANDOVER" in os.environ
+        from ._upgrade import HANDOVER_VARIABLE  # lazy: only a start gets here
+
+        handing_over = HANDOVER_VARIABLE in os.environ
         if (
             options.pidfile is not None
             and not handing_over

@@ -34,9 +34,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "DaemonProcess",
-    "can_upgrade",
     "pidfile_path",
     "reload_pidfile",
+    "restart_action",
     "status_pidfile",
     "status_report",
     "stop_pidfile",
@@ -261,6 +261,18 @@ def can_upgrade(path: str) -> bool:
     """True if a daemon runs under *path* and could hand its sockets to a successor now (``restart`` asks)."""
     pid = _live_holder(path, wait_for_pid=False)
     return pid is not None and _upgrade_refusal(path, pid) is None
+
+
+def restart_action(options: Options, *, has_words: bool) -> str:
+    """What *restart* means for the daemon of *options*: ``"upgrade"`` or ``"stop, start"``.
+
+    The one decision both faces (``.restart()`` and the CLI's ``restart``)
+    take: a daemon with ``listen=`` sockets that can be upgraded now is
+    upgraded (no connection refused), when no words are given for the new
+    start; any other is stopped, then started.
+    """
+    wants = options.listen and not has_words and options.pidfile is not None
+    return "upgrade" if wants and can_upgrade(pidfile_path(options, "restart")) else "stop, start"
 
 
 def upgrade_pidfile(path: str, timeout: float | None) -> tuple[int, int]:

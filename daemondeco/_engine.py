@@ -49,6 +49,7 @@ from ._stdio import (
     swapped_std_streams,
 )
 from ._systemd import MANAGER_VARIABLES, SystemdNotifier
+from ._upgrade import HANDOVER_VARIABLE, Plan, plan_upgrade, read_handover, report_to_predecessor, take_report_fd
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,16 +57,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, NoReturn
 
     from ._options import Options
-    from ._sockets import Handover, Resolved
+    from ._sockets import Resolved
     from ._types import Handler
+    from ._upgrade import Handover
 
 __all__ = ["Foreground", "daemonize_here", "launch", "run_foreground", "spawn"]
 
 # The environment's ready_fd (s6, OpenRC supervise-daemon --notify fd:N, finit),
 # used when the option is None; removed from the daemon's environment.
 READY_FD_VARIABLE = "DAEMONDECO_READY_FD"
-# Set by a daemon starting its successor (an upgrade); read by _sockets.
-HANDOVER_VARIABLE = "DAEMONDECO_HANDOVER"
 
 
 # -- in the launcher, before any fork ---------------------------------------
@@ -227,54 +227,18 @@ def _wants_sockets(options: Options) -> bool:
     return bool(options.listen) or "LISTEN_FDS" in os.environ or HANDOVER_VARIABLE in os.environ
 
 
-def _take_handover() -> Handover | None:
-    from ._sockets import read_handover
-
-    return read_handover()
-
-
 def _take_upgrade(prepared: Prepared) -> None:
     """An upgrade's successor: what the previous generation handed over, and where to report our pid."""
-    prepared.handover = _take_handover()
-    prepared.report_fd = _take_report_fd(prepared.handover)
+    prepared.handover = read_handover()
+    prepared.report_fd = take_report_fd(prepared.handover)
     if prepared.report_fd is not None:
         prepared.launcher_copies.append(prepared.report_fd)
-
-
-def _take_report_fd(handover: Handover | None) -> int | None:
-    """The pipe to tell the upgrading daemon our daemon's pid (``SUCCESSOR_REPORT_VARIABLE``), if it set one."""
-    from ._sockets import SUCCESSOR_REPORT_VARIABLE  # loaded already: only a start that listens gets here
-
-    text = os.environ.pop(SUCCESSOR_REPORT_VARIABLE, None)
-    if handover is None or not text:
-        return None
-    pid_text, _, fd_text = text.partition(":")
-    if not (pid_text.isdigit() and fd_text.isdigit()) or int(pid_text) != handover.pid:
-        return None
-    fd = int(fd_text)
-    try:
-        os.set_inheritable(fd, False)  # what the successor runs must not hold it open
-    except OSError:  # not open: nothing to report to
-        return None
-    return fd
-
-
-def _report_to_predecessor(fd: int | None) -> None:
-    """In an upgrade's successor daemon, first of all: tell the old generation our pid, then close the pipe."""
-    if fd is None:
-        return
-    try:
-        os.write(fd, f"{os.getpid()}\n".encode())
-    except OSError:  # the old generation is gone (killed): nobody to tell
-        pass
-    finally:
-        os.close(fd)
 
 
 def _resolve_sockets(options: Options, handover: Handover | None) -> Resolved:
     from ._sockets import resolve
 
-    return resolve(options.caller, options.listen, options.umask, handover)
+    return resolve(options.caller, options.listen, options.umask, handover.sockets if handover is not None else None)
 
 
 def _check_workdir(workdir: str, root: str | None = None) -> None:
@@ -554,7 +518,7 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
     """The daemon's side of the detach, in order; readiness comes later."""
     options = prepared.options
     pid = os.getpid()
-    _report_to_predecessor(prepared.report_fd)  # before anything can fail: the old generation watches us
+    report_to_predecessor(prepared.report_fd)  # before anything can fail: the old generation watches us
     send(write_end, PID, str(pid).encode())
     pidfile = prepared.pidfile
     handover = prepared.handover
@@ -584,7 +548,7 @@ def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
         adopt_at_ready=successor_state,
     )
     if prepared.sockets is not None:
-        _listen_in_daemon(runtime, prepared, successor_state or state, upgradable=not worker and notifier is None)
+        _listen_in_daemon(runtime, prepared, successor_state or state, worker=worker)
     runtime.activate()
     if prepared.signal_state.blocked or prepared.signal_state.ignored:  # else nothing to undo, nothing to touch
         _signals.reset_inherited(prepared.signal_state)
@@ -625,34 +589,27 @@ def _daemon_state(pidfile: Holder | None, handover: Handover | None) -> tuple[St
     return None, StateFile.adopt(state_path(pidfile.path), handover.state)
 
 
-def _listen_in_daemon(runtime: Runtime, prepared: Prepared, state: StateFile | None, *, upgradable: bool) -> None:
-    """Make the resolved sockets the daemon's (``sockets()``); plan its upgrade when it can have one."""
+def _listen_in_daemon(runtime: Runtime, prepared: Prepared, state: StateFile | None, *, worker: bool) -> None:
+    """Make the resolved sockets the daemon's (``sockets()``); its upgrade plan, or why it cannot have one."""
     resolved = prepared.sockets
     assert resolved is not None
     resolved.install()
     runtime.listening = tuple(resolved.fds)
-    refusal = None
-    if not resolved.fds:
-        refusal = "nothing to hand over (no listen= sockets); use restart"
-    elif not upgradable:
-        refusal = "a worker (process_daemonize) cannot be upgraded; use restart"
-    elif prepared.options.restart is not None:
-        # The supervisor would take the old worker's drain-and-exit for a crash, and SIGUSR2 is the worker's.
-        refusal = "a supervised daemon (restart=) cannot be upgraded; use restart"
-    elif not prepared.launch_cwd or prepared.pidfile is None:
-        refusal = "the launcher's working directory is gone; use restart"
-    elif state is None:
-        refusal = "no state file next to the pidfile to acknowledge an upgrade; use restart"
-    elif any(signum == _signals.SIGUSR2 for signum, _ in prepared.options.signals):
-        refusal = "the signals option handles SIGUSR2, which asks for an upgrade; use restart"
-    if refusal is None:
-        from ._upgrade import Plan
-
-        assert prepared.pidfile is not None
-        assert state is not None
-        runtime.upgrade_plan = Plan.here(prepared.launch_cwd, prepared.pidfile.fileno(), state.fileno(), resolved.fds)
+    plan = plan_upgrade(
+        prepared.options,
+        resolved.fds,
+        form="worker" if worker else "detached",
+        systemd=runtime.notifier is not None,
+        launch_cwd=prepared.launch_cwd,
+        pidfile=prepared.pidfile.fileno() if prepared.pidfile is not None else None,
+        state=state.fileno() if state is not None else None,
+    )
+    if isinstance(plan, Plan):
+        runtime.upgrade_plan = plan
     if state is not None:
-        state.fields.update(sockets=list(resolved.fds), upgrade_refused=refusal, upgrade=None)
+        state.fields.update(
+            sockets=list(resolved.fds), upgrade_refused=None if isinstance(plan, Plan) else plan, upgrade=None
+        )
 
 
 def _fd_table_size() -> int | None:
@@ -815,12 +772,7 @@ class Foreground:
         resolved.install()
         self.runtime.listening = tuple(resolved.fds)
         if state is not None:
-            refusal = "a daemon run in the foreground cannot be upgraded; use restart"
-            if systemd:
-                refusal = (
-                    "under systemd (NOTIFY_SOCKET) use the fd store instead: set FileDescriptorStoreMax= "
-                    "in the unit and run systemctl restart"
-                )
+            refusal = plan_upgrade(self.runtime.options, resolved.fds, form="foreground", systemd=systemd)
             state.fields.update(sockets=list(resolved.fds), upgrade_refused=refusal, upgrade=None)
 
     @classmethod
