@@ -159,35 +159,35 @@ def _vitals(report: dict[str, object]) -> str:
 
 def report_reload(path: str, name: str, timeout: float | None) -> int:
     """Reload *name*'s daemon by pidfile *path* and wait for it; 0, 1 (failed) or 7 (not running)."""
-    pid = status_pidfile(path)
-    if pid is not None:
-        _say(f"Reloading {name} (pid {pid})...", error=True)
-    try:
-        pid = reload_pidfile(path, timeout)
-    except ReloadError as exc:
-        if not exc.running:
-            _say(f"{name} is not running", error=True)
-            return NOT_RUNNING
-        _say(f"{name}: {exc}", error=True)
-        return 1
-    _say(f"{name} reloaded (pid {pid})")
-    return 0
+    return _report_acknowledged(
+        path, name, "Reloading", lambda: f"{name} reloaded (pid {reload_pidfile(path, timeout)})"
+    )
 
 
 def report_upgrade(path: str, name: str, timeout: float | None) -> int:
     """Upgrade *name*'s daemon by pidfile *path* and wait for the successor; 0, 1 (refused, failed) or 7."""
+
+    def upgrade() -> str:
+        old, new = upgrade_pidfile(path, timeout)
+        return f"{name} upgraded (pid {old} -> {new}); pid {old} drains and exits"
+
+    return _report_acknowledged(path, name, "Upgrading", upgrade)
+
+
+def _report_acknowledged(path: str, name: str, doing: str, act: Callable[[], str]) -> int:
+    """Say what is asked of *name*'s daemon, *act* (a reload or an upgrade, acknowledged), report its outcome."""
     pid = status_pidfile(path)
     if pid is not None:
-        _say(f"Upgrading {name} (pid {pid})...", error=True)
+        _say(f"{doing} {name} (pid {pid})...", error=True)
     try:
-        old, new = upgrade_pidfile(path, timeout)
-    except UpgradeError as exc:
+        said = act()
+    except (ReloadError, UpgradeError) as exc:
         if not exc.running:
             _say(f"{name} is not running", error=True)
             return NOT_RUNNING
         _say(f"{name}: {exc}", error=True)
         return 1
-    _say(f"{name} upgraded (pid {old} -> {new}); pid {old} drains and exits")
+    _say(said)
     return 0
 
 

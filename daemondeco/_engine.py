@@ -32,7 +32,7 @@ from ._outcome import adopt_sender, watch
 from ._pidfile import Holder, Watcher, require_posix
 from ._ready import ERROR, PID, await_ready, describe_exception, send
 from ._runtime import Runtime, active, call_main, run_in_daemon, watch_unready_exit
-from ._state import StateFile, state_path
+from ._state import StateFile, listening, state_path
 from ._stdio import (
     IN_FLAGS,
     LOG_FLAGS,
@@ -607,9 +607,7 @@ def _listen_in_daemon(runtime: Runtime, prepared: Prepared, state: StateFile | N
     if isinstance(plan, Plan):
         runtime.upgrade_plan = plan
     if state is not None:
-        state.fields.update(
-            sockets=list(resolved.fds), upgrade_refused=None if isinstance(plan, Plan) else plan, upgrade=None
-        )
+        state.preset(listening(list(resolved.fds), None if isinstance(plan, Plan) else plan))
 
 
 def _fd_table_size() -> int | None:
@@ -773,7 +771,8 @@ class Foreground:
         self.runtime.listening = tuple(resolved.fds)
         if state is not None:
             refusal = plan_upgrade(self.runtime.options, resolved.fds, form="foreground", systemd=systemd)
-            state.fields.update(sockets=list(resolved.fds), upgrade_refused=refusal, upgrade=None)
+            assert isinstance(refusal, str)  # a daemon in the foreground is never upgraded
+            state.preset(listening(list(resolved.fds), refusal))
 
     @classmethod
     def for_service(cls, options: Options) -> Foreground:

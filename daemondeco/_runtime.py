@@ -23,6 +23,16 @@ from . import _outcome
 from ._options import seconds as check_seconds
 from ._ready import ERROR, EXIT, EXTEND, READY, SELF_TIMED, STARTED, describe_exception, send
 from ._signals import SIGHUP, SIGTERM, in_main_thread
+from ._state import (
+    States,
+    became,
+    daemon_exit_record,
+    ready_after,
+    reload_finished,
+    reload_started,
+    status_line,
+    stop_began,
+)
 from ._stdio import flush_stdio, reopen_stdio
 from ._systemd import monotonic_usec
 
@@ -176,7 +186,7 @@ class Runtime:
             if self.pidfile is not None:
                 self.pidfile.write_pid(os.getpid())
             self.state, self.adopt_at_ready = self.adopt_at_ready, None
-        self._record(state="ready")
+        self.record(became(States.READY))
         self.notify(f"MAINPID={os.getpid()}", "READY=1")
         if self.notifier is not None and self.notifier.fdstore > 0 and self.listening:
             from ._sockets import store_fds
@@ -222,7 +232,7 @@ class Runtime:
             self.mark_ready()
             return
         self.ready_after = time.monotonic() + grace
-        self._record(ready_after_ns=int(self.ready_after * 1e9))  # status reads "ready" from then on
+        self.record(ready_after(int(self.ready_after * 1e9)))  # status reads "ready" from then on
         timer = not self.supervised_worker and (
             self.notifier is not None or self.ready_fd is not None or self.adopt_at_ready is not None
         )
@@ -295,13 +305,9 @@ class Runtime:
         if self.stopping:
             return False
         self.stopping = True
-        self._record(state="stopping")
+        self.record(stop_began())
         self.notify("STOPPING=1")
         return True
-
-    def record(self, **fields: object) -> None:
-        """Write *fields* into the state file (for ``_upgrade``)."""
-        self._record(**fields)
 
     def request_upgrade(self) -> None:
         """Start an upgrade and return at once (SIGUSR2); ignored while one runs or when impossible."""
@@ -322,15 +328,15 @@ class Runtime:
             self.state = None
         self.upgrade_plan = None
 
-    def _record(self, **fields: object) -> None:
-        """Write *fields* into the state file (the process that owns it only)."""
+    def record(self, fields: dict[str, object]) -> None:
+        """Write *fields* (from ``_state``'s named writers) into the state file (only in the process that owns it)."""
         if self.state is not None and self.owner == os.getpid():
             self.state.update(**fields)
 
     def set_status(self, text: str) -> None:
         """The service's one-line status: to systemd (``STATUS=``) and the state file."""
         line = " ".join(str(text).splitlines())
-        self._record(status=line)
+        self.record(status_line(line))
         self.notify("STATUS=" + line)
 
     def request_reload(self) -> None:
@@ -364,8 +370,8 @@ class Runtime:
         # a READY=1 now would report a start that has not finished.
         tell = self.is_ready()
         self._reloads += 1
-        record: dict[str, object] = {"generation": self._reloads, "started_ns": time.monotonic_ns()}
-        self._record(state="reloading" if tell else "starting", reload={**record, "finished_ns": None})
+        generation, started = self._reloads, time.monotonic_ns()
+        self.record(reload_started(generation, started, States.RELOADING if tell else States.STARTING))
         if tell:
             self.notify("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}")
         error = None
@@ -376,19 +382,15 @@ class Runtime:
         except BaseException as exc:  # nothing may escape into the daemon's own code
             error = _report_reload_failure(exc)
         finally:
-            outcome = {**record, "finished_ns": time.monotonic_ns(), "ok": error is None, "error": error}
-            self._record(state=self._settled_state(), reload=outcome)
+            self.record(reload_finished(generation, started, error, self.settled_state()))
             if tell:
                 self.notify("READY=1")
 
     def settled_state(self) -> str:
         """What the state file says when nothing is in progress."""
-        return self._settled_state()
-
-    def _settled_state(self) -> str:
         if self.stopping:
-            return "stopping"
-        return "ready" if self.is_ready() else "starting"
+            return States.STOPPING
+        return States.READY if self.is_ready() else States.STARTING
 
 
 def _report_reload_failure(exc: BaseException) -> str:
@@ -557,15 +559,7 @@ def exit_record(runtime: Runtime, how: str, status: int | None, exc: BaseExcepti
     if runtime.stopping and how in ("returned", "exited") and status == 0:
         how = "stopped"
     stdout, stderr = runtime.stdio_paths
-    return {
-        "pid": os.getpid(),
-        "how": how,
-        "status": status,
-        "signal": None,
-        "time": time.time(),
-        "error": error,
-        "log": stderr or stdout,
-    }
+    return daemon_exit_record(how, status, error, stderr or stdout)
 
 
 def _finish(
@@ -663,4 +657,3 @@ def watch_unready_exit(runtime: Runtime) -> None:
     # After every atexit handler the script registered (since it imported daemondeco), before
     # daemonize() or after: until then the lock says "running", no second start slips in.
     at_the_end(at_exit)
-

@@ -38,7 +38,20 @@ from ._ready import ERROR, EXIT, EXTEND, READY, STARTED, describe_exception, sen
 from ._runtime import Runtime, active, exit_status, run_in_daemon
 from ._signals import install as install_handlers
 from ._signals import signal_name
-from ._state import StateFile, anonymous_state_path
+from ._state import (
+    RELAYED,
+    StateFile,
+    States,
+    anonymous_state_path,
+    became,
+    reload_between_workers,
+    restart_planned,
+    stop_began,
+    supervisor_started,
+    worker_exit_record,
+    worker_exited,
+    worker_started,
+)
 from ._stdio import above_stdio, flush_stdio, reopen_stdio
 from ._systemd import SystemdNotifier
 
@@ -206,14 +219,7 @@ class Supervisor:
                     runtime.state = StateFile(path)
                 except OSError:
                     pass
-        self._record(
-            state="starting",
-            supervised=True,
-            identity=identity(self.pid),  # tells this file from one a previous process of our pid left
-            worker_pid=None,
-            restarts=0,
-            last_exit=None,
-        )
+        self._record(supervisor_started(identity(self.pid)))
 
     # -- the loop ------------------------------------------------------------
 
@@ -276,7 +282,7 @@ class Supervisor:
             self.stopping = True
             self.next_start = None
             self.runtime.begin_stop()
-            self._record(state="stopping", next_restart_ns=None)
+            self._record(stop_began(supervised=True))
         if self.worker is None:
             self._finish(0)
         # TERM for SIGINT too: the worker's SIGTERM ends in SystemExit(0) and its finally blocks
@@ -295,7 +301,7 @@ class Supervisor:
             return
         # Between two workers nothing else to reload: the next one starts with the new state.
         now = time.monotonic_ns()
-        self._record(reload={"generation": 0, "started_ns": now, "finished_ns": now, "ok": True, "error": None})
+        self._record(reload_between_workers(now))
 
     # -- workers ---------------------------------------------------------------
 
@@ -341,7 +347,7 @@ class Supervisor:
 
         self.poller.register(channel, select.POLLIN)
         self.worker = _Worker(pid, channel, number)
-        self._record(state="starting", worker_pid=pid, next_restart_ns=None)
+        self._record(worker_started(pid))
         if number > 1:
             _log(f"started worker {pid} (restart {self.restarts})")
 
@@ -419,7 +425,7 @@ class Supervisor:
                 runtime.mark_ready()
             else:
                 _log(f"worker {worker.pid} is ready")
-            self._record(state="ready")
+            self._record(became(States.READY))
         elif tag == STARTED:
             worker.ready_at = time.monotonic() + self.options.startup_grace
         elif tag == EXTEND:
@@ -438,7 +444,7 @@ class Supervisor:
             import json
 
             fields = json.loads(payload)
-            self._record(**{k: v for k, v in fields.items() if k in ("state", "status", "reload")})
+            self._record({k: v for k, v in fields.items() if k in RELAYED})
 
     def _on_last_words(self, worker: _Worker, tag: bytes, payload: bytes) -> None:
         """The worker raised (``E``) or is exiting (``X``): keep it, and tell a launcher that still listens."""
@@ -494,17 +500,7 @@ class Supervisor:
         if worker.error is not None:
             raised = f"{worker.error.get('type')}: {worker.error.get('message')}"
             how += f" after raising {raised}"
-        last_exit = {
-            "pid": worker.pid,
-            "status": code,
-            "signal": signal_name(signum) if signum is not None else None,
-            "clean": clean,
-            "uptime_s": round(uptime, 3),
-            "exception": raised,
-            "traceback": worker.error.get("traceback") if worker.error else None,
-            "time": time.time(),
-        }
-        self._record(worker_pid=None, last_exit=last_exit)
+        self._worker_ended(worker, code, signum, clean=clean, uptime=uptime, raised=raised)
         if self.stopping:
             _log(f"worker {worker.pid} {how}: stopped")
             self._finish(0 if clean else (final or 1))
@@ -541,11 +537,23 @@ class Supervisor:
         self.restarts += 1
         self.next_start = planned
         _log(f"worker {worker.pid} {how}; restarting in {delay:.3g} s (restart {self.restarts})")
-        self._record(
-            state="restarting",
-            restarts=self.restarts,
-            next_restart_ns=int(min(planned, _FAR) * 1e9),
+        self._record(restart_planned(int(min(planned, _FAR) * 1e9), self.restarts))
+
+    def _worker_ended(
+        self, worker: _Worker, code: int | None, signum: int | None, *, clean: bool, uptime: float, raised: str | None
+    ) -> None:
+        """Record how *worker* ended: in the state file, and for the caller's DaemonProcess once we exit."""
+        last_exit = worker_exit_record(
+            worker.pid,
+            code,
+            signal_name(signum) if signum is not None else None,
+            clean=clean,
+            uptime_s=round(uptime, 3),
+            exception=raised,
+            traceback=worker.error.get("traceback") if worker.error else None,
         )
+        report_supervised(last_exit)  # _outcome
+        self._record(worker_exited(last_exit))
 
     def _retry_fork(self, exc: OSError) -> None:
         """A worker could not be forked: try again after the usual backoff, within ``start_limit``."""
@@ -564,7 +572,7 @@ class Supervisor:
                 self._finish(1)
         self.next_start = planned
         _log(f"cannot fork a worker: {exc}; trying again in {delay:.3g} s")
-        self._record(state="restarting", next_restart_ns=int(min(planned, _FAR) * 1e9))
+        self._record(restart_planned(int(min(planned, _FAR) * 1e9)))
 
     def _should_restart(self, code: int | None, signum: int | None, clean: bool) -> bool:
         if code is not None and code in self.options.restart_prevent_exit_codes:
@@ -578,10 +586,7 @@ class Supervisor:
 
     # -- state and exit --------------------------------------------------------
 
-    def _record(self, **fields: object) -> None:
-        last_exit = fields.get("last_exit")
-        if isinstance(last_exit, dict):  # a worker ended: for the caller's DaemonProcess, once we exit (_outcome)
-            report_supervised(last_exit)
+    def _record(self, fields: dict[str, object]) -> None:
         if self.runtime.state is not None:
             self.runtime.state.update(**fields)
 

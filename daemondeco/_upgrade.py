@@ -41,6 +41,7 @@ from signal import SIGCONT, SIGSTOP  # _signals loaded `signal` already
 
 from ._proc import is_alive, signal_quietly
 from ._signals import SIGKILL, SIGTERM, SIGUSR2
+from ._state import upgrade_failed, upgrade_started
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,8 +60,8 @@ if TYPE_CHECKING:  # pragma: no cover
         returned: bool
         on_return: Callable[[], object] | None
 
-        def record(self, **fields: object) -> None:
-            """Write *fields* into the state file."""
+        def record(self, fields: dict[str, object]) -> None:
+            """Write *fields* (from ``_state``'s named writers) into the state file."""
 
         def settled_state(self) -> str:
             """The state when nothing is in progress."""
@@ -257,16 +258,14 @@ def _upgrade(runtime: Runtime) -> None:
     plan = runtime.upgrade_plan
     assert isinstance(plan, Plan)
     started = runtime.upgrade_requested_ns or time.monotonic_ns()
-    record: dict[str, object] = {"started_ns": started, "finished_ns": None, "ok": None, "error": None}
-    runtime.record(state="upgrading", upgrade=record)
+    runtime.record(upgrade_started(started))
     try:
         error = _start_successor(plan, runtime.options.ready_timeout + runtime.options.stop_timeout)
     except BaseException as exc:  # nothing may escape into the daemon
         error = f"daemondeco: could not start the successor: {type(exc).__name__}: {exc}\n"
     if error is not None:
         runtime.upgrading = False
-        outcome = {**record, "finished_ns": time.monotonic_ns(), "ok": False, "error": error}
-        runtime.record(state=runtime.settled_state(), upgrade=outcome)
+        runtime.record(upgrade_failed(started, error, runtime.settled_state()))
         _say(f"daemondeco: upgrade failed, this daemon keeps serving:\n{error}")
         return
     runtime.hand_over()
