@@ -31,12 +31,12 @@ import signal
 import sys
 import time
 
+from ._daemon import SUPERVISED, Entry, enter, start_watchdog
 from ._errors import DaemonWarning
 from ._outcome import report_supervised
 from ._proc import identity, poll_ms, signal_quietly
 from ._ready import ERROR, EXIT, EXTEND, READY, STARTED, describe_exception, send, unpack
-from ._runtime import Runtime, active, exit_status, run_in_daemon
-from ._signals import install as install_handlers
+from ._runtime import Runtime, exit_status, run_in_daemon
 from ._signals import signal_name
 from ._state import (
     RELAYED,
@@ -53,11 +53,11 @@ from ._state import (
     worker_started,
 )
 from ._stdio import above_stdio, flush_stdio, reopen_stdio
-from ._systemd import SystemdNotifier
+from ._systemd import start_watchdog as ping_watchdog
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Any, NoReturn
 
     from ._options import Options
@@ -122,28 +122,41 @@ def _pdeathsig() -> Callable[[], None]:
     return arm
 
 
-class _Relay(SystemdNotifier):
-    """The worker's notifier: hands ``sd_notify`` fields to the supervisor, which is the main process."""
+class _Relay:
+    """The worker's notifier (a ``_runtime.Notifier``): ``sd_notify`` fields go to the supervisor, the main process."""
 
     def __init__(self, fd: int, watchdog_usec: int | None) -> None:  # no socket of its own
         self.watchdog_usec = watchdog_usec
         self.fdstore = 0  # the supervisor, the main process, sends the listen= sockets to the fd store
-        self._socket = None  # what SystemdNotifier's other methods see: no socket of the worker's own
         self._fd = fd
 
     def send(self, *fields: str) -> bool:
         """Pass *fields* to the supervisor; False once it is gone."""
         return send(self._fd, NOTIFY, "\n".join(fields).encode())
 
+    def send_with_fds(self, fields: Sequence[str], fds: Sequence[int]) -> bool:
+        """Nothing to send: the fd store is the supervisor's (``fdstore`` is 0)."""
+        return False
 
-class _RelayState(StateFile):
-    """The worker's state file: its updates (status, reload records) go to the supervisor's."""
+    def start_watchdog(self) -> None:
+        """Ping the service manager's watchdog through the supervisor, if it asked for one."""
+        ping_watchdog(self.send, self.watchdog_usec)
+
+
+class _RelayState:
+    """The worker's state (a ``_runtime.StateSink``): its updates (status, reload records) go to the supervisor's."""
 
     def __init__(self, fd: int) -> None:  # no file: the supervisor owns it
         self.path = ""
         self._fd = fd
-        self._size = 0
-        self.fields = {}
+        self.fields: dict[str, object] = {}
+
+    def fileno(self) -> int:
+        """The socket to the supervisor."""
+        return self._fd
+
+    def forget(self) -> None:
+        """Nothing to hand over: a worker is never upgraded."""
 
     def update(self, **fields: object) -> None:
         """Send *fields* to the supervisor; never raises."""
@@ -153,9 +166,6 @@ class _RelayState(StateFile):
             send(self._fd, UPDATE, json.dumps(fields).encode())
         except Exception:  # pragma: no cover - unserialisable fields: a courtesy lost
             pass
-
-    def remove(self) -> None:
-        """Nothing to remove: the supervisor's file outlives the worker."""
 
     def finish(self, last_exit: dict[str, object] | None) -> None:
         """Nothing to write: the supervisor records the worker's end (and its own)."""
@@ -182,11 +192,9 @@ class _Worker:
 class Supervisor:
     """The supervisor's whole life: start workers, watch them, restart, stop."""
 
-    def __init__(self, options: Options, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]):
-        runtime = active()
-        assert runtime is not None
+    def __init__(self, runtime: Runtime, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]):
         self.runtime = runtime
-        self.options = options
+        options = self.options = runtime.options
         self.call = (func, args, kwargs)
         self.pid = os.getpid()
         self.worker: _Worker | None = None
@@ -331,11 +339,11 @@ class Supervisor:
         if pid == 0:  # pragma: no cover - the worker's frames are not traced after fork
             os.close(channel)
             try:
-                self._become_worker(child_end, previous_mask)
+                runtime = self._become_worker(child_end, previous_mask)
             except BaseException as exc:
                 send(child_end, ERROR, describe_exception(exc))
                 os._exit(1)
-            run_in_daemon(*self.call)
+            run_in_daemon(runtime, *self.call)
         signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
         os.close(child_end)
         try:
@@ -351,8 +359,8 @@ class Supervisor:
         if number > 1:
             _log(f"started worker {pid} (restart {self.restarts})")
 
-    def _become_worker(self, fd: int, mask: set[int]) -> None:  # pragma: no cover - runs in the worker
-        """In the worker, right after the fork: detach from the supervisor's state, take a runtime."""
+    def _become_worker(self, fd: int, mask: set[int]) -> Runtime:  # pragma: no cover - runs in the worker
+        """In the worker, right after the fork: leave the supervisor's plumbing, become the daemon (``_daemon``)."""
         try:
             os.setpgid(0, 0)
         except OSError:
@@ -366,33 +374,20 @@ class Supervisor:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         parent = self.runtime
-        # What only the supervisor may hold: the launcher's pipe, the pidfile
-        # lock (status must say "not running" once the supervisor is gone), the state file.
-        for owned in (parent.fd, parent.ready_fd):
-            if owned is not None:
-                os.close(owned)
-        if parent.pidfile is not None and parent.pidfile.held:
-            parent.pidfile.close_copy()
-        if parent.state is not None and parent.state.fileno() >= 0:
-            os.close(parent.state.fileno())
         watchdog = parent.notifier.watchdog_usec if parent.notifier is not None else None
         relay = os.dup(fd)
         os.set_inheritable(relay, False)
-        runtime = Runtime(
-            fd,
+        entry = Entry(
+            SUPERVISED,
             self.options,
-            pidfile=None,
-            notifier=_Relay(relay, watchdog),
-            stdio_paths=parent.stdio_paths,
-            state=_RelayState(relay),
+            write_end=fd,  # a crash after readiness reaches the supervisor too (keep_open)
+            supervisor=parent,
+            relay=(_Relay(relay, watchdog), _RelayState(relay)),
         )
-        runtime.keep_open = True  # a crash after readiness reaches the supervisor too
-        runtime.supervised_worker = True  # the supervisor measures startup_grace (ready="auto")
-        runtime.activate()
-        install_handlers(self.options, runtime)
+        runtime = enter(entry)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        if runtime.notifier is not None:
-            runtime.notifier.start_watchdog()
+        start_watchdog(runtime)
+        return runtime
 
     def _read_channel(self, worker: _Worker) -> None:
         """Handle every frame waiting on *worker*'s socket; close it at end of file."""
@@ -597,17 +592,13 @@ class Supervisor:
         _leave(self.runtime, status)
 
 
-def _leave(runtime: Runtime | None, status: int) -> NoReturn:
-    """Tell a launcher that still listens, flush, remove the state file, release the pidfile (last), exit."""
+def _leave(runtime: Runtime, status: int) -> NoReturn:
+    """Tell a launcher that still listens, flush, leave the state file and release the pidfile (last), exit."""
     try:
-        if runtime is not None:
-            if runtime.fd is not None:
-                runtime.exited(status)
-            flush_stdio()
-            if runtime.state is not None:
-                runtime.state.finish(_own_exit_record(runtime, status))
-            if runtime.pidfile is not None:
-                runtime.pidfile.release_at_exit()  # the lock goes last, in exit()
+        if runtime.fd is not None:
+            runtime.exited(status)
+        flush_stdio()
+        runtime.release(_own_exit_record(runtime, status) if runtime.state is not None else None)
     finally:
         os._exit(status)
 
@@ -653,7 +644,7 @@ def _kill_group(pid: int, signum: int) -> None:
         signal_quietly(pid, signum)
 
 
-def supervise(options: Options, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> NoReturn:
+def supervise(runtime: Runtime, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> NoReturn:
     """In the daemon: become the supervisor of workers running *func*; never returns.
 
     Nothing unwinds into the launching script: a SIGTERM that arrives before
@@ -662,7 +653,7 @@ def supervise(options: Options, func: Callable[..., Any], args: tuple[Any, ...],
     """
     status = 1
     try:
-        Supervisor(options, func, args, kwargs).run()
+        Supervisor(runtime, func, args, kwargs).run()
     except SystemExit as exc:
         status = exit_status(exc)
     except BaseException as exc:
@@ -670,4 +661,4 @@ def supervise(options: Options, func: Callable[..., Any], args: tuple[Any, ...],
 
         _log("failed:\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip("\n"))
     finally:
-        _leave(active(), status)
+        _leave(runtime, status)
