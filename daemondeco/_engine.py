@@ -1,11 +1,11 @@
-"""Becoming a daemon: the detach sequence as small named steps, and its sequencing.
+"""The launcher's preparation, the fork, and the public forms on top of them.
 
 ``prepare()`` runs in the launcher and does everything that can fail before a
 fork: it validates paths, opens the stdio targets and takes the pidfile lock.
 ``detach()`` forks twice (``fork``, ``setsid``, ``fork``) and returns twice,
 like ``fork()``: in the launcher, once the daemon reported ready, with the
 daemon's pid; in the daemon, with 0, after the daemon's side of the detach
-(workdir, umask, stdio, closing fds, signals, pid written) succeeded.
+(``_daemon.enter``: umask, stdio, closing fds, signals, pid written) succeeded.
 
 On top of those steps, one function per public form: :func:`launch` (a
 ``@daemon`` function called: the launcher leaves once the daemon is ready),

@@ -1,4 +1,9 @@
-"""Zero-downtime upgrade, the daemon's side: start the successor, hand over, drain, leave.
+"""Zero-downtime upgrade: whether a daemon can have one, the handover wire, and the daemon's side of one.
+
+Whether a daemon can be upgraded is answered here once (:func:`plan_upgrade`:
+a :class:`Plan`, or the refusal the state file keeps for ``upgrade``), and
+so is the wire between two generations (``DAEMONDECO_HANDOVER``,
+``DAEMONDECO_SUCCESSOR_REPORT``: :func:`read_handover`, :func:`take_report_fd`).
 
 On SIGUSR2 (sent by ``upgrade``) the daemon, in a thread of its own:
 
