@@ -42,10 +42,9 @@ from __future__ import annotations
 import os
 import sys
 import time
-from signal import SIGCONT, SIGSTOP  # _signals loaded `signal` already
 
 from ._proc import is_alive, signal_quietly
-from ._signals import SIGKILL, SIGTERM, SIGUSR2
+from ._signals import SIGCONT, SIGKILL, SIGSTOP, SIGTERM, SIGUSR2
 from ._state import upgrade_failed, upgrade_started
 
 TYPE_CHECKING = False
