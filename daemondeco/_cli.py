@@ -582,7 +582,7 @@ def _control(
             if report_stop(path, name, timeout) != 0:
                 return 1
         # A successor (an upgrade) starts while its predecessor holds the pidfile it hands over.
-        from ._upgrade import HANDOVER_VARIABLE  # lazy: only a start gets here
+        from ._handover import HANDOVER_VARIABLE  # lazy: only a start gets here
 
         handing_over = HANDOVER_VARIABLE in os.environ
         if (

@@ -32,6 +32,7 @@ import os
 import sys
 
 from . import _privileges, _signals
+from ._handover import report_to_predecessor
 from ._ready import PID, send
 from ._runtime import Runtime
 from ._state import StateFile, listening, state_path
@@ -44,16 +45,16 @@ from ._stdio import (
     swapped_std_streams,
 )
 from ._systemd import MANAGER_VARIABLES, SystemdNotifier
-from ._upgrade import Plan, plan_upgrade, report_to_predecessor
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
+    from ._handover import Handover
     from ._options import Options
     from ._pidfile import Holder
     from ._runtime import Notifier, StateSink
     from ._sockets import Resolved
     from ._types import Handler
-    from ._upgrade import Handover
+    from ._upgrade import Plan
 
 __all__ = [
     "DEBUGGING",
@@ -333,6 +334,8 @@ def _listen(entry: Entry, notifier: Notifier | None, state: StateFile | StateSin
     resolved = entry.sockets
     if resolved is None:
         return None
+    from ._upgrade import Plan, plan_upgrade  # lazy: only a daemon that listens can be upgraded
+
     resolved.install()
     pidfile = entry.pidfile
     plan = plan_upgrade(

@@ -39,6 +39,7 @@ from ._daemon import (
     start_watchdog,
 )
 from ._errors import DaemonWarning, StartInterrupted, StartupError, check_directory
+from ._handover import HANDOVER_VARIABLE, read_handover, take_report_fd
 from ._init import become_init_or_daemon
 from ._options import MAX_FD, resolve_fds
 from ._outcome import adopt_sender, watch
@@ -56,16 +57,15 @@ from ._stdio import (
     open_target,
     remove_created,
 )
-from ._upgrade import HANDOVER_VARIABLE, read_handover, take_report_fd
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable, Mapping
     from typing import Any, NoReturn
 
+    from ._handover import Handover
     from ._options import Options
     from ._sockets import Resolved
-    from ._upgrade import Handover
 
 __all__ = ["Foreground", "daemonize_here", "launch", "run_foreground", "spawn"]
 

@@ -7,7 +7,7 @@ has it:
 a. systemd socket activation: ``LISTEN_PID`` is our pid, the fds start at 3,
    matched by their ``LISTEN_FDNAMES`` name, else by ``getsockname()``;
 b. a previous generation of this daemon handing its sockets over during an
-   upgrade (``DAEMONDECO_HANDOVER``, read by ``_upgrade``, which owns that wire);
+   upgrade (``DAEMONDECO_HANDOVER``, read by ``_handover``, which owns that wire);
 c. binding now: ``SO_REUSEADDR`` (never ``SO_REUSEPORT``: two live owners
    of a port would split its connections); a stale unix socket file is
    removed only when ``connect()`` to it is refused; its mode follows the
