@@ -229,7 +229,7 @@ def job_closestep() -> None:
     inherited ones), then closes every fd but 0, 1, 2 and the report pipe;
     ``reps`` times. No fork, so no copy-on-write noise; one method per
     process, so the naive loop's 20,000 syscalls do not leave cold caches for
-    the others. Methods: ``daemondeco`` (``_engine.close_fds`` of the tree
+    the others. Methods: ``daemondeco`` (``_daemon.close_fds`` of the tree
     imported: see ``--compare-tree``), ``listing`` (the pre-issue-6 algorithm,
     copied here), ``closerange`` (gaps up to the limit), ``naive-loop``.
     """
@@ -253,7 +253,7 @@ def job_closestep() -> None:
             _listing_close(keep)
     else:
         try:
-            from daemondeco._engine import close_fds
+            from daemondeco._daemon import close_fds
         except ImportError as exc:  # the private step was renamed
             report(f"note daemondeco close step unavailable: {exc}")
             report("result []")

@@ -34,7 +34,7 @@ import time
 import types
 
 import daemondeco
-from daemondeco import _control, _engine, _pidfile, _proc, _ready, _runtime, _signals, _stdio, _systemd
+from daemondeco import _control, _daemon, _engine, _pidfile, _proc, _ready, _runtime, _signals, _stdio, _systemd
 
 _mono = time.monotonic_ns
 LAUNCHER = 0
@@ -93,7 +93,7 @@ def install_proxies() -> None:
     os_proxy = _proxy(os, TRACED_OS, "os")
     os_proxy.path = os.path
     signal_proxies: dict[str, types.ModuleType] = {}
-    for mod in (_engine, _ready, _control, _proc, _pidfile, _runtime, _signals, _stdio, _systemd):
+    for mod in (_engine, _daemon, _ready, _control, _proc, _pidfile, _runtime, _signals, _stdio, _systemd):
         if getattr(mod, "os", None) is os:
             mod.os = os_proxy
         sig = getattr(mod, "signal", None)
@@ -155,7 +155,7 @@ def _os_level_identity(pid: int) -> int | None:
 
 ABLATIONS = {
     # name: (module, attribute, replacement, what it shows)
-    "no-close_fds": (_engine, "close_fds", _noop, "close_fds removed (upper bound of the fd-closing step)"),
+    "no-close_fds": (_daemon, "close_fds", _noop, "close_fds removed (upper bound of the fd-closing step)"),
     "no-identity": (
         _proc,
         "identity",
@@ -169,13 +169,13 @@ ABLATIONS = {
         "_proc.identity reading /proc/<pid>/stat with os.open/os.read, not open()",
     ),
     "close_fds-listing": (
-        _engine,
+        _daemon,
         "close_fds",
         lambda keep, top=None: _listing_close(keep),  # defined further down
         "close_fds listing /proc/self/fd, as before issue 6 (defect 9)",
     ),
     "close_fds-closerange-rlimit": (
-        _engine,
+        _daemon,
         "close_fds",
         lambda keep, top=None: _closerange_gaps(keep),
         "close_fds: closerange gaps up to RLIMIT_NOFILE, without reading /proc/self/status",
@@ -234,7 +234,9 @@ def _reconfigure() -> None:
 
 
 def _become_daemon_whole(prepared, write_end):
-    return lambda: _engine._become_daemon(prepared, write_end, worker=True)
+    return lambda: _daemon.enter(
+        _daemon.Entry(_daemon.WORKER, prepared.options, prepared=prepared, write_end=write_end)
+    )
 
 
 def step_costs(reps: int) -> dict[str, list[int]]:
@@ -249,7 +251,7 @@ def step_costs(reps: int) -> dict[str, list[int]]:
     rep_r, rep_w = os.pipe()
     child_steps = {
         "D _signals.reset_inherited (as is)": lambda: _signals.reset_inherited(_signals.Inherited(True, ())),
-        "D close_fds (as is)": (lambda: _engine.close_fds({0, 1, 2, rep_w})) if hasattr(_engine, "close_fds") else None,
+        "D close_fds (as is)": (lambda: _daemon.close_fds({0, 1, 2, rep_w})) if hasattr(_daemon, "close_fds") else None,
         "D stdout/stderr reconfigure": _reconfigure,
         "D close via closerange gaps": lambda: _closerange_gaps({0, 1, 2, rep_w}),
         "D close by listing (before issue 6)": lambda: _listing_close({0, 1, 2, rep_w}),

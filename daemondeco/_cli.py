@@ -34,9 +34,9 @@ import os
 import sys
 
 from ._control import (
-    can_upgrade,
     pidfile_path,
     reload_pidfile,
+    restart_action,
     status_pidfile,
     status_report,
     stop_pidfile,
@@ -159,35 +159,35 @@ def _vitals(report: dict[str, object]) -> str:
 
 def report_reload(path: str, name: str, timeout: float | None) -> int:
     """Reload *name*'s daemon by pidfile *path* and wait for it; 0, 1 (failed) or 7 (not running)."""
-    pid = status_pidfile(path)
-    if pid is not None:
-        _say(f"Reloading {name} (pid {pid})...", error=True)
-    try:
-        pid = reload_pidfile(path, timeout)
-    except ReloadError as exc:
-        if not exc.running:
-            _say(f"{name} is not running", error=True)
-            return NOT_RUNNING
-        _say(f"{name}: {exc}", error=True)
-        return 1
-    _say(f"{name} reloaded (pid {pid})")
-    return 0
+    return _report_acknowledged(
+        path, name, "Reloading", lambda: f"{name} reloaded (pid {reload_pidfile(path, timeout)})"
+    )
 
 
 def report_upgrade(path: str, name: str, timeout: float | None) -> int:
     """Upgrade *name*'s daemon by pidfile *path* and wait for the successor; 0, 1 (refused, failed) or 7."""
+
+    def upgrade() -> str:
+        old, new = upgrade_pidfile(path, timeout)
+        return f"{name} upgraded (pid {old} -> {new}); pid {old} drains and exits"
+
+    return _report_acknowledged(path, name, "Upgrading", upgrade)
+
+
+def _report_acknowledged(path: str, name: str, doing: str, act: Callable[[], str]) -> int:
+    """Say what is asked of *name*'s daemon, *act* (a reload or an upgrade, acknowledged), report its outcome."""
     pid = status_pidfile(path)
     if pid is not None:
-        _say(f"Upgrading {name} (pid {pid})...", error=True)
+        _say(f"{doing} {name} (pid {pid})...", error=True)
     try:
-        old, new = upgrade_pidfile(path, timeout)
-    except UpgradeError as exc:
+        said = act()
+    except (ReloadError, UpgradeError) as exc:
         if not exc.running:
             _say(f"{name} is not running", error=True)
             return NOT_RUNNING
         _say(f"{name}: {exc}", error=True)
         return 1
-    _say(f"{name} upgraded (pid {old} -> {new}); pid {old} drains and exits")
+    _say(said)
     return 0
 
 
@@ -577,12 +577,14 @@ def _control(
             path = pidfile_path(options, action)
             if action == "stop":
                 return report_stop(path, name, timeout)
-            if options.listen and not extra and can_upgrade(path):  # the handover: no connection refused
+            if restart_action(options, has_words=bool(extra)) == "upgrade":  # the handover: no connection refused
                 return report_upgrade(path, name, None)
             if report_stop(path, name, timeout) != 0:
                 return 1
         # A successor (an upgrade) starts while its predecessor holds the pidfile it hands over.
-        handing_over = "DAEMONDECO_HANDOVER" in os.environ
+        from ._handover import HANDOVER_VARIABLE  # lazy: only a start gets here
+
+        handing_over = HANDOVER_VARIABLE in os.environ
         if (
             options.pidfile is not None
             and not handing_over

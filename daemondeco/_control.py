@@ -22,21 +22,30 @@ from ._options import STOP_TIMEOUT, stop_timeout
 from ._outcome import Outcome, anonymous_path, exit_path, read_outcome
 from ._pidfile import Watcher
 from ._signals import SIGHUP, SIGUSR2
-from ._state import anonymous_state_path, read_last_exit, read_state, state_path
+from ._state import (
+    State,
+    States,
+    anonymous_state_path,
+    read,
+    read_last_exit,
+    state_path,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable
-    from typing import Any
+    from typing import Any, TypeVar
 
     from ._options import Options
     from ._types import LastExit
 
+    T = TypeVar("T")
+
 __all__ = [
     "DaemonProcess",
-    "can_upgrade",
     "pidfile_path",
     "reload_pidfile",
+    "restart_action",
     "status_pidfile",
     "status_report",
     "stop_pidfile",
@@ -94,8 +103,8 @@ def stop_pidfile(path: str, timeout: float, *, on_kill: Callable[[int, float], N
         if pid is None:
             return not watcher.locked()  # a start that failed meanwhile: nothing runs
         start_time = _proc.identity(pid)
-        state = read_state(state_path(path))
-        if state and state.get("supervised") and state.get("pid") == pid:
+        state = read(state_path(path))
+        if state is not None and state.supervised and state.pid == pid:
             timeout += SUPERVISOR_GRACE
         killing = None if on_kill is None else (lambda: on_kill(pid, timeout))
         stopped = _proc.escalate(
@@ -217,43 +226,77 @@ def reload_pidfile(path: str, timeout: float | None) -> int:
     if pid is None:
         raise ReloadError(f"no daemon is running (pidfile {path!r})", running=False)
     spath = state_path(path)
-    if read_state(spath) is None:
+    if read(spath) is None:
         raise ReloadError(f"daemon (pid {pid}) keeps no state file {spath!r}: a reload cannot be acknowledged", pid=pid)
+
+    def settled(sent_at: int, state: State | None) -> int | None:
+        record = state.reload_since(sent_at) if state is not None else None
+        if record is None:
+            return None
+        if record.get("ok"):
+            return pid
+        raise ReloadError(
+            f"daemon (pid {pid}) failed to reload; it keeps running with its previous state",
+            pid=pid,
+            daemon_traceback=str(record.get("error") or ""),
+        )
+
+    def exited(watch: _StateWatch, deadline: float | None) -> int:
+        raise ReloadError(f"daemon (pid {pid}) exited during reload", pid=pid)
+
+    return _acknowledged(
+        path, pid, SIGHUP, timeout=timeout, settled=settled, exited=exited, error=ReloadError, what="reload"
+    )
+
+
+def _acknowledged(
+    path: str,
+    pid: int,
+    signum: int,
+    *,
+    timeout: float | None,
+    settled: Callable[[int, State | None], T | None],
+    exited: Callable[[_StateWatch, float | None], T],
+    error: type[ReloadError | UpgradeError],
+    what: str,
+) -> T:
+    """Send *signum* to the daemon *pid* of *path* and wait until its state file acknowledges it.
+
+    The one wait of ``reload`` and ``upgrade``: *settled* (given when the
+    signal was sent and the state read) returns the answer, None while it
+    is not there, or raises; *exited* answers when the daemon died first.
+    Wakes on the state file's changes (inotify) and the daemon's exit
+    (pidfd); *timeout* passed: *error*, naming *what*.
+    """
+    spath = state_path(path)
     start_time = _proc.identity(pid)
     with _StateWatch(spath, pid) as watch:
         sent_at = time.monotonic_ns()
-        os.kill(pid, SIGHUP)
+        os.kill(pid, signum)
         deadline = _proc.deadline_in(timeout)
         while True:
-            record = (read_state(spath) or {}).get("reload")
-            if isinstance(record, dict) and record.get("finished_ns") and record.get("started_ns", 0) >= sent_at:
-                if record.get("ok"):
-                    return pid
-                raise ReloadError(
-                    f"daemon (pid {pid}) failed to reload; it keeps running with its previous state",
-                    pid=pid,
-                    daemon_traceback=str(record.get("error") or ""),
-                )
+            answer = settled(sent_at, read(spath))
+            if answer is not None:
+                return answer
             if not _proc.is_alive(pid, start_time):
-                raise ReloadError(f"daemon (pid {pid}) exited during reload", pid=pid)
+                return exited(watch, deadline)
             if not watch.wait(deadline):
-                raise ReloadError(f"daemon (pid {pid}) did not finish its reload within {timeout:g} s", pid=pid)
+                raise error(f"daemon (pid {pid}) did not finish its {what} within {timeout:g} s", pid=pid)
 
 
 def _upgrade_refusal(path: str, pid: int) -> str | None:
     """Why the daemon *pid* of *path* cannot be upgraded now, or None."""
-    state = read_state(state_path(path))
+    state = read(state_path(path))
     if state is None:
         return f"daemon (pid {pid}) keeps no state file next to its pidfile: an upgrade cannot be acknowledged"
-    if not state.get("sockets"):
+    if not state.sockets:
         return f"daemon (pid {pid}) has no listen= sockets: nothing to hand over; use restart"
-    refused = state.get("upgrade_refused")
-    if refused:
-        return f"daemon (pid {pid}) cannot be upgraded: {refused}"
-    if state.get("state") == "upgrading":
+    if state.upgrade_refused:
+        return f"daemon (pid {pid}) cannot be upgraded: {state.upgrade_refused}"
+    if state.state == States.UPGRADING:
         return f"daemon (pid {pid}) is already being upgraded: wait for that upgrade to finish"
-    if state.get("state") != "ready":
-        return f"daemon (pid {pid}) is {state.get('state') or 'starting'}: upgrade it once it is ready"
+    if state.state != States.READY:
+        return f"daemon (pid {pid}) is {state.state or States.STARTING}: upgrade it once it is ready"
     return None
 
 
@@ -261,6 +304,18 @@ def can_upgrade(path: str) -> bool:
     """True if a daemon runs under *path* and could hand its sockets to a successor now (``restart`` asks)."""
     pid = _live_holder(path, wait_for_pid=False)
     return pid is not None and _upgrade_refusal(path, pid) is None
+
+
+def restart_action(options: Options, *, has_words: bool) -> str:
+    """What *restart* means for the daemon of *options*: ``"upgrade"`` or ``"stop, start"``.
+
+    The one decision both faces (``.restart()`` and the CLI's ``restart``)
+    take: a daemon with ``listen=`` sockets that can be upgraded now is
+    upgraded (no connection refused), when no words are given for the new
+    start; any other is stopped, then started.
+    """
+    wants = options.listen and not has_words and options.pidfile is not None
+    return "upgrade" if wants and can_upgrade(pidfile_path(options, "restart")) else "stop, start"
 
 
 def upgrade_pidfile(path: str, timeout: float | None) -> tuple[int, int]:
@@ -284,33 +339,30 @@ def upgrade_pidfile(path: str, timeout: float | None) -> tuple[int, int]:
     refusal = _upgrade_refusal(path, pid)
     if refusal is not None:
         raise UpgradeError(refusal, pid=pid)
-    spath = state_path(path)
-    start_time = _proc.identity(pid)
-    with _StateWatch(spath, pid) as watch:
-        sent_at = time.monotonic_ns()
-        os.kill(pid, SIGUSR2)
-        deadline = _proc.deadline_in(timeout)
-        while True:
-            successor = _successor(path, pid)
-            if successor is not None:
-                return pid, successor
-            record = (read_state(spath) or {}).get("upgrade")
-            # An upgrade that ended after the signal: ours, or one already under way when it came
-            # (the daemon then ignored the signal: its outcome is this request's too). Its start
-            # says which, not its end: a second request must never wait for an upgrade that never comes.
-            finished = record.get("finished_ns") if isinstance(record, dict) else None
-            if isinstance(record, dict) and isinstance(finished, int) and finished >= sent_at:
-                joined = "an upgrade already in progress failed" if record.get("started_ns", 0) < sent_at else ""
-                raise UpgradeError(
-                    f"daemon (pid {pid}) could not be upgraded: "
-                    f"{joined or 'its successor failed'}; the daemon keeps serving",
-                    pid=pid,
-                    daemon_traceback=str(record.get("error") or ""),
-                )
-            if not _proc.is_alive(pid, start_time):
-                return pid, _orphaned_successor(path, pid, deadline, timeout, watch)
-            if not watch.wait(deadline):
-                raise UpgradeError(f"daemon (pid {pid}) did not finish its upgrade within {timeout:g} s", pid=pid)
+
+    def settled(sent_at: int, state: State | None) -> tuple[int, int] | None:
+        successor = _successor(path, pid)
+        if successor is not None:
+            return pid, successor
+        record = state.upgrade_since(sent_at) if state is not None else None
+        if record is None:
+            return None
+        # Ours, or one already under way when the signal came: its start says which, so that
+        # a second request never waits for an upgrade that never comes.
+        started = record.get("started_ns", 0)
+        joined = "an upgrade already in progress failed" if isinstance(started, int) and started < sent_at else ""
+        raise UpgradeError(
+            f"daemon (pid {pid}) could not be upgraded: {joined or 'its successor failed'}; the daemon keeps serving",
+            pid=pid,
+            daemon_traceback=str(record.get("error") or ""),
+        )
+
+    def exited(watch: _StateWatch, deadline: float | None) -> tuple[int, int]:
+        return pid, _orphaned_successor(path, pid, deadline, timeout, watch)
+
+    return _acknowledged(
+        path, pid, SIGUSR2, timeout=timeout, settled=settled, exited=exited, error=UpgradeError, what="upgrade"
+    )
 
 
 def _orphaned_successor(path: str, pid: int, deadline: float | None, timeout: float | None, watch: _StateWatch) -> int:
@@ -437,20 +489,20 @@ def status_report(path: str) -> tuple[int, dict[str, object]]:
     pid, legacy = _running(path)
     if pid is None:
         stale = os.path.lexists(path)
-        report["state"] = "stale" if stale else "stopped"
+        report["state"] = States.STALE if stale else States.STOPPED
         report["last_exit"] = last_run(path)
         return (1 if stale else 3), report
     report["pid"] = pid
-    state = None if legacy else read_state(state_path(path))  # a python-daemon instance keeps none
-    report["state"] = (state or {}).get("state") or ("python-daemon" if legacy else "starting")
-    ready_after = (state or {}).get("ready_after_ns")
-    if report["state"] == "starting" and isinstance(ready_after, int) and time.monotonic_ns() >= ready_after:
-        report["state"] = "ready"  # ready="auto": its function has run startup_grace without exiting
-    if state:
-        report["status"] = state.get("status")
-        report["last_reload"] = _reload_summary(state.get("reload"))
-        if state.get("supervised"):
-            report.update(_supervision(state))
+    state = None if legacy else read(state_path(path))  # a python-daemon instance keeps none
+    report["state"] = (state.state if state is not None else None) or ("python-daemon" if legacy else States.STARTING)
+    ready_after = state.ready_after_ns if state is not None else None
+    if report["state"] == States.STARTING and ready_after is not None and time.monotonic_ns() >= ready_after:
+        report["state"] = States.READY  # ready="auto": its function has run startup_grace without exiting
+    if state is not None:
+        report["status"] = state.status
+        report["last_reload"] = state.reload_summary()
+        if state.supervised:
+            report.update(state.supervision())
     report.update(_proc.facts(pid))
     return 0, report
 
@@ -469,9 +521,9 @@ def last_run(path: str) -> dict[str, object] | None:
     record = read_last_exit(state_path(path))
     if record is not None:
         return record
-    state = read_state(state_path(path))
-    pid = (state or {}).get("pid")
-    if not isinstance(pid, int) or pid <= 0:
+    state = read(state_path(path))
+    pid = state.pid if state is not None else None
+    if pid is None or pid <= 0:
         return None
     died: dict[str, object] = {"pid": pid, "how": "died", "status": None, "signal": None, "time": None}
     died.update(error=None, log=None)
@@ -485,27 +537,6 @@ def last_run(path: str) -> dict[str, object] | None:
         else:
             died["status"] = os.WEXITSTATUS(wait_status)
     return died
-
-
-def _supervision(state: dict[str, object]) -> dict[str, object]:
-    """A supervisor's history (``restart=``): the worker's pid, restarts, last exit, time to the next restart."""
-    next_ns = state.get("next_restart_ns")
-    next_in = None
-    if isinstance(next_ns, int):
-        next_in = round(max(0, next_ns - time.monotonic_ns()) / 1e9, 3)
-    restarts = state.get("restarts")
-    return {
-        "worker_pid": state.get("worker_pid"),
-        "restarts": restarts if isinstance(restarts, int) else 0,
-        "last_exit": state.get("last_exit"),
-        "next_restart_in": next_in,
-    }
-
-
-def _reload_summary(record: object) -> dict[str, object] | None:
-    if not isinstance(record, dict) or not record.get("finished_ns"):
-        return None
-    return {"generation": record.get("generation"), "ok": record.get("ok"), "error": record.get("error")}
 
 
 # Workers that are this process's children: it is PID 1 or a child subreaper,
@@ -810,12 +841,12 @@ class DaemonProcess:
         if not self.is_running():
             return {}
         path = state_path(self.pidfile) if self.pidfile is not None else anonymous_state_path(self.pid)
-        state = read_state(path) if path is not None else None
-        if not state or not state.get("supervised") or state.get("pid") != self.pid:
+        state = read(path) if path is not None else None
+        if state is None or not state.supervised or state.pid != self.pid:
             return {}
-        if state.get("identity") not in (None, self._start_time):
+        if state.identity not in (None, self._start_time):
             return {}  # left by an earlier process that had this pid
-        return _supervision(state)
+        return state.supervision()
 
     @property
     def worker_pid(self) -> int | None:

@@ -20,9 +20,9 @@ from . import _engine
 from ._cli import run_decorated_cli
 from ._control import (
     DaemonProcess,
-    can_upgrade,
     pidfile_path,
     reload_pidfile,
+    restart_action,
     status_pidfile,
     stop_pidfile,
     upgrade_pidfile,
@@ -171,13 +171,11 @@ class _DaemonControl(Generic[P, R]):
         returns... never: like ``start``, the calling process exits 0.
         """
         options = self._options()
-        if options.listen and not args and not kwargs and options.pidfile is not None:
-            path = pidfile_path(options, "restart")
-            if can_upgrade(path):
-                upgrade_pidfile(path, None)
-                import sys
+        if restart_action(options, has_words=bool(args or kwargs)) == "upgrade":
+            upgrade_pidfile(pidfile_path(options, "restart"), None)
+            import sys
 
-                sys.exit(0)
+            sys.exit(0)
         if not self.stop():
             path = pidfile_path(self._options(), "restart")
             raise DaemonError(f"restart(): could not stop the daemon of pidfile {path!r}")

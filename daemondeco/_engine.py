@@ -1,11 +1,11 @@
-"""Becoming a daemon: the detach sequence as small named steps, and its sequencing.
+"""The launcher's preparation, the fork, and the public forms on top of them.
 
 ``prepare()`` runs in the launcher and does everything that can fail before a
 fork: it validates paths, opens the stdio targets and takes the pidfile lock.
 ``detach()`` forks twice (``fork``, ``setsid``, ``fork``) and returns twice,
 like ``fork()``: in the launcher, once the daemon reported ready, with the
 daemon's pid; in the daemon, with 0, after the daemon's side of the detach
-(workdir, umask, stdio, closing fds, signals, pid written) succeeded.
+(``_daemon.enter``: umask, stdio, closing fds, signals, pid written) succeeded.
 
 On top of those steps, one function per public form: :func:`launch` (a
 ``@daemon`` function called: the launcher leaves once the daemon is ready),
@@ -19,20 +19,34 @@ after flushing stdio, so no atexit handler or buffer runs twice.
 
 from __future__ import annotations
 
-import atexit  # a builtin module: imported here, not in every worker after its fork (benchmarks/)
 import os
 import sys
 
 from . import _privileges, _signals
 from ._control import DaemonProcess
+from ._daemon import (
+    DEBUGGING,
+    DETACHED,
+    READY_FD_VARIABLE,
+    SERVICE,
+    WORKER,
+    Entry,
+    Prepared,
+    close_fds,
+    drop_ready_fd_copy,
+    enter,
+    fd_table_size,
+    start_watchdog,
+)
 from ._errors import DaemonWarning, StartInterrupted, StartupError, check_directory
+from ._handover import HANDOVER_VARIABLE, read_handover, take_report_fd
 from ._init import become_init_or_daemon
 from ._options import MAX_FD, resolve_fds
 from ._outcome import adopt_sender, watch
 from ._pidfile import Holder, Watcher, require_posix
-from ._ready import ERROR, PID, await_ready, describe_exception, send
-from ._runtime import Runtime, active, call_main, run_in_daemon, watch_unready_exit
-from ._state import StateFile, state_path
+from ._ready import ERROR, await_ready, describe_exception, send
+from ._runtime import Runtime, call_main, run_in_daemon, watch_unready_exit
+from ._state import state_path
 from ._stdio import (
     IN_FLAGS,
     LOG_FLAGS,
@@ -40,32 +54,20 @@ from ._stdio import (
     check_room,
     displaced_stdio,
     flush_stdio,
-    line_buffered,
     open_target,
-    rebind_std_streams,
     remove_created,
-    reopen_stdio,
-    stdio_paths,
-    swapped_std_streams,
 )
-from ._systemd import MANAGER_VARIABLES, SystemdNotifier
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable, Mapping
     from typing import Any, NoReturn
 
+    from ._handover import Handover
     from ._options import Options
-    from ._sockets import Handover, Resolved
-    from ._types import Handler
+    from ._sockets import Resolved
 
 __all__ = ["Foreground", "daemonize_here", "launch", "run_foreground", "spawn"]
-
-# The environment's ready_fd (s6, OpenRC supervise-daemon --notify fd:N, finit),
-# used when the option is None; removed from the daemon's environment.
-READY_FD_VARIABLE = "DAEMONDECO_READY_FD"
-# Set by a daemon starting its successor (an upgrade); read by _sockets.
-HANDOVER_VARIABLE = "DAEMONDECO_HANDOVER"
 
 
 # -- in the launcher, before any fork ---------------------------------------
@@ -101,66 +103,6 @@ def _logging_fds() -> dict[int, object]:
             except (OSError, ValueError, TypeError):
                 continue
     return fds
-
-
-def _in_environ(keys: tuple[bytes, ...]) -> bool:
-    """Whether any of *keys* (encoded names) is set, even empty, in ``os.environ``.
-
-    ``name in os.environ`` raises and catches a ``KeyError`` inside
-    ``os.environ`` for every name that is missing: a few allocations each,
-    which in a caller that keeps forking workers land on pages shared with
-    the live workers, so every one is a copy-on-write fault
-    (benchmarks/README.md, workers). The encoded mapping is read directly
-    where it exists, with the keys encoded once.
-    """
-    data = getattr(os.environ, "_data", None)
-    if type(data) is not dict or os.name != "posix":  # pragma: no cover - not CPython's os.environ
-        return any(os.fsdecode(key) in os.environ for key in keys)
-    return not data.keys().isdisjoint(keys)  # in C: no generator, no exception
-
-
-_MANAGER_KEYS = tuple(map(os.fsencode, MANAGER_VARIABLES))
-_READY_FD_KEYS = (os.fsencode(READY_FD_VARIABLE),)
-
-
-class Prepared:
-    """What the launcher opened for the daemon; closed in the launcher after the fork."""
-
-    def __init__(self, options: Options) -> None:
-        self.options = options
-        # The default "/" is absolute and normal already: no need to run abspath's code.
-        self.workdir = options.workdir if options.workdir == "/" else os.path.abspath(options.workdir)
-        self.identity: _privileges.Identity | None = None
-        self.root: str | None = None
-        self.stdio_paths = stdio_paths(options)
-        self.pidfile: Holder | None = None
-        # Looked at here, before the fork, so the daemon only acts on what it
-        # must: each page a fresh child touches is copied (~3 us a page).
-        self.signal_state = _signals.inherited()
-        self.manager_env = _in_environ(_MANAGER_KEYS)
-        self.ready_fd_env = _in_environ(_READY_FD_KEYS)  # for the daemon to remove
-        self.std_swapped = swapped_std_streams()
-        self.launcher_copies: list[int] = []
-        self.keep: set[int] = set()
-        self.stdio: tuple[int, int, int] = (-1, -1, -1)
-        self.fd_table_size: int | None = None  # read right before the fork
-        self.ready_fd: int | None = None
-        self.sockets: Resolved | None = None  # listen= and activated sockets
-        self.handover: Handover | None = None  # an upgrade: what the previous generation handed us
-        self.launch_cwd = ""  # where a successor's command line runs (an upgrade)
-        self.monitor: int | None = None  # a worker's monitor (``_outcome``): our child, the worker's parent
-        self.created: list[tuple[str, int]] = []  # the log files prepare() created, undone if the fork fails
-        self.report_fd: int | None = None  # an upgrade's successor: where its daemon tells the old one its pid
-
-    def close(self) -> None:
-        """Close the launcher's copies of everything (the daemon has its own)."""
-        if self.sockets is not None:
-            self.sockets.close_launcher_copies()
-        for fd in self.launcher_copies:
-            os.close(fd)
-        self.launcher_copies = []
-        if self.pidfile is not None:
-            self.pidfile.close_copy()
 
 
 def prepare(options: Options, *, worker: bool = False) -> Prepared:
@@ -227,54 +169,18 @@ def _wants_sockets(options: Options) -> bool:
     return bool(options.listen) or "LISTEN_FDS" in os.environ or HANDOVER_VARIABLE in os.environ
 
 
-def _take_handover() -> Handover | None:
-    from ._sockets import read_handover
-
-    return read_handover()
-
-
 def _take_upgrade(prepared: Prepared) -> None:
     """An upgrade's successor: what the previous generation handed over, and where to report our pid."""
-    prepared.handover = _take_handover()
-    prepared.report_fd = _take_report_fd(prepared.handover)
+    prepared.handover = read_handover()
+    prepared.report_fd = take_report_fd(prepared.handover)
     if prepared.report_fd is not None:
         prepared.launcher_copies.append(prepared.report_fd)
-
-
-def _take_report_fd(handover: Handover | None) -> int | None:
-    """The pipe to tell the upgrading daemon our daemon's pid (``SUCCESSOR_REPORT_VARIABLE``), if it set one."""
-    from ._sockets import SUCCESSOR_REPORT_VARIABLE  # loaded already: only a start that listens gets here
-
-    text = os.environ.pop(SUCCESSOR_REPORT_VARIABLE, None)
-    if handover is None or not text:
-        return None
-    pid_text, _, fd_text = text.partition(":")
-    if not (pid_text.isdigit() and fd_text.isdigit()) or int(pid_text) != handover.pid:
-        return None
-    fd = int(fd_text)
-    try:
-        os.set_inheritable(fd, False)  # what the successor runs must not hold it open
-    except OSError:  # not open: nothing to report to
-        return None
-    return fd
-
-
-def _report_to_predecessor(fd: int | None) -> None:
-    """In an upgrade's successor daemon, first of all: tell the old generation our pid, then close the pipe."""
-    if fd is None:
-        return
-    try:
-        os.write(fd, f"{os.getpid()}\n".encode())
-    except OSError:  # the old generation is gone (killed): nobody to tell
-        pass
-    finally:
-        os.close(fd)
 
 
 def _resolve_sockets(options: Options, handover: Handover | None) -> Resolved:
     from ._sockets import resolve
 
-    return resolve(options.caller, options.listen, options.umask, handover)
+    return resolve(options.caller, options.listen, options.umask, handover.sockets if handover is not None else None)
 
 
 def _check_workdir(workdir: str, root: str | None = None) -> None:
@@ -346,22 +252,6 @@ def _resolve_ready_fd(options: Options, *, use_environ: bool = True) -> int | No
     return fd
 
 
-def _own_ready_fd(fd: int | None) -> int | None:
-    """In the process that becomes the daemon: *fd* (or a copy above stdio), not inherited by exec."""
-    os.environ.pop(READY_FD_VARIABLE, None)
-    if fd is None:
-        return None
-    fd = above_stdio(fd, keep_original=True)
-    os.set_inheritable(fd, False)
-    return fd
-
-
-def _drop_ready_fd_copy(fd: int | None, given: int | None) -> None:
-    """After a failed foreground start: close the copy ``_own_ready_fd`` made (the given fd is the caller's)."""
-    if fd is not None and fd != given:
-        os.close(fd)
-
-
 # -- the fork ----------------------------------------------------------------
 
 
@@ -430,7 +320,7 @@ def detach(prepared: Prepared, *, worker: bool, name: str | None = None) -> int:
     read_end, write_end = above_stdio(read_end), above_stdio(write_end)
     # Read here, not in the daemon: the child has the same fd table, and a
     # fresh child pays ~10x for the same read in copy-on-write faults (benchmarks/).
-    prepared.fd_table_size = _fd_table_size()
+    prepared.fd_table_size = fd_table_size()
     flush_stdio()
     try:
         child = _fork(warned=warned)
@@ -440,7 +330,7 @@ def detach(prepared: Prepared, *, worker: bool, name: str | None = None) -> int:
         _undo_prepare(prepared)
         raise
     if not child:  # pragma: no cover - this frame is not traced after fork; the steps it calls are
-        _in_children(read_end, write_end, prepared, worker=worker)
+        prepared.runtime = _in_children(read_end, write_end, prepared, worker=worker)
         return 0
     os.close(write_end)
     if worker:
@@ -474,18 +364,8 @@ def _remove_stale_pidfile(prepared: Prepared, pid: int | None) -> None:
             watcher.remove_if_stale(pid, companions=(state_path(prepared.pidfile.path),))
 
 
-def _open_state(pidfile: Holder | None) -> StateFile | None:
-    """The daemon's state file next to its pidfile (opened before a chroot or privilege drop), if it can be made."""
-    if pidfile is None:
-        return None
-    try:
-        return StateFile(state_path(pidfile.path))
-    except OSError:  # a directory we may not write: status and reload then know less
-        return None
-
-
-def _in_children(read_end: int, write_end: int, prepared: Prepared, *, worker: bool) -> None:
-    """The first child detaches; returns only in the daemon, detached.
+def _in_children(read_end: int, write_end: int, prepared: Prepared, *, worker: bool) -> Runtime:
+    """The first child detaches; returns only in the daemon, detached, with its runtime.
 
     For a ``@daemon`` it leaves at once. For a worker it stays as the
     worker's monitor (``_outcome``): the worker's parent, which sees how it
@@ -508,7 +388,7 @@ def _in_children(read_end: int, write_end: int, prepared: Prepared, *, worker: b
         prepared.keep.add(outcome[1])
     # A daemon started from inside a worker must not write to that worker's monitor (its fd closes here).
     adopt_sender(outcome[1] if outcome is not None else None)  # pragma: no cover - untraced frame after fork
-    _become_daemon_or_exit(prepared, write_end, worker=worker)  # pragma: no cover - untraced frame after fork
+    return _become_daemon_or_exit(prepared, write_end, worker=worker)  # pragma: no cover - untraced frame after fork
 
 
 def _outcome_pipe(prepared: Prepared) -> tuple[int, int]:
@@ -536,9 +416,10 @@ def _monitor(worker: int, outcome: tuple[int, int], prepared: Prepared) -> NoRet
     watch(worker, outcome[0], pidfile, caller)
 
 
-def _become_daemon_or_exit(prepared: Prepared, write_end: int, *, worker: bool) -> None:
+def _become_daemon_or_exit(prepared: Prepared, write_end: int, *, worker: bool) -> Runtime:
     try:
-        _become_daemon(prepared, write_end, worker=worker)
+        runtime = enter(Entry(WORKER if worker else DETACHED, prepared.options, prepared=prepared, write_end=write_end))
+        start_watchdog(runtime)
     except BaseException as exc:  # a step after the fork failed (chroot, initgroups, setuid...)
         send(write_end, ERROR, describe_exception(exc))
         try:
@@ -548,171 +429,7 @@ def _become_daemon_or_exit(prepared: Prepared, write_end: int, *, worker: bool) 
             flush_stdio()
         finally:
             os._exit(1)
-
-
-def _become_daemon(prepared: Prepared, write_end: int, *, worker: bool) -> None:
-    """The daemon's side of the detach, in order; readiness comes later."""
-    options = prepared.options
-    pid = os.getpid()
-    _report_to_predecessor(prepared.report_fd)  # before anything can fail: the old generation watches us
-    send(write_end, PID, str(pid).encode())
-    pidfile = prepared.pidfile
-    handover = prepared.handover
-    if pidfile is not None and handover is None:
-        pidfile.write_pid(pid)  # first: a refused start or a stop can name us at once
-    os.umask(options.umask)
-    state, successor_state = _daemon_state(pidfile, handover)
-    for target, fd in enumerate(prepared.stdio):
-        os.dup2(fd, target)
-    if prepared.ready_fd is not None:
-        os.set_inheritable(prepared.ready_fd, False)  # a program it execs must not hold it open
-    close_fds(_fds_to_keep(prepared, write_end, state, successor_state), prepared.fd_table_size)
-    if prepared.ready_fd_env:
-        os.environ.pop(READY_FD_VARIABLE, None)
-    notifier = None
-    if prepared.manager_env:  # before a chroot hides the socket
-        notifier = SystemdNotifier.from_environ(main_process=not worker)
-    _privileges.enter(options, prepared.identity, prepared.root, prepared.workdir)
-    runtime = Runtime(
-        write_end,
-        options,
-        pidfile=pidfile,
-        notifier=notifier,
-        stdio_paths=prepared.stdio_paths,
-        state=state,
-        ready_fd=prepared.ready_fd,
-        adopt_at_ready=successor_state,
-    )
-    if prepared.sockets is not None:
-        _listen_in_daemon(runtime, prepared, successor_state or state, upgradable=not worker and notifier is None)
-    runtime.activate()
-    if prepared.signal_state.blocked or prepared.signal_state.ignored:  # else nothing to undo, nothing to touch
-        _signals.reset_inherited(prepared.signal_state)
-    _signals.install(options, runtime)
-    if prepared.std_swapped:
-        rebind_std_streams(prepared.std_swapped)
-    if prepared.stdio_paths != (None, None):  # nothing to see line by line in /dev/null
-        line_buffered()
-    if worker:
-        # The worker must not run its caller's exit handlers (tempfile
-        # cleanup, multiprocessing teardown); it runs only its own.
-        atexit._clear()
-    if "multiprocessing" in sys.modules:  # its tracker and forkserver fds were closed above
-        from ._mpstate import reset_after_detach
-
-        reset_after_detach(worker=worker)
-    if notifier is not None:
-        notifier.start_watchdog()
-
-
-def _fds_to_keep(prepared: Prepared, write_end: int, *held: StateFile | None) -> set[int]:
-    """What the fd-closing step leaves open: stdio, the pipe, the pidfile, state files, kept and ready fds."""
-    keep = {0, 1, 2, write_end, *prepared.keep}
-    if prepared.pidfile is not None:
-        keep.add(prepared.pidfile.fileno())
-    keep.update(state.fileno() for state in held if state is not None)
-    if prepared.ready_fd is not None:
-        keep.add(prepared.ready_fd)
-    return keep
-
-
-def _daemon_state(pidfile: Holder | None, handover: Handover | None) -> tuple[StateFile | None, StateFile | None]:
-    """(the state file, the one to adopt at readiness): an upgrade's successor writes nothing before it is ready."""
-    if handover is None:
-        return (_open_state(pidfile) if pidfile is not None else None), None
-    if pidfile is None or handover.state is None:
-        return None, None
-    return None, StateFile.adopt(state_path(pidfile.path), handover.state)
-
-
-def _listen_in_daemon(runtime: Runtime, prepared: Prepared, state: StateFile | None, *, upgradable: bool) -> None:
-    """Make the resolved sockets the daemon's (``sockets()``); plan its upgrade when it can have one."""
-    resolved = prepared.sockets
-    assert resolved is not None
-    resolved.install()
-    runtime.listening = tuple(resolved.fds)
-    refusal = None
-    if not resolved.fds:
-        refusal = "nothing to hand over (no listen= sockets); use restart"
-    elif not upgradable:
-        refusal = "a worker (process_daemonize) cannot be upgraded; use restart"
-    elif prepared.options.restart is not None:
-        # The supervisor would take the old worker's drain-and-exit for a crash, and SIGUSR2 is the worker's.
-        refusal = "a supervised daemon (restart=) cannot be upgraded; use restart"
-    elif not prepared.launch_cwd or prepared.pidfile is None:
-        refusal = "the launcher's working directory is gone; use restart"
-    elif state is None:
-        refusal = "no state file next to the pidfile to acknowledge an upgrade; use restart"
-    elif any(signum == _signals.SIGUSR2 for signum, _ in prepared.options.signals):
-        refusal = "the signals option handles SIGUSR2, which asks for an upgrade; use restart"
-    if refusal is None:
-        from ._upgrade import Plan
-
-        assert prepared.pidfile is not None
-        assert state is not None
-        runtime.upgrade_plan = Plan.here(prepared.launch_cwd, prepared.pidfile.fileno(), state.fileno(), resolved.fds)
-    if state is not None:
-        state.fields.update(sockets=list(resolved.fds), upgrade_refused=refusal, upgrade=None)
-
-
-def _fd_table_size() -> int | None:
-    """One more than the highest fd this process can have open now (Linux), else None.
-
-    ``FDSize`` in ``/proc/self/status`` is the size of the kernel's fd table,
-    which grows with the highest fd ever opened, not with ``RLIMIT_NOFILE``.
-    """
-    try:
-        fd = os.open("/proc/self/status", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        data = os.read(fd, 8192)
-    finally:
-        os.close(fd)
-    start = data.find(b"\nFDSize:")
-    if start < 0:  # pragma: no cover - a kernel without the field
-        return None
-    return int(data[start + 8 : data.index(b"\n", start + 1)])
-
-
-def close_fds(keep: set[int], top: int | None = None) -> None:
-    """Close every fd but *keep*; the cost follows the open fds, not RLIMIT_NOFILE.
-
-    ``os.closerange`` over the gaps between kept fds, up to the size of the fd
-    table: one ``close_range(2)`` system call a gap (Linux 5.9+, glibc 2.34+),
-    else a loop in C no longer than the table. Listing ``/proc/self/fd`` from
-    Python cost ~10 ms for 5,000 fds (benchmarks/); it stays as the fallback
-    where the table size is unknown. *top*: the table size, when the caller
-    read it already (before the fork).
-    """
-    if top is None:
-        top = _fd_table_size()
-    if top is not None:
-        start = 0
-        for fd in [*sorted(fd for fd in keep if fd < top), top]:
-            if start < fd:
-                os.closerange(start, fd)
-            start = fd + 1
-        return
-    for directory in ("/proc/self/fd", "/dev/fd"):  # pragma: no cover - no /proc/self/status
-        try:
-            names = os.listdir(directory)
-        except OSError:
-            continue
-        for name in names:
-            if int(name) not in keep:
-                try:
-                    os.close(int(name))
-                except OSError:
-                    pass  # the directory's own fd, already closed
-        return
-    import resource  # pragma: no cover - no fd directory to list
-
-    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]  # pragma: no cover
-    start = 0  # pragma: no cover
-    for fd in [*sorted(keep), limit if limit > 0 else 65536]:  # pragma: no cover
-        os.closerange(start, fd)
-        start = fd + 1
+    return runtime
 
 
 # -- foreground: this process becomes the daemon -----------------------------
@@ -749,7 +466,7 @@ class Foreground:
 
     def __init__(self, options: Options, *, service: bool) -> None:
         require_posix()
-        given_ready_fd = ready_fd = _resolve_ready_fd(options)
+        ready_fd = _resolve_ready_fd(options)
         identity = _privileges.resolve(options)
         root = _privileges.check_chroot(options)
         workdir = os.path.abspath(options.workdir) if service else None
@@ -759,69 +476,36 @@ class Foreground:
         if options.pidfile is not None:
             self.pidfile = Holder(os.path.abspath(options.pidfile))
             self.pidfile.lock()
-        self._previous_runtime: Runtime | None = None
-        self._previous_handlers: dict[int, Handler] = {}
         self._sockets: Resolved | None = None
+        entry = None
         try:
             # Before the notifier takes the LISTEN_* variables.
             self._sockets = _resolve_sockets(options, None) if _wants_sockets(options) else None
-            if self.pidfile is not None:
-                self.pidfile.write_pid(os.getpid())
-            # .run() leaves stdio to the terminal: SIGHUP must not redirect it.
-            paths = stdio_paths(options) if service else (None, None)
-            ready_fd = _own_ready_fd(given_ready_fd)  # before 1 or 2 may become a log file
-            if service:
-                _signals.reset_inherited()
-                os.umask(options.umask)
-                reopen_stdio(*paths)
-                if paths != (None, None):
-                    line_buffered()
-            notifier = SystemdNotifier.from_environ()
-            _privileges.enter(options, identity, root, workdir)
-            state = _open_state(self.pidfile)
-            self.runtime = Runtime(
-                None,
+            entry = Entry(
+                SERVICE if service else DEBUGGING,
                 options,
                 pidfile=self.pidfile,
-                notifier=notifier,
-                stdio_paths=paths,
-                state=state,
-                ready_fd=ready_fd,
+                given_ready_fd=ready_fd,
+                sockets=self._sockets,
+                identity=identity,
+                root=root,
+                workdir=workdir,
             )
-            if not service and self.runtime.ready_mode == "auto":
-                self.runtime.ready_mode = "start"  # .run(): nobody waits for a start to prove itself
-            self._listen(state, systemd=notifier is not None)
-            self._previous_runtime = self.runtime.activate()
-            if _signals.in_main_thread():
-                self._previous_handlers = _signals.install(options, self.runtime)
+            self.runtime = enter(entry)
         except BaseException:
             if self._sockets is not None:
                 self._sockets.close_launcher_copies()
-            _drop_ready_fd_copy(ready_fd, given_ready_fd)
-            Runtime.deactivate(self._previous_runtime)
+            if entry is not None:
+                drop_ready_fd_copy(entry.ready_fd, ready_fd)
+            Runtime.deactivate(entry.previous_runtime if entry is not None else None)
             if self.pidfile is not None and self.pidfile.pid is None:
                 self.pidfile.abandon()
             elif self.pidfile is not None:
                 self.pidfile.release()
             raise
-        if notifier is not None:
-            notifier.start_watchdog()
-
-    def _listen(self, state: StateFile | None, *, systemd: bool) -> None:
-        """The sockets are this process's now; the state file says why it cannot be upgraded."""
-        resolved = self._sockets
-        if resolved is None:
-            return
-        resolved.install()
-        self.runtime.listening = tuple(resolved.fds)
-        if state is not None:
-            refusal = "a daemon run in the foreground cannot be upgraded; use restart"
-            if systemd:
-                refusal = (
-                    "under systemd (NOTIFY_SOCKET) use the fd store instead: set FileDescriptorStoreMax= "
-                    "in the unit and run systemctl restart"
-                )
-            state.fields.update(sockets=list(resolved.fds), upgrade_refused=refusal, upgrade=None)
+        self._previous_runtime = entry.previous_runtime
+        self._previous_handlers = entry.previous_handlers
+        start_watchdog(self.runtime)
 
     @classmethod
     def for_service(cls, options: Options) -> Foreground:
@@ -847,12 +531,9 @@ class Foreground:
             self.runtime.ready_fd = None
         Runtime.deactivate(self._previous_runtime)
         _signals.restore(self._previous_handlers)
-        if self.runtime.state is not None:
-            self.runtime.state.remove()
         if self._sockets is not None:
             self._sockets.uninstall()
-        if self.pidfile is not None:
-            self.pidfile.release()
+        self.runtime.release(leaving=False)
 
 
 def run_foreground(options: Options, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
@@ -881,16 +562,16 @@ def become_daemon(options: Options, announce: Callable[[int], None] | None = Non
             become_init_or_daemon(close_fds)
         return Foreground.for_service(options).runtime  # for the rest of the process's life
     try:
-        pid = detach(prepare(options), worker=False, name=name)
+        prepared = prepare(options)
+        pid = detach(prepared, worker=False, name=name)
     except StartInterrupted as exc:
         _leave_interrupted(exc)
     if pid:
         if announce is not None:
             announce(pid)
         _leave_launcher(0)
-    runtime = active()
-    assert runtime is not None
-    return runtime
+    assert prepared.runtime is not None
+    return prepared.runtime
 
 
 def launch(
@@ -903,19 +584,19 @@ def launch(
     """A ``@daemon`` function called: the launcher leaves once ready, the daemon runs *func*."""
     if options.restart is not None:
         _warn_double_supervision(options)
-    become_daemon(options, announce, getattr(func, "__name__", None))
-    _run_function(options, func, args, kwargs)
+    runtime = become_daemon(options, announce, getattr(func, "__name__", None))
+    _run_function(runtime, func, args, kwargs)
 
 
 def _run_function(
-    options: Options, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    runtime: Runtime, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
 ) -> NoReturn:
     """In the daemon: run *func*, or with ``restart=`` supervise workers that run it (``_supervise``)."""
-    if options.restart is not None:
+    if runtime.options.restart is not None:
         from ._supervise import supervise  # loaded before the fork, by _warn_double_supervision
 
-        supervise(options, func, args, kwargs)
-    run_in_daemon(func, args, kwargs)
+        supervise(runtime, func, args, kwargs)
+    run_in_daemon(runtime, func, args, kwargs)
 
 
 def _warn_double_supervision(options: Options) -> None:
@@ -940,7 +621,8 @@ def spawn(
     if pid:
         path = prepared.pidfile.path if prepared.pidfile is not None else None
         return DaemonProcess.started(pid, path, stop_timeout=options.stop_timeout, monitor=prepared.monitor)
-    _run_function(options, func, args, kwargs)
+    assert prepared.runtime is not None
+    _run_function(prepared.runtime, func, args, kwargs)
 
 
 def daemonize_here(options: Options) -> None:

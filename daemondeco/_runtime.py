@@ -24,21 +24,67 @@ from ._options import seconds as check_seconds
 from ._ready import ERROR, EXIT, EXTEND, READY, SELF_TIMED, STARTED, describe_exception, send
 from ._reloader import Reloader
 from ._signals import SIGHUP, SIGTERM, in_main_thread
+from ._state import (
+    States,
+    became,
+    daemon_exit_record,
+    ready_after,
+    reload_finished,
+    reload_started,
+    status_line,
+    stop_began,
+)
 from ._stdio import flush_stdio, reopen_stdio
 from ._systemd import monotonic_usec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Callable, Mapping
-    from typing import Any, NoReturn
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any, NoReturn, Protocol
 
     from ._options import Options
     from ._pidfile import Holder
-    from ._state import StateFile
-    from ._systemd import SystemdNotifier
+
+    class Notifier(Protocol):
+        """What the runtime needs of its service manager: ``_systemd.SystemdNotifier``, or a worker's relay."""
+
+        watchdog_usec: int | None
+        fdstore: int
+
+        def send(self, *fields: str) -> bool:
+            """Send ``sd_notify`` *fields*; False when nobody heard."""
+
+        def send_with_fds(self, fields: Sequence[str], fds: Sequence[int]) -> bool:
+            """Send *fields* with *fds* (the fd store)."""
+
+        def start_watchdog(self) -> None:
+            """Ping the watchdog from now on, if the manager asked for it."""
+
+    class StateSink(Protocol):
+        """Where the runtime records its state: ``_state.StateFile``, or a worker's relay."""
+
+        path: str
+        fields: dict[str, object]
+
+        def update(self, **fields: object) -> None:
+            """Record *fields*."""
+
+        def fileno(self) -> int:
+            """The file's fd (kept across the fd closing), or -1."""
+
+        def forget(self) -> None:
+            """Let go of the file without removing it: a successor writes it now."""
+
+        def finish(self, last_exit: dict[str, object] | None) -> None:
+            """At the exit: leave *last_exit* (None: remove the file)."""
+
+else:  # types for mypy only: at run time `typing` stays unimported (a daemon's start pays every import)
+    Notifier = StateSink = object
 
 __all__ = [
+    "Notifier",
     "Runtime",
+    "StateSink",
     "active",
     "call_main",
     "exit_record",
@@ -98,33 +144,38 @@ class Runtime:
         options: Options,
         *,
         pidfile: Holder | None,
-        notifier: SystemdNotifier | None,
+        notifier: Notifier | None,
         stdio_paths: tuple[str | None, str | None],
-        state: StateFile | None = None,
+        state: StateSink | None = None,
         ready_fd: int | None = None,
-        adopt_at_ready: StateFile | None = None,
+        adopt_at_ready: StateSink | None = None,
+        listening: tuple[str, ...] = (),
+        upgrade_plan: object | None = None,
+        supervised_worker: bool = False,
+        ready_mode: str | None = None,
     ) -> None:
         self.owner = os.getpid()
         self.options = options
         # A successor (upgrade): the pidfile gets our pid and the state file is
         # ours only once we are ready; until then both stay the previous daemon's.
         self.adopt_at_ready = adopt_at_ready
-        self.upgrade_plan: object | None = None  # an _upgrade.Plan when this daemon can be upgraded
+        self.upgrade_plan = upgrade_plan  # an _upgrade.Plan when this daemon can be upgraded
         self.upgrading = False
         self.upgrade_requested_ns = 0
         self.returned = False  # the function returned or raised: the daemon is on its way out by itself
         self.on_return: Callable[[], object] | None = None  # the upgrade's drain waits for that
-        self.listening: tuple[str, ...] = ()  # the listen= names, for the fd store
+        self.listening = listening  # the listen= names, for the fd store
         self.state = state  # <pidfile>.state, for status --json and acknowledged reloads
         self.fd = fd
         self.ready_fd = ready_fd  # s6's notification-fd: "\n" and close at readiness
         # With startup_grace the launcher keeps listening after "ready" (with ready="auto" the
-        # grace comes before readiness instead).
-        self.keep_open = fd is not None and options.startup_grace > 0 and options.ready != "auto"
-        self.ready_mode = options.ready
+        # grace comes before readiness instead). A supervised worker's supervisor always listens:
+        # a crash after readiness reaches it too.
+        self.keep_open = supervised_worker or (fd is not None and options.startup_grace > 0 and options.ready != "auto")
+        self.ready_mode = options.ready if ready_mode is None else ready_mode
         # ready="auto": when the function will have run startup_grace (time.monotonic()), once called.
         self.ready_after: float | None = None
-        self.supervised_worker = False  # its supervisor measures startup_grace: no timer of its own
+        self.supervised_worker = supervised_worker  # its supervisor measures startup_grace: no timer of its own
         self._grace_wake: int | None = None  # ends the "daemondeco-ready" timer thread early
         import _thread
 
@@ -176,7 +227,7 @@ class Runtime:
             if self.pidfile is not None:
                 self.pidfile.write_pid(os.getpid())
             self.state, self.adopt_at_ready = self.adopt_at_ready, None
-        self._record(state="ready")
+        self.record(became(States.READY))
         self.notify(f"MAINPID={os.getpid()}", "READY=1")
         if self.notifier is not None and self.notifier.fdstore > 0 and self.listening:
             from ._sockets import store_fds
@@ -222,7 +273,7 @@ class Runtime:
             self.mark_ready()
             return
         self.ready_after = time.monotonic() + grace
-        self._record(ready_after_ns=int(self.ready_after * 1e9))  # status reads "ready" from then on
+        self.record(ready_after(int(self.ready_after * 1e9)))  # status reads "ready" from then on
         timer = not self.supervised_worker and (
             self.notifier is not None or self.ready_fd is not None or self.adopt_at_ready is not None
         )
@@ -295,13 +346,9 @@ class Runtime:
         if self.stopping:
             return False
         self.stopping = True
-        self._record(state="stopping")
+        self.record(stop_began())
         self.notify("STOPPING=1")
         return True
-
-    def record(self, **fields: object) -> None:
-        """Write *fields* into the state file (for ``_upgrade``)."""
-        self._record(**fields)
 
     def request_upgrade(self) -> None:
         """Start an upgrade and return at once (SIGUSR2); ignored while one runs or when impossible."""
@@ -322,15 +369,33 @@ class Runtime:
             self.state = None
         self.upgrade_plan = None
 
-    def _record(self, **fields: object) -> None:
-        """Write *fields* into the state file (the process that owns it only)."""
+    def record(self, fields: dict[str, object]) -> None:
+        """Write *fields* (from ``_state``'s named writers) into the state file (only in the process that owns it)."""
         if self.state is not None and self.owner == os.getpid():
             self.state.update(**fields)
+
+    def release(self, record: dict[str, object] | None = None, *, leaving: bool = True) -> None:
+        """The one end of every form of the daemon: the state file first, the pidfile last.
+
+        The state file is left with *record* (how this run ended, for
+        ``status``; None: removed), then the pidfile is removed and its lock
+        dropped -- *leaving* (the process exits next): the lock itself goes
+        with the process, inside ``exit()``, so that while anything of ours
+        runs it says so. A state file outliving the lock would describe nobody.
+        """
+        state, self.state = self.state, None
+        if state is not None:
+            state.finish(record)
+        if self.pidfile is not None:
+            if leaving:
+                self.pidfile.release_at_exit()
+            else:
+                self.pidfile.release()
 
     def set_status(self, text: str) -> None:
         """The service's one-line status: to systemd (``STATUS=``) and the state file."""
         line = " ".join(str(text).splitlines())
-        self._record(status=line)
+        self.record(status_line(line))
         self.notify("STATUS=" + line)
 
     def request_reload(self) -> None:
@@ -362,8 +427,8 @@ class Runtime:
         # a READY=1 now would report a start that has not finished.
         tell = self.is_ready()
         self._reloads += 1
-        record: dict[str, object] = {"generation": self._reloads, "started_ns": time.monotonic_ns()}
-        self._record(state="reloading" if tell else "starting", reload={**record, "finished_ns": None})
+        generation, started = self._reloads, time.monotonic_ns()
+        self.record(reload_started(generation, started, States.RELOADING if tell else States.STARTING))
         if tell:
             self.notify("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}")
         error = None
@@ -374,19 +439,15 @@ class Runtime:
         except BaseException as exc:  # nothing may escape into the daemon's own code
             error = _report_reload_failure(exc)
         finally:
-            outcome = {**record, "finished_ns": time.monotonic_ns(), "ok": error is None, "error": error}
-            self._record(state=self._settled_state(), reload=outcome)
+            self.record(reload_finished(generation, started, error, self.settled_state()))
             if tell:
                 self.notify("READY=1")
 
     def settled_state(self) -> str:
         """What the state file says when nothing is in progress."""
-        return self._settled_state()
-
-    def _settled_state(self) -> str:
         if self.stopping:
-            return "stopping"
-        return "ready" if self.is_ready() else "starting"
+            return States.STOPPING
+        return States.READY if self.is_ready() else States.STARTING
 
 
 def _report_reload_failure(exc: BaseException) -> str:
@@ -555,20 +616,10 @@ def exit_record(runtime: Runtime, how: str, status: int | None, exc: BaseExcepti
     if runtime.stopping and how in ("returned", "exited") and status == 0:
         how = "stopped"
     stdout, stderr = runtime.stdio_paths
-    return {
-        "pid": os.getpid(),
-        "how": how,
-        "status": status,
-        "signal": None,
-        "time": time.time(),
-        "error": error,
-        "log": stderr or stdout,
-    }
+    return daemon_exit_record(how, status, error, stderr or stdout)
 
 
-def _finish(
-    status: int, pidfile: Holder | None = None, state: StateFile | None = None, record: dict[str, object] | None = None
-) -> NoReturn:
+def _finish(runtime: Runtime, status: int, record: dict[str, object] | None) -> NoReturn:
     """End the daemon as the interpreter would, minus its slow teardown.
 
     Like Python's own shutdown: wait for non-daemon threads, run the atexit
@@ -588,15 +639,14 @@ def _finish(
     finally:
         try:
             flush_stdio()
-            if state is not None:
-                state.finish(record)  # how this run ended, for status once it is gone
-            if pidfile is not None:
-                pidfile.release_at_exit()  # the lock goes last, in exit(): while anything of ours runs, it says so
+            runtime.release(record)  # how this run ended, for status once it is gone; the lock last
         finally:
             os._exit(status)
 
 
-def run_in_daemon(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> NoReturn:
+def run_in_daemon(
+    runtime: Runtime, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> NoReturn:
     """Call *func* in the daemon and end the daemon with its outcome.
 
     Return: status 0. ``SystemExit`` (SIGTERM raises ``SystemExit(0)``): its
@@ -606,8 +656,6 @@ def run_in_daemon(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mappi
     in ``_finish``: nothing unwinds into the launching script's code. A
     worker's return value or exception also goes to its monitor (``_outcome``).
     """
-    runtime = _current
-    assert runtime is not None
     status = 1
     record = None
     try:
@@ -631,7 +679,7 @@ def run_in_daemon(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mappi
         runtime.returned = True
         if runtime.on_return is not None:
             runtime.on_return()
-        _finish(status, runtime.pidfile, runtime.state, record)
+        _finish(runtime, status, record)
 
 
 def watch_unready_exit(runtime: Runtime) -> None:
@@ -650,15 +698,14 @@ def watch_unready_exit(runtime: Runtime) -> None:
         if runtime.owner != os.getpid():  # a child the daemon forked, leaving normally: not its files
             return
         runtime.exited(None)
+        record = None
         if runtime.state is not None:  # the script's status is not known here (atexit): only an exception's
             exc = raised[0] if raised else None
             how = "raised" if exc is not None else "exited"
-            runtime.state.finish(exit_record(runtime, how, 1 if exc is not None else None, exc))
-        if runtime.pidfile is not None:
-            runtime.pidfile.release_at_exit()  # the lock itself goes with the process, in exit()
+            record = exit_record(runtime, how, 1 if exc is not None else None, exc)
+        runtime.release(record)  # the lock itself goes with the process, in exit()
 
     sys.excepthook = excepthook
     # After every atexit handler the script registered (since it imported daemondeco), before
     # daemonize() or after: until then the lock says "running", no second start slips in.
     at_the_end(at_exit)
-

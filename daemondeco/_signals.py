@@ -60,8 +60,10 @@ else:
 
 __all__ = [
     "RESET_IF_IGNORED",
+    "SIGCONT",
     "SIGHUP",
     "SIGKILL",
+    "SIGSTOP",
     "SIGTERM",
     "SIGUSR2",
     "block_all",
@@ -76,9 +78,11 @@ __all__ = [
     "wait_for_children",
 ]
 
+SIGCONT: int = signal.SIGCONT
 SIGHUP: int = signal.SIGHUP
 SIGINT: int = signal.SIGINT
 SIGKILL: int = signal.SIGKILL
+SIGSTOP: int = signal.SIGSTOP
 SIGTERM: int = signal.SIGTERM
 SIGUSR2: int = signal.SIGUSR2
 

@@ -7,7 +7,7 @@ has it:
 a. systemd socket activation: ``LISTEN_PID`` is our pid, the fds start at 3,
    matched by their ``LISTEN_FDNAMES`` name, else by ``getsockname()``;
 b. a previous generation of this daemon handing its sockets over during an
-   upgrade (``DAEMONDECO_HANDOVER``, checked against our parent's pid);
+   upgrade (``DAEMONDECO_HANDOVER``, read by ``_handover``, which owns that wire);
 c. binding now: ``SO_REUSEADDR`` (never ``SO_REUSEPORT``: two live owners
    of a port would split its connections); a stale unix socket file is
    removed only when ``connect()`` to it is refused; its mode follows the
@@ -35,23 +35,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing import Any
 
 __all__ = [
-    "HANDOVER_VARIABLE",
-    "SUCCESSOR_REPORT_VARIABLE",
-    "Handover",
     "Resolved",
     "check_listen",
-    "handover_environ",
     "listen_fds",
-    "read_handover",
     "resolve",
     "sockets",
     "store_fds",
 ]
 
-HANDOVER_VARIABLE = "DAEMONDECO_HANDOVER"  # "PID;pidfile=FD;state=FD;name=FD,..." from the previous generation
-# Also from the previous generation: "PID:FD", the pipe the successor's daemon writes its own pid to as its
-# first act, so that the old generation can watch (and stop) it even if its launcher is killed (_upgrade).
-SUCCESSOR_REPORT_VARIABLE = "DAEMONDECO_SUCCESSOR_REPORT"
 LISTEN_VARIABLES = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
 SD_LISTEN_FDS_START = 3
 _SCHEMES = ("tcp://", "unix://")
@@ -229,62 +220,6 @@ def _name_uniquely(pairs: list[tuple[str, int]]) -> list[tuple[str, int]]:
     return named
 
 
-class Handover:
-    """What a previous generation handed us: the pidfile's and state file's fds, the sockets."""
-
-    __slots__ = ("pid", "pidfile", "sockets", "state")
-
-    def __init__(self, pid: int, pidfile: int | None, state: int | None, sockets: dict[str, int]) -> None:
-        self.pid = pid
-        self.pidfile = pidfile
-        self.state = state
-        self.sockets = sockets
-
-
-def handover_environ(pid: int, pidfile: int | None, state: int | None, sockets: Mapping[str, int]) -> str:
-    """The value of ``DAEMONDECO_HANDOVER`` describing these fds."""
-    fields = [str(pid), f"pidfile={-1 if pidfile is None else pidfile}", f"state={-1 if state is None else state}"]
-    fields.append(",".join(f"{name}={fd}" for name, fd in sockets.items()))
-    return ";".join(fields)
-
-
-def _alive(pid: int) -> bool:
-    """Whether *pid* runs and is not a zombie (``/proc``; read here: ``_proc`` would close an import circle)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            data = stat.read()
-    except OSError:  # gone (or no /proc: then the adopted pidfile's checks still hold)
-        return False
-    return data[data.rindex(b")") + 2 :][:1] not in (b"Z", b"X", b"x")
-
-
-def read_handover() -> Handover | None:
-    """The handover from our parent (the previous generation), if any; the variable is removed.
-
-    Only a variable set by our parent counts: one inherited from further up
-    (a shell that kept it) is ignored.
-    """
-    text = os.environ.pop(HANDOVER_VARIABLE, None)
-    if not text:
-        return None
-    try:
-        pid_text, pidfile_text, state_text, socket_text = text.split(";", 3)
-        pid = int(pid_text)
-        pidfile = int(pidfile_text.partition("=")[2])
-        state = int(state_text.partition("=")[2])
-        named = {}
-        for item in filter(None, socket_text.split(",")):
-            name, _, fd = item.rpartition("=")
-            named[name] = int(fd)
-    except ValueError:
-        raise ValueError(f"{HANDOVER_VARIABLE}={text[:80]!r}: malformed; it is set by an upgrading daemon") from None
-    if pid != os.getppid() and _alive(pid):
-        return None  # a live process that is not our parent: a variable inherited from further up
-    # (Our parent, or one that died after it started us -- killed during its upgrade: the fds it
-    # handed over are still ours, and the successor carries on with them.)
-    return Handover(pid, pidfile if pidfile >= 0 else None, state if state >= 0 else None, named)
-
-
 # -- resolving -------------------------------------------------------------------------
 
 
@@ -341,7 +276,9 @@ def _wrap(fd: int) -> socket.socket:
     return socket.socket(fileno=fd)
 
 
-def resolve(caller: str, listen: tuple[tuple[str, object], ...], umask: int, handover: Handover | None) -> Resolved:
+def resolve(
+    caller: str, listen: tuple[tuple[str, object], ...], umask: int, handed_over: Mapping[str, int] | None
+) -> Resolved:
     """Satisfy each ``listen=`` name: activation, then the handover, then binding now.
 
     Always reads (and removes) the ``LISTEN_*`` variables. Binding errors
@@ -354,8 +291,8 @@ def resolve(caller: str, listen: tuple[tuple[str, object], ...], umask: int, han
     try:
         for name, target in listen:
             fd = _from_activation(name, target, unclaimed)
-            if fd is None and handover is not None:
-                fd = handover.sockets.get(name)
+            if fd is None and handed_over is not None:
+                fd = handed_over.get(name)
             if fd is None:
                 if isinstance(target, socket.socket):
                     fd = _given_socket(caller, name, target)

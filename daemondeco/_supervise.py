@@ -31,20 +31,33 @@ import signal
 import sys
 import time
 
+from ._daemon import SUPERVISED, Entry, enter, start_watchdog
 from ._errors import DaemonWarning
 from ._outcome import report_supervised
 from ._proc import identity, poll_ms, signal_quietly
 from ._ready import ERROR, EXIT, EXTEND, READY, STARTED, describe_exception, send, unpack
-from ._runtime import Runtime, active, exit_status, run_in_daemon
-from ._signals import install as install_handlers
+from ._runtime import Runtime, exit_status, run_in_daemon
 from ._signals import signal_name
-from ._state import StateFile, anonymous_state_path
+from ._state import (
+    RELAYED,
+    StateFile,
+    States,
+    anonymous_state_path,
+    became,
+    reload_between_workers,
+    restart_planned,
+    stop_began,
+    supervisor_started,
+    worker_exit_record,
+    worker_exited,
+    worker_started,
+)
 from ._stdio import above_stdio, flush_stdio, reopen_stdio
-from ._systemd import SystemdNotifier
+from ._systemd import start_watchdog as ping_watchdog
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Any, NoReturn
 
     from ._options import Options
@@ -109,28 +122,41 @@ def _pdeathsig() -> Callable[[], None]:
     return arm
 
 
-class _Relay(SystemdNotifier):
-    """The worker's notifier: hands ``sd_notify`` fields to the supervisor, which is the main process."""
+class _Relay:
+    """The worker's notifier (a ``_runtime.Notifier``): ``sd_notify`` fields go to the supervisor, the main process."""
 
     def __init__(self, fd: int, watchdog_usec: int | None) -> None:  # no socket of its own
         self.watchdog_usec = watchdog_usec
         self.fdstore = 0  # the supervisor, the main process, sends the listen= sockets to the fd store
-        self._socket = None  # what SystemdNotifier's other methods see: no socket of the worker's own
         self._fd = fd
 
     def send(self, *fields: str) -> bool:
         """Pass *fields* to the supervisor; False once it is gone."""
         return send(self._fd, NOTIFY, "\n".join(fields).encode())
 
+    def send_with_fds(self, fields: Sequence[str], fds: Sequence[int]) -> bool:
+        """Nothing to send: the fd store is the supervisor's (``fdstore`` is 0)."""
+        return False
 
-class _RelayState(StateFile):
-    """The worker's state file: its updates (status, reload records) go to the supervisor's."""
+    def start_watchdog(self) -> None:
+        """Ping the service manager's watchdog through the supervisor, if it asked for one."""
+        ping_watchdog(self.send, self.watchdog_usec)
+
+
+class _RelayState:
+    """The worker's state (a ``_runtime.StateSink``): its updates (status, reload records) go to the supervisor's."""
 
     def __init__(self, fd: int) -> None:  # no file: the supervisor owns it
         self.path = ""
         self._fd = fd
-        self._size = 0
-        self.fields = {}
+        self.fields: dict[str, object] = {}
+
+    def fileno(self) -> int:
+        """The socket to the supervisor."""
+        return self._fd
+
+    def forget(self) -> None:
+        """Nothing to hand over: a worker is never upgraded."""
 
     def update(self, **fields: object) -> None:
         """Send *fields* to the supervisor; never raises."""
@@ -140,9 +166,6 @@ class _RelayState(StateFile):
             send(self._fd, UPDATE, json.dumps(fields).encode())
         except Exception:  # pragma: no cover - unserialisable fields: a courtesy lost
             pass
-
-    def remove(self) -> None:
-        """Nothing to remove: the supervisor's file outlives the worker."""
 
     def finish(self, last_exit: dict[str, object] | None) -> None:
         """Nothing to write: the supervisor records the worker's end (and its own)."""
@@ -169,11 +192,9 @@ class _Worker:
 class Supervisor:
     """The supervisor's whole life: start workers, watch them, restart, stop."""
 
-    def __init__(self, options: Options, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]):
-        runtime = active()
-        assert runtime is not None
+    def __init__(self, runtime: Runtime, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]):
         self.runtime = runtime
-        self.options = options
+        options = self.options = runtime.options
         self.call = (func, args, kwargs)
         self.pid = os.getpid()
         self.worker: _Worker | None = None
@@ -206,14 +227,7 @@ class Supervisor:
                     runtime.state = StateFile(path)
                 except OSError:
                     pass
-        self._record(
-            state="starting",
-            supervised=True,
-            identity=identity(self.pid),  # tells this file from one a previous process of our pid left
-            worker_pid=None,
-            restarts=0,
-            last_exit=None,
-        )
+        self._record(supervisor_started(identity(self.pid)))
 
     # -- the loop ------------------------------------------------------------
 
@@ -276,7 +290,7 @@ class Supervisor:
             self.stopping = True
             self.next_start = None
             self.runtime.begin_stop()
-            self._record(state="stopping", next_restart_ns=None)
+            self._record(stop_began(supervised=True))
         if self.worker is None:
             self._finish(0)
         # TERM for SIGINT too: the worker's SIGTERM ends in SystemExit(0) and its finally blocks
@@ -295,7 +309,7 @@ class Supervisor:
             return
         # Between two workers nothing else to reload: the next one starts with the new state.
         now = time.monotonic_ns()
-        self._record(reload={"generation": 0, "started_ns": now, "finished_ns": now, "ok": True, "error": None})
+        self._record(reload_between_workers(now))
 
     # -- workers ---------------------------------------------------------------
 
@@ -325,11 +339,11 @@ class Supervisor:
         if pid == 0:  # pragma: no cover - the worker's frames are not traced after fork
             os.close(channel)
             try:
-                self._become_worker(child_end, previous_mask)
+                runtime = self._become_worker(child_end, previous_mask)
             except BaseException as exc:
                 send(child_end, ERROR, describe_exception(exc))
                 os._exit(1)
-            run_in_daemon(*self.call)
+            run_in_daemon(runtime, *self.call)
         signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
         os.close(child_end)
         try:
@@ -341,12 +355,12 @@ class Supervisor:
 
         self.poller.register(channel, select.POLLIN)
         self.worker = _Worker(pid, channel, number)
-        self._record(state="starting", worker_pid=pid, next_restart_ns=None)
+        self._record(worker_started(pid))
         if number > 1:
             _log(f"started worker {pid} (restart {self.restarts})")
 
-    def _become_worker(self, fd: int, mask: set[int]) -> None:  # pragma: no cover - runs in the worker
-        """In the worker, right after the fork: detach from the supervisor's state, take a runtime."""
+    def _become_worker(self, fd: int, mask: set[int]) -> Runtime:  # pragma: no cover - runs in the worker
+        """In the worker, right after the fork: leave the supervisor's plumbing, become the daemon (``_daemon``)."""
         try:
             os.setpgid(0, 0)
         except OSError:
@@ -360,33 +374,20 @@ class Supervisor:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         parent = self.runtime
-        # What only the supervisor may hold: the launcher's pipe, the pidfile
-        # lock (status must say "not running" once the supervisor is gone), the state file.
-        for owned in (parent.fd, parent.ready_fd):
-            if owned is not None:
-                os.close(owned)
-        if parent.pidfile is not None and parent.pidfile.held:
-            parent.pidfile.close_copy()
-        if parent.state is not None and parent.state.fileno() >= 0:
-            os.close(parent.state.fileno())
         watchdog = parent.notifier.watchdog_usec if parent.notifier is not None else None
         relay = os.dup(fd)
         os.set_inheritable(relay, False)
-        runtime = Runtime(
-            fd,
+        entry = Entry(
+            SUPERVISED,
             self.options,
-            pidfile=None,
-            notifier=_Relay(relay, watchdog),
-            stdio_paths=parent.stdio_paths,
-            state=_RelayState(relay),
+            write_end=fd,  # a crash after readiness reaches the supervisor too (keep_open)
+            supervisor=parent,
+            relay=(_Relay(relay, watchdog), _RelayState(relay)),
         )
-        runtime.keep_open = True  # a crash after readiness reaches the supervisor too
-        runtime.supervised_worker = True  # the supervisor measures startup_grace (ready="auto")
-        runtime.activate()
-        install_handlers(self.options, runtime)
+        runtime = enter(entry)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        if runtime.notifier is not None:
-            runtime.notifier.start_watchdog()
+        start_watchdog(runtime)
+        return runtime
 
     def _read_channel(self, worker: _Worker) -> None:
         """Handle every frame waiting on *worker*'s socket; close it at end of file."""
@@ -419,7 +420,7 @@ class Supervisor:
                 runtime.mark_ready()
             else:
                 _log(f"worker {worker.pid} is ready")
-            self._record(state="ready")
+            self._record(became(States.READY))
         elif tag == STARTED:
             worker.ready_at = time.monotonic() + self.options.startup_grace
         elif tag == EXTEND:
@@ -438,7 +439,7 @@ class Supervisor:
             import json
 
             fields = json.loads(payload)
-            self._record(**{k: v for k, v in fields.items() if k in ("state", "status", "reload")})
+            self._record({k: v for k, v in fields.items() if k in RELAYED})
 
     def _on_last_words(self, worker: _Worker, tag: bytes, payload: bytes) -> None:
         """The worker raised (``E``) or is exiting (``X``): keep it, and tell a launcher that still listens."""
@@ -494,17 +495,7 @@ class Supervisor:
         if worker.error is not None:
             raised = f"{worker.error.get('type')}: {worker.error.get('message')}"
             how += f" after raising {raised}"
-        last_exit = {
-            "pid": worker.pid,
-            "status": code,
-            "signal": signal_name(signum) if signum is not None else None,
-            "clean": clean,
-            "uptime_s": round(uptime, 3),
-            "exception": raised,
-            "traceback": worker.error.get("traceback") if worker.error else None,
-            "time": time.time(),
-        }
-        self._record(worker_pid=None, last_exit=last_exit)
+        self._worker_ended(worker, code, signum, clean=clean, uptime=uptime, raised=raised)
         if self.stopping:
             _log(f"worker {worker.pid} {how}: stopped")
             self._finish(0 if clean else (final or 1))
@@ -541,11 +532,23 @@ class Supervisor:
         self.restarts += 1
         self.next_start = planned
         _log(f"worker {worker.pid} {how}; restarting in {delay:.3g} s (restart {self.restarts})")
-        self._record(
-            state="restarting",
-            restarts=self.restarts,
-            next_restart_ns=int(min(planned, _FAR) * 1e9),
+        self._record(restart_planned(int(min(planned, _FAR) * 1e9), self.restarts))
+
+    def _worker_ended(
+        self, worker: _Worker, code: int | None, signum: int | None, *, clean: bool, uptime: float, raised: str | None
+    ) -> None:
+        """Record how *worker* ended: in the state file, and for the caller's DaemonProcess once we exit."""
+        last_exit = worker_exit_record(
+            worker.pid,
+            code,
+            signal_name(signum) if signum is not None else None,
+            clean=clean,
+            uptime_s=round(uptime, 3),
+            exception=raised,
+            traceback=worker.error.get("traceback") if worker.error else None,
         )
+        report_supervised(last_exit)  # _outcome
+        self._record(worker_exited(last_exit))
 
     def _retry_fork(self, exc: OSError) -> None:
         """A worker could not be forked: try again after the usual backoff, within ``start_limit``."""
@@ -564,7 +567,7 @@ class Supervisor:
                 self._finish(1)
         self.next_start = planned
         _log(f"cannot fork a worker: {exc}; trying again in {delay:.3g} s")
-        self._record(state="restarting", next_restart_ns=int(min(planned, _FAR) * 1e9))
+        self._record(restart_planned(int(min(planned, _FAR) * 1e9)))
 
     def _should_restart(self, code: int | None, signum: int | None, clean: bool) -> bool:
         if code is not None and code in self.options.restart_prevent_exit_codes:
@@ -578,10 +581,7 @@ class Supervisor:
 
     # -- state and exit --------------------------------------------------------
 
-    def _record(self, **fields: object) -> None:
-        last_exit = fields.get("last_exit")
-        if isinstance(last_exit, dict):  # a worker ended: for the caller's DaemonProcess, once we exit (_outcome)
-            report_supervised(last_exit)
+    def _record(self, fields: dict[str, object]) -> None:
         if self.runtime.state is not None:
             self.runtime.state.update(**fields)
 
@@ -592,17 +592,13 @@ class Supervisor:
         _leave(self.runtime, status)
 
 
-def _leave(runtime: Runtime | None, status: int) -> NoReturn:
-    """Tell a launcher that still listens, flush, remove the state file, release the pidfile (last), exit."""
+def _leave(runtime: Runtime, status: int) -> NoReturn:
+    """Tell a launcher that still listens, flush, leave the state file and release the pidfile (last), exit."""
     try:
-        if runtime is not None:
-            if runtime.fd is not None:
-                runtime.exited(status)
-            flush_stdio()
-            if runtime.state is not None:
-                runtime.state.finish(_own_exit_record(runtime, status))
-            if runtime.pidfile is not None:
-                runtime.pidfile.release_at_exit()  # the lock goes last, in exit()
+        if runtime.fd is not None:
+            runtime.exited(status)
+        flush_stdio()
+        runtime.release(_own_exit_record(runtime, status) if runtime.state is not None else None)
     finally:
         os._exit(status)
 
@@ -648,7 +644,7 @@ def _kill_group(pid: int, signum: int) -> None:
         signal_quietly(pid, signum)
 
 
-def supervise(options: Options, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> NoReturn:
+def supervise(runtime: Runtime, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> NoReturn:
     """In the daemon: become the supervisor of workers running *func*; never returns.
 
     Nothing unwinds into the launching script: a SIGTERM that arrives before
@@ -657,7 +653,7 @@ def supervise(options: Options, func: Callable[..., Any], args: tuple[Any, ...],
     """
     status = 1
     try:
-        Supervisor(options, func, args, kwargs).run()
+        Supervisor(runtime, func, args, kwargs).run()
     except SystemExit as exc:
         status = exit_status(exc)
     except BaseException as exc:
@@ -665,4 +661,4 @@ def supervise(options: Options, func: Callable[..., Any], args: tuple[Any, ...],
 
         _log("failed:\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip("\n"))
     finally:
-        _leave(active(), status)
+        _leave(runtime, status)

@@ -14,9 +14,9 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
-__all__ = ["MANAGER_VARIABLES", "SystemdNotifier", "forget_environ", "monotonic_usec"]
+__all__ = ["MANAGER_VARIABLES", "SystemdNotifier", "forget_environ", "monotonic_usec", "start_watchdog"]
 
 # Variables the service manager hands to the main process only; the daemon
 # reads them once and removes them, so its own children do not inherit them.
@@ -129,18 +129,23 @@ class SystemdNotifier:
 
     def start_watchdog(self) -> None:
         """Send ``WATCHDOG=1`` every half ``WATCHDOG_USEC`` from a daemon thread."""
-        if self.watchdog_usec is None:
-            return
-        import threading
+        start_watchdog(self.send, self.watchdog_usec)
 
-        interval = min(self.watchdog_usec / 2e6, threading.TIMEOUT_MAX)
-        stop = threading.Event()
 
-        def ping() -> None:
-            while not stop.wait(interval):
-                self.send("WATCHDOG=1")
+def start_watchdog(send: Callable[..., bool], watchdog_usec: int | None) -> None:
+    """Call ``send("WATCHDOG=1")`` every half *watchdog_usec* from a daemon thread (None: never)."""
+    if watchdog_usec is None:
+        return
+    import threading
 
-        threading.Thread(target=ping, name="daemondeco-watchdog", daemon=True).start()
+    interval = min(watchdog_usec / 2e6, threading.TIMEOUT_MAX)
+    stop = threading.Event()
+
+    def ping() -> None:
+        while not stop.wait(interval):
+            send("WATCHDOG=1")
+
+    threading.Thread(target=ping, name="daemondeco-watchdog", daemon=True).start()
 
 
 def monotonic_usec() -> int:

@@ -1,4 +1,10 @@
-"""Zero-downtime upgrade, the daemon's side: start the successor, hand over, drain, leave.
+"""Zero-downtime upgrade: whether a daemon can have one, and the daemon's side of one.
+
+Whether a daemon can be upgraded is answered here once (:func:`plan_upgrade`:
+a :class:`Plan`, or the refusal the state file keeps for ``upgrade``). The
+wire between the two generations (``DAEMONDECO_HANDOVER``,
+``DAEMONDECO_SUCCESSOR_REPORT``) is ``_handover``'s, which every start loads;
+this module is loaded only by a daemon that listens (``listen=``).
 
 On SIGUSR2 (sent by ``upgrade``) the daemon, in a thread of its own:
 
@@ -37,11 +43,11 @@ from __future__ import annotations
 import os
 import sys
 import time
-from signal import SIGCONT, SIGSTOP  # _signals loaded `signal` already
 
+from ._handover import HANDOVER_VARIABLE, SUCCESSOR_REPORT_VARIABLE, handover_environ
 from ._proc import is_alive, signal_quietly
-from ._signals import SIGKILL, SIGTERM
-from ._sockets import HANDOVER_VARIABLE, SUCCESSOR_REPORT_VARIABLE, handover_environ
+from ._signals import SIGCONT, SIGKILL, SIGSTOP, SIGTERM, SIGUSR2
+from ._state import upgrade_failed, upgrade_started
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,8 +66,8 @@ if TYPE_CHECKING:  # pragma: no cover
         returned: bool
         on_return: Callable[[], object] | None
 
-        def record(self, **fields: object) -> None:
-            """Write *fields* into the state file."""
+        def record(self, fields: dict[str, object]) -> None:
+            """Write *fields* (from ``_state``'s named writers) into the state file."""
 
         def settled_state(self) -> str:
             """The state when nothing is in progress."""
@@ -70,7 +76,7 @@ if TYPE_CHECKING:  # pragma: no cover
             """Give the pidfile and state file to the ready successor."""
 
 
-__all__ = ["Plan", "upgrade"]
+__all__ = ["Plan", "plan_upgrade", "upgrade"]
 
 _OUTPUT_LIMIT = 64 * 1024  # the successor's output kept for the error: its tail
 
@@ -94,6 +100,52 @@ class Plan:
         return cls(argv, cwd, pidfile, state, sockets)
 
 
+# -- the policy: can this daemon be upgraded ---------------------------------
+
+
+def plan_upgrade(
+    options: Options,
+    sockets: dict[str, int],
+    *,
+    form: str,
+    systemd: bool,
+    launch_cwd: str = "",
+    pidfile: int | None = None,
+    state: int | None = None,
+) -> Plan | str:
+    """How this daemon (of *form*: ``"detached"``, ``"worker"``, ``"foreground"``) can be upgraded, else why not.
+
+    The one answer to "can this daemon be upgraded": a :class:`Plan`, or the
+    refusal (a sentence ending in what to do instead) that the state file
+    keeps for ``upgrade`` to show. *systemd*: a notifier (``NOTIFY_SOCKET``)
+    was set up; *pidfile* and *state*: their fds, handed to the successor.
+    """
+    if form == "foreground":
+        if systemd:
+            return (
+                "under systemd (NOTIFY_SOCKET) use the fd store instead: set FileDescriptorStoreMax= "
+                "in the unit and run systemctl restart"
+            )
+        return "a daemon run in the foreground cannot be upgraded; use restart"
+    if not sockets:
+        return "nothing to hand over (no listen= sockets); use restart"
+    if form == "worker" or systemd:
+        return "a worker (process_daemonize) cannot be upgraded; use restart"
+    if options.restart is not None:
+        # The supervisor would take the old worker's drain-and-exit for a crash, and SIGUSR2 is the worker's.
+        return "a supervised daemon (restart=) cannot be upgraded; use restart"
+    if not launch_cwd or pidfile is None:
+        return "the launcher's working directory is gone; use restart"
+    if state is None:
+        return "no state file next to the pidfile to acknowledge an upgrade; use restart"
+    if any(signum == SIGUSR2 for signum, _ in options.signals):
+        return "the signals option handles SIGUSR2, which asks for an upgrade; use restart"
+    return Plan.here(launch_cwd, pidfile, state, sockets)
+
+
+# -- the daemon's side: one upgrade ------------------------------------------
+
+
 def upgrade(runtime: Runtime) -> None:  # pragma: no cover - its frame starts before the tracer is set
     """Run one upgrade of this daemon (the ``daemondeco-upgrade`` thread); never raises."""
     import threading
@@ -112,16 +164,14 @@ def _upgrade(runtime: Runtime) -> None:
     plan = runtime.upgrade_plan
     assert isinstance(plan, Plan)
     started = runtime.upgrade_requested_ns or time.monotonic_ns()
-    record: dict[str, object] = {"started_ns": started, "finished_ns": None, "ok": None, "error": None}
-    runtime.record(state="upgrading", upgrade=record)
+    runtime.record(upgrade_started(started))
     try:
         error = _start_successor(plan, runtime.options.ready_timeout + runtime.options.stop_timeout)
     except BaseException as exc:  # nothing may escape into the daemon
         error = f"daemondeco: could not start the successor: {type(exc).__name__}: {exc}\n"
     if error is not None:
         runtime.upgrading = False
-        outcome = {**record, "finished_ns": time.monotonic_ns(), "ok": False, "error": error}
-        runtime.record(state=runtime.settled_state(), upgrade=outcome)
+        runtime.record(upgrade_failed(started, error, runtime.settled_state()))
         _say(f"daemondeco: upgrade failed, this daemon keeps serving:\n{error}")
         return
     runtime.hand_over()

@@ -6,6 +6,9 @@
   import from it, and nothing else; no module imports a sibling's
   underscore name or reaches into another module's private attributes.
 * Every module's docstring names its concern.
+* A class that subclasses a class of a sibling module runs its parent's
+  constructor (a relay that skips it silently misses every field the parent
+  gains); only ``_state`` writes a key of the state file.
 * The public subpackage ``daemondeco.compat`` keeps the same rules: its
   modules (named ``compat.<module>``) count as neighbours of the package's
   private modules, and its own private modules have an ``__all__`` contract.
@@ -179,6 +182,74 @@ def test_every_module_says_its_concern(module: str) -> None:
     assert len(docstring.splitlines()[0]) > 15, f"daemondeco/{module}.py: the first line should name its concern"
 
 
+def _sibling_names(module: str) -> set[str]:
+    """The names *module* imports from its siblings (type-only and lazy imports included)."""
+    return {name for _, names, _ in _sibling_imports(module) for name in names}
+
+
+def _calls_parent_init(init: ast.FunctionDef) -> bool:
+    """Whether a constructor calls ``super().__init__(...)`` or ``Base.__init__(self, ...)``."""
+    return any(
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "__init__"
+        for node in ast.walk(init)
+    )
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_a_subclass_of_a_sibling_module_s_class_runs_its_parent_s_constructor(module: str) -> None:
+    imported = _sibling_names(module)
+    for node in ast.walk(_tree(module)):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        parents = [base.id for base in node.bases if isinstance(base, ast.Name) and base.id in imported]
+        parents = [name for name in parents if name[:1].isupper() and name not in ("Protocol", "Exception")]
+        if not parents:
+            continue
+        for item in node.body:
+            if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+                assert _calls_parent_init(item), (
+                    f"daemondeco/{module}.py:{item.lineno}: {node.name}.__init__ skips the constructor of {parents}, "
+                    "another module's class: a field added there would be missing here. "
+                    "Implement the Protocol the code needs (a second implementation) instead of subclassing."
+                )
+
+
+def _writes_state_keys(tree: ast.Module) -> Iterator[tuple[int, str]]:
+    """(line, what) for every state-file key written by name: ``<...>state.update(key=...)``,
+    ``<...>.fields[...] = ...``, ``<...>.fields.update(...)`` and ``record(key=...)``/``_record(key=...)``."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner, method = node.func.value, node.func.attr
+            owner_name = (
+                owner.attr if isinstance(owner, ast.Attribute) else owner.id if isinstance(owner, ast.Name) else ""
+            )
+            keywords = [k.arg for k in node.keywords if k.arg is not None]
+            if method == "update" and owner_name == "state" and keywords:
+                yield node.lineno, f"state.update({', '.join(keywords)}=...)"
+            elif method == "update" and owner_name == "fields":
+                yield node.lineno, "fields.update(...)"
+            elif method in ("record", "_record") and keywords:
+                yield node.lineno, f"{method}({', '.join(keywords)}=...)"
+        elif isinstance(node, (ast.Assign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if (
+                    isinstance(target, ast.Subscript)
+                    and isinstance(target.value, ast.Attribute)
+                    and target.value.attr == "fields"
+                ):
+                    yield node.lineno, "fields[...] = ..."
+
+
+@pytest.mark.parametrize("module", [module for module in MODULES if module != "_state"])
+def test_only_the_state_module_writes_a_key_of_the_state_file(module: str) -> None:
+    writes = [f"line {line}: {what}" for line, what in _writes_state_keys(_tree(module))]
+    assert not writes, (
+        f"daemondeco/{module}.py writes state-file keys itself ({'; '.join(writes)}): "
+        "add a named writer to daemondeco/_state.py and record what it returns"
+    )
+
+
 @pytest.mark.parametrize("name", [name for name in daemondeco.__all__ if isinstance(getattr(daemondeco, name), type)])
 def test_public_classes_report_the_public_module(name: str) -> None:
     assert getattr(daemondeco, name).__module__ == "daemondeco"
@@ -263,9 +334,7 @@ def test_without_fork_and_flock_every_entry_point_raises_daemon_error(sandbox: S
 def _typed_keys(class_name: str) -> set[str]:
     return {
         node.target.id
-        for node in next(
-            n for n in _tree("_types").body if isinstance(n, ast.ClassDef) and n.name == class_name
-        ).body
+        for node in next(n for n in _tree("_types").body if isinstance(n, ast.ClassDef) and n.name == class_name).body
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
     }
 

@@ -621,11 +621,8 @@ class DaemonContext:
                 plan.entered.__exit__(None, None, None)
             elif plan is not None and plan.lock is not None:
                 runtime = active()
-                if runtime is not None and runtime.state is not None:
-                    runtime.state.remove()  # first: a state file outliving the lock would describe nobody
-                    runtime.state = None
-                if runtime is not None and runtime.pidfile is not None:
-                    runtime.pidfile.release()  # last
+                if runtime is not None:
+                    runtime.release(leaving=False)  # the state file first, the pidfile last
         finally:
             self._is_open = False
 
