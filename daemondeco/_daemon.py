@@ -48,6 +48,8 @@ from ._systemd import MANAGER_VARIABLES, SystemdNotifier
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
     from ._handover import Handover
     from ._options import Options
     from ._pidfile import Holder
@@ -277,6 +279,12 @@ def enter(entry: Entry) -> Runtime:  # noqa: PLR0912, PLR0915 - one sequence rea
         notifier = SystemdNotifier.from_environ()
     elif entry.relay is not None:
         notifier = entry.relay[0]
+    # (multiprocessing's reset, step 15, is imported now: after a chroot the package may be out of reach.)
+    reset_multiprocessing: Callable[..., None] | None = None
+    if prepared is not None and "multiprocessing" in sys.modules:
+        from ._mpstate import reset_after_detach
+
+        reset_multiprocessing = reset_after_detach
     # 11. Privileges: chroot, workdir, groups, user.
     if detached or foreground:
         _privileges.enter(options, entry.identity, entry.root, entry.workdir)
@@ -316,10 +324,8 @@ def enter(entry: Entry) -> Runtime:  # noqa: PLR0912, PLR0915 - one sequence rea
     #     forkserver, whose fds were closed in step 8.
     if form == WORKER:
         atexit._clear()
-    if prepared is not None and "multiprocessing" in sys.modules:
-        from ._mpstate import reset_after_detach
-
-        reset_after_detach(worker=form == WORKER)
+    if reset_multiprocessing is not None:
+        reset_multiprocessing(worker=form == WORKER)
     return runtime
 
 

@@ -568,6 +568,8 @@ def test_supervisord_runs_start_without_a_fork(sandbox: Sandbox) -> None:
         found = re.search(r"pid (\d+)", status[0])
         assert found is not None, status
         pid = int(found[1])
+        # RUNNING says the process lived startsecs; its function writes the marker a moment after it starts.
+        wait_until((sandbox.path / "marker").exists, what="the app's marker")
         assert int((sandbox.path / "marker").read_text()) == pid, "the daemon is supervisord's own child"
         stat = proc_stat(pid)
         assert stat is not None

@@ -335,6 +335,18 @@ def test_chroot_confines_the_daemon(sandbox: Sandbox, options: str, workdir: str
 
 
 @needs_root
+def test_chroot_after_a_launcher_that_imported_multiprocessing(sandbox: Sandbox) -> None:
+    """The daemon resets multiprocessing's state after the detach: the code for it is loaded before the chroot."""
+    jail = Path(os.path.realpath(sandbox.path / "jail"))
+    jail.mkdir()
+    result = sandbox.run("import multiprocessing\n" + CHROOTED.format(options='workdir="/"'))
+    assert result.returncode == 0, result
+    pid = read_pid(sandbox.path / "d.pid")
+    assert wait_for_text(sandbox.path / "d.log", "up ") == f"up {pid} /\n"
+    assert os.readlink(f"/proc/{pid}/root") == str(jail)
+
+
+@needs_root
 def test_chroot_and_user_together(sandbox: Sandbox) -> None:
     jail = Path(os.path.realpath(sandbox.path / "jail"))
     (jail / "srv" / "app").mkdir(parents=True)
