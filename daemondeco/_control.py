@@ -19,7 +19,7 @@ import time
 from . import _proc
 from ._errors import DaemonError, ReloadError, UpgradeError, WorkerError
 from ._options import STOP_TIMEOUT, stop_timeout
-from ._outcome import Outcome, anonymous_path, exit_path, read_outcome
+from ._outcome import Outcome, anonymous_path, exit_path, pending_monitor, read_outcome
 from ._pidfile import Watcher
 from ._signals import SIGHUP, SIGUSR2
 from ._state import (
@@ -666,6 +666,10 @@ class DaemonProcess:
             monitor = int(fields[1]) if fields is not None and int(fields[1]) == int(fields[3]) > 1 else None
             return cls(pid, path, stop_timeout=stop_timeout, monitor=monitor)
         outcome = read_outcome(exit_path(path))
+        pending = pending_monitor(exit_path(path)) if outcome is None else None
+        if pending is not None:  # the worker has ended (or is ending): its monitor writes the record now
+            _proc.wait_exit(pending[0], _MONITOR_GRACE, pending[1])
+            outcome = read_outcome(exit_path(path))
         if outcome is None:
             raise DaemonError(
                 f"no worker runs under pidfile {path!r}, and none left a record of how it ended ({exit_path(path)!r})"

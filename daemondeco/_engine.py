@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import sys
 
-from . import _privileges, _signals
+from . import _privileges, _proc, _signals
 from ._control import DaemonProcess
 from ._daemon import (
     DEBUGGING,
@@ -42,7 +42,7 @@ from ._errors import DaemonWarning, StartInterrupted, StartupError, check_direct
 from ._handover import HANDOVER_VARIABLE, read_handover, take_report_fd
 from ._init import become_init_or_daemon
 from ._options import MAX_FD, resolve_fds
-from ._outcome import adopt_sender, watch
+from ._outcome import adopt_sender, mark_pending, watch
 from ._pidfile import Holder, Watcher, require_posix
 from ._ready import ERROR, await_ready, describe_exception, send
 from ._runtime import Runtime, call_main, run_in_daemon, watch_unready_exit
@@ -375,6 +375,8 @@ def _in_children(read_end: int, write_end: int, prepared: Prepared, *, worker: b
     try:
         os.setsid()
         outcome = _outcome_pipe(prepared) if worker else None
+        if outcome is not None and prepared.pidfile is not None:  # before the worker: no old record read as its own
+            mark_pending(prepared.pidfile.path, _proc.identity(os.getpid()))
         child = os.fork()
         if child:
             if outcome is not None:

@@ -22,8 +22,13 @@ The record is JSON, written atomically (a temporary file, then ``rename``)
 with mode ``0o600``:
 
 * next to the pidfile, ``<pidfile>.exit``, when the worker has one: it
-  outlives the caller, for :meth:`DaemonProcess.from_pidfile`; the next
-  worker with that pidfile replaces it when it ends;
+  outlives the caller, for :meth:`DaemonProcess.from_pidfile`. The monitor
+  replaces it with a **pending** record (``{"version": 1, "pending": true,
+  "monitor": <its pid>, "monitor_identity": <its start time>}``) before it
+  forks the worker, so that a reader never takes a previous worker's
+  record for this one's, and waits for the monitor to leave (a pidfd) rather
+  than finding no record in the moment between the worker's exit and the
+  record;
 * else (or where the pidfile's directory cannot be written) in the private
   per-user directory ``$TMPDIR/daemondeco-<uid>/<pid>.exit``
   (``/tmp`` without ``$TMPDIR``), only while the caller lives; the handle
@@ -64,6 +69,8 @@ __all__ = [
     "adopt_sender",
     "anonymous_path",
     "exit_path",
+    "mark_pending",
+    "pending_monitor",
     "read_outcome",
     "report_raised",
     "report_returned",
@@ -178,6 +185,15 @@ def report_supervised(last_exit: Mapping[str, object]) -> None:
 
 
 # -- in the monitor ---------------------------------------------------------------
+
+
+def mark_pending(pidfile: str, identity: int | None) -> None:
+    """In the monitor, before it forks the worker: ``<pidfile>.exit`` says a record is coming (best effort)."""
+    _write(
+        exit_path(pidfile),
+        b'{"version": %d, "pending": true, "monitor": %d, "monitor_identity": %s}\n'
+        % (VERSION, os.getpid(), b"null" if identity is None else b"%d" % identity),
+    )
 
 
 def watch(worker: int, fd: int, pidfile: str | None, caller: int) -> NoReturn:
@@ -302,6 +318,23 @@ def _write(path: str, data: bytes) -> bool:
 
 
 # -- in the caller (the handle) ----------------------------------------------------
+
+
+def pending_monitor(path: str) -> tuple[int, int | None] | None:
+    """``(pid, start time)`` of the monitor that is still to write the record at *path*, else None."""
+    import json
+
+    try:
+        with open(path, "rb") as file:
+            record = json.loads(file.read(4096))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("version") != VERSION or record.get("pending") is not True:
+        return None
+    monitor, identity = record.get("monitor"), record.get("monitor_identity")
+    if not isinstance(monitor, int) or monitor <= 1:
+        return None
+    return monitor, identity if isinstance(identity, int) else None
 
 
 def read_outcome(path: str, pid: int | None = None, identity: int | None = None) -> Outcome | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -523,6 +524,51 @@ report(pid=handle.pid, monitor=monitor, fds=fds, monitor_ppid=int(mstat[1]), mon
     assert [c for c in data["children"] if c and int(c[0]) == monitor] == []  # type: ignore[union-attr]
     assert not (sandbox.path / "w.pid").exists()
     assert (sandbox.path / "w.pid.exit").stat().st_mode & 0o777 == 0o600
+
+
+def test_from_pidfile_between_the_end_and_the_record_waits_for_this_workers_record(sandbox: Sandbox) -> None:
+    """The monitor is held (SIGSTOP) as the worker ends: the reader waits for its record, never an earlier one."""
+    sandbox.write(
+        "start.py",
+        HEADER
+        + """
+@process_daemonize(pidfile=HERE / "job.pid", stdout=HERE / "w.log")
+def job(name):
+    while name == "second" and not (HERE / "go").exists():
+        time.sleep(0.01)
+    return name
+
+assert job("first").result(10) == "first"  # the record of an earlier worker with this pidfile
+print(job("second").pid)
+""",
+    )
+    started = sandbox.run_file(sandbox.path / "start.py")
+    assert started.returncode == 0, started
+    worker = int(started.stdout)
+    stat = proc_stat(worker)
+    assert stat is not None
+    monitor = stat.ppid
+    assert monitor > 1 and monitor != os.getpid()
+    os.kill(monitor, signal.SIGSTOP)
+    try:
+        (sandbox.path / "go").touch()
+        assert wait_exit(worker), "the worker ended (a zombie of its held monitor)"
+        reader = sandbox.popen(
+            """
+from pathlib import Path
+from daemondeco import DaemonProcess
+HERE = Path(__file__).resolve().parent
+print(DaemonProcess.from_pidfile(HERE / "job.pid").result(10), flush=True)
+""",
+            name="attach.py",
+            stdout=subprocess.PIPE,
+        )
+        with pytest.raises(subprocess.TimeoutExpired):
+            reader.wait(timeout=0.3)  # it waits for the held monitor
+    finally:
+        os.kill(monitor, signal.SIGCONT)
+    out, _ = reader.communicate(timeout=10)
+    assert reader.returncode == 0 and out == "second\n", out
 
 
 def test_from_pidfile_reattaches_after_the_caller_exited(sandbox: Sandbox) -> None:
