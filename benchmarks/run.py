@@ -12,7 +12,7 @@ against a baseline measured in the same rounds. See benchmarks/README.md.
 5. import   - `import daemondeco` vs `import wrapt` in fresh interpreters
 6. manyfds  - 0 vs 5,000 inherited fds: the fd-closing step alone, and the whole start
 
-``--compare-tree LABEL=PATH`` adds, in benchmarks 1, 2 and 6, candidates that
+``--compare-tree LABEL=PATH`` adds, in benchmarks 1, 2, 3 and 6, candidates that
 run another daemondeco source tree (``PYTHONPATH=PATH``), interleaved with the
 installed one, and reports paired per-round ratios "installed / LABEL".
 
@@ -417,9 +417,13 @@ def bench_workers(
 # -- 3. stop -------------------------------------------------------------------------
 
 
-def bench_stop(h: Harness, quick: bool) -> dict:
+DD_STOP = ["daemondeco-worker", "daemondeco-worker-pidfile", "daemondeco-daemon-pidfile"]
+
+
+def bench_stop(h: Harness, quick: bool, trees: dict[str, dict[str, str]] | None = None) -> dict:
     rounds = 3 if quick else 10
-    cands = ["raw-kill", "raw-sysexit", "daemondeco-worker", "daemondeco-worker-pidfile", "daemondeco-daemon-pidfile"]
+    trees = trees or {}
+    cands = ["raw-kill", "raw-sysexit", *DD_STOP] + [f"{c}/{label}" for label in trees for c in DD_STOP]
     launched = {"raw-kill": "raw", "raw-sysexit": "raw-sysexit", "daemondeco-daemon-pidfile": "daemondeco-pidfile"}
     log(f"\n## 3. cooperative stop latency ({rounds} rounds, interleaved)")
     samples: dict[str, list[float]] = {c: [] for c in cands}
@@ -427,11 +431,13 @@ def bench_stop(h: Harness, quick: bool) -> dict:
     order = [(-1, c) for c in cands] + interleaved(cands, rounds, seed=3)
     for i, (rnd, cand) in enumerate(order):
         config = {"job": "stop", "candidate": cand, "pidfile": os.path.join(h.tmpdir, f"stop-{i}.pid")}
-        if cand in launched:
+        name, label = split_tree(cand)
+        if name in launched:
             # a separate launcher (fresh interpreter, exits) starts the daemon; a fresh controller stops it
-            lines, _, _ = h.run_child({**config, "job": "launch", "candidate": launched[cand]}, timeout=30)
+            launch = {**config, "job": "launch", "candidate": launched[name] + (f"/{label}" if label else "")}
+            lines, _, _ = run_candidate(h, launch, trees, timeout=30)
             config["pid"] = next(int(line.split()[1]) for line in lines if line.startswith("pid "))
-        lines, _, _ = h.run_child(config, timeout=60)
+        lines, _, _ = run_candidate(h, config, trees, timeout=60)
         h.kill_all()
         result = json.loads(next(line for line in lines if line.startswith("result "))[7:])
         if not result["ok"]:
@@ -444,7 +450,11 @@ def bench_stop(h: Harness, quick: bool) -> dict:
         s = summary(samples[c])
         ratio = paired_ratios(per_round, c, "raw-kill") if c != "raw-kill" else []
         log(f"{c:28} {ms_text(samples[c]):>26} (max {fmt_ms(s['max'])})   {ratio_text(ratio) if ratio else ''}")
-    worst = max(summary(samples[c])["median"] for c in cands if c.startswith("daemondeco")) / 1e6
+    compare = tree_ratios(per_round, DD_STOP, trees)
+    if compare:
+        log("installed tree vs --compare-tree, paired per round:")
+        log_tree_ratios(compare, "stop")
+    worst = max(summary(samples[c])["median"] for c in DD_STOP) / 1e6
     met = worst < 20
     log(
         f"target: stop() returns within 20 ms -> slowest daemondeco median {worst:.2f} ms: {'MET' if met else 'MISSED'}"
@@ -454,6 +464,7 @@ def bench_stop(h: Harness, quick: bool) -> dict:
         "table": {c: summary(samples[c]) for c in cands},
         "ratio_vs_raw_kill": {c: summary(paired_ratios(per_round, c, "raw-kill")) for c in cands if c != "raw-kill"},
         "samples": samples,
+        "compare": compare,
         "verdict": {"slowest_daemondeco_median_ms": worst, "target_ms": 20, "met": met},
     }
 
@@ -1082,7 +1093,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="LABEL=PATH",
-        help="benchmarks 1, 2, 6: also run the daemondeco source tree at PATH (PYTHONPATH=PATH), interleaved, "
+        help="benchmarks 1, 2, 3, 6: also run the daemondeco source tree at PATH (PYTHONPATH=PATH), interleaved, "
         "with paired ratios installed/LABEL (e.g. before=/tmp/before, a `git archive` of an old commit)",
     )
     args = parser.parse_args(argv)
@@ -1153,7 +1164,7 @@ def main(argv: list[str] | None = None) -> int:
                 finally:
                     other.close()
         if "stop" in selected:
-            results["stop"] = bench_stop(h, args.quick)
+            results["stop"] = bench_stop(h, args.quick, trees)
         if "fds" in selected:
             results["fds"] = bench_fds(h, args.quick, peers, preload)
         if "import" in selected:

@@ -528,9 +528,7 @@ class Foreground:
 
         A ``ready_fd`` never written is closed: its reader sees end of file.
         """
-        if self.runtime.ready_fd is not None:
-            os.close(self.runtime.ready_fd)
-            self.runtime.ready_fd = None
+        self.runtime.drop_ready_fd()
         Runtime.deactivate(self._previous_runtime)
         _signals.restore(self._previous_handlers)
         if self._sockets is not None:

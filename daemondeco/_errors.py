@@ -165,7 +165,33 @@ class GroupStartError(StartupError):
         return (type(self), (self.failures, self.instances))
 
 
-class ReloadError(DaemonError):
+class _AcknowledgementError(DaemonError):
+    """The shared body of :class:`ReloadError` and :class:`UpgradeError`: a request the daemon did not carry out.
+
+    Private: the public names are the two subclasses; this base only holds their
+    common constructor and pickling (each rebuilds as its own class).
+    """
+
+    def __init__(
+        self, summary: str, *, pid: int | None = None, daemon_traceback: str | None = None, running: bool = True
+    ) -> None:
+        self.summary = summary
+        self.pid = pid
+        self.daemon_traceback = daemon_traceback
+        self.running = running
+        super().__init__(_with_traceback(summary, daemon_traceback))
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_acknowledgement, (type(self), self.summary, self.pid, self.daemon_traceback, self.running))
+
+
+def _rebuild_acknowledgement(
+    cls: type[_AcknowledgementError], summary: str, pid: int | None, daemon_traceback: str | None, running: bool
+) -> _AcknowledgementError:
+    return cls(summary, pid=pid, daemon_traceback=daemon_traceback, running=running)
+
+
+class ReloadError(_AcknowledgementError):
     """A reload was not acknowledged: ``on_reload`` raised, the daemon died, or none runs.
 
     When ``on_reload`` (or reopening the log files) raised, the daemon keeps
@@ -182,24 +208,8 @@ class ReloadError(DaemonError):
 
     """
 
-    def __init__(
-        self, summary: str, *, pid: int | None = None, daemon_traceback: str | None = None, running: bool = True
-    ) -> None:
-        self.summary = summary
-        self.pid = pid
-        self.daemon_traceback = daemon_traceback
-        self.running = running
-        super().__init__(_with_traceback(summary, daemon_traceback))
 
-    def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild_reload_error, (self.summary, self.pid, self.daemon_traceback, self.running))
-
-
-def _rebuild_reload_error(summary: str, pid: int | None, daemon_traceback: str | None, running: bool) -> ReloadError:
-    return ReloadError(summary, pid=pid, daemon_traceback=daemon_traceback, running=running)
-
-
-class UpgradeError(DaemonError):
+class UpgradeError(_AcknowledgementError):
     """An upgrade did not happen: refused, or the successor failed; the old daemon keeps serving.
 
     Attributes:
@@ -210,22 +220,6 @@ class UpgradeError(DaemonError):
     .. versionadded:: 0.1
 
     """
-
-    def __init__(
-        self, summary: str, *, pid: int | None = None, daemon_traceback: str | None = None, running: bool = True
-    ) -> None:
-        self.summary = summary
-        self.pid = pid
-        self.daemon_traceback = daemon_traceback
-        self.running = running
-        super().__init__(_with_traceback(summary, daemon_traceback))
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild_upgrade_error, (self.summary, self.pid, self.daemon_traceback, self.running))
-
-
-def _rebuild_upgrade_error(summary: str, pid: int | None, daemon_traceback: str | None, running: bool) -> UpgradeError:
-    return UpgradeError(summary, pid=pid, daemon_traceback=daemon_traceback, running=running)
 
 
 class WorkerError(DaemonError):

@@ -362,12 +362,33 @@ class Runtime:
 
         _thread.start_new_thread(upgrade, (self,))
 
+    def upgrade_abandoned(self) -> None:
+        """The upgrade failed: this daemon keeps serving, and a later SIGUSR2 may try again."""
+        self.upgrading = False
+
+    def when_returned(self, callback: Callable[[], object]) -> None:
+        """Call *callback* once the function has returned or raised (the upgrade's drain waits for that).
+
+        Only the moment from now on: whether it already had is :attr:`returned`.
+        """
+        self.on_return = callback
+
     def hand_over(self) -> None:
         """The successor is ready: it owns the pidfile and the state file from now on."""
         if self.state is not None:
             self.state.forget()
             self.state = None
         self.upgrade_plan = None
+
+    def keep_state(self, state: StateSink) -> None:
+        """Record into *state* from now on (a supervisor without a pidfile: its own state file)."""
+        self.state = state
+
+    def drop_ready_fd(self) -> None:
+        """Close a ``ready_fd`` never written: its reader sees end of file (a no-op once ready)."""
+        if self.ready_fd is not None:
+            fd, self.ready_fd = self.ready_fd, None
+            os.close(fd)
 
     def record(self, fields: dict[str, object]) -> None:
         """Write *fields* (from ``_state``'s named writers) into the state file (only in the process that owns it)."""

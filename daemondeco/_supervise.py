@@ -224,7 +224,7 @@ class Supervisor:
             path = anonymous_state_path(self.pid, create=True)
             if path is not None:
                 try:
-                    runtime.state = StateFile(path)
+                    runtime.keep_state(StateFile(path))
                 except OSError:
                     pass
         self._record(supervisor_started(identity(self.pid)))

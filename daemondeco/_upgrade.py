@@ -61,10 +61,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
         options: Options
         upgrade_plan: object | None
-        upgrading: bool
         upgrade_requested_ns: int
         returned: bool
-        on_return: Callable[[], object] | None
+
+        def upgrade_abandoned(self) -> None:
+            """The upgrade failed: this daemon keeps serving."""
+
+        def when_returned(self, callback: Callable[[], object]) -> None:
+            """Call *callback* once the function has returned or raised."""
 
         def record(self, fields: dict[str, object]) -> None:
             """Write *fields* (from ``_state``'s named writers) into the state file."""
@@ -170,7 +174,7 @@ def _upgrade(runtime: Runtime) -> None:
     except BaseException as exc:  # nothing may escape into the daemon
         error = f"daemondeco: could not start the successor: {type(exc).__name__}: {exc}\n"
     if error is not None:
-        runtime.upgrading = False
+        runtime.upgrade_abandoned()
         runtime.record(upgrade_failed(started, error, runtime.settled_state()))
         _say(f"daemondeco: upgrade failed, this daemon keeps serving:\n{error}")
         return
@@ -328,7 +332,7 @@ def _drain(runtime: Runtime) -> None:
 
     on_drain = runtime.options.on_drain
     returned = threading.Event()
-    runtime.on_return = returned.set
+    runtime.when_returned(returned.set)
     if on_drain is not None:
         deadline = time.monotonic() + min(runtime.options.drain_timeout, threading.TIMEOUT_MAX)
         done = threading.Thread(target=_call_quietly, args=(on_drain,), name="daemondeco-drain", daemon=True)

@@ -128,3 +128,19 @@ def _write_cli_usage() -> None:
 
 
 _write_cli_usage()
+
+
+def _public_bases(app: object, name: str, obj: object, options: object, bases: list[type]) -> None:
+    """Show a private base class (``_errors._AcknowledgementError``) as its public parents."""
+    i = 0
+    while i < len(bases):
+        base = bases[i]
+        if isinstance(base, type) and base.__name__.startswith("_"):
+            bases[i : i + 1] = [parent for parent in base.__bases__ if parent not in bases]
+        else:
+            i += 1
+
+
+def setup(app: object) -> None:
+    """Sphinx extension hook: the private bases are left out of the reference."""
+    app.connect("autodoc-process-bases", _public_bases)  # type: ignore[attr-defined]

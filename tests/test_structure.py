@@ -250,6 +250,45 @@ def test_only_the_state_module_writes_a_key_of_the_state_file(module: str) -> No
     )
 
 
+def _assigned_runtime_attributes(tree: ast.Module) -> Iterator[tuple[int, str]]:
+    """(line, target) for every assignment to an attribute of a runtime object: ``runtime.X = ...``,
+    ``self.runtime.X = ...``, ``self._runtime.X += ...``, ``runtime.X, y = ...``, ``del runtime.X``."""
+
+    def is_runtime(node: ast.expr) -> bool:
+        name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
+        return name.lstrip("_") == "runtime"
+
+    def flatten(target: ast.expr) -> Iterator[ast.expr]:
+        if isinstance(target, (ast.Tuple, ast.List)):
+            for element in target.elts:
+                yield from flatten(element)
+        elif isinstance(target, ast.Starred):
+            yield from flatten(target.value)
+        else:
+            yield target
+
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.Delete)):
+            targets = node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        else:
+            continue
+        for target in targets:
+            for leaf in flatten(target):
+                if isinstance(leaf, ast.Attribute) and is_runtime(leaf.value):
+                    yield node.lineno, ast.unparse(leaf)
+
+
+@pytest.mark.parametrize("module", [module for module in MODULES if module not in ("_runtime", "_daemon")])
+def test_only_the_runtime_and_the_daemon_modules_assign_a_runtime_attribute(module: str) -> None:
+    assigned = [f"line {line}: {what} = ..." for line, what in _assigned_runtime_attributes(_tree(module))]
+    assert not assigned, (
+        f"daemondeco/{module}.py assigns attributes of a Runtime from outside ({'; '.join(assigned)}): "
+        "give Runtime (daemondeco/_runtime.py) a named method that does it and call that"
+    )
+
+
 @pytest.mark.parametrize("name", [name for name in daemondeco.__all__ if isinstance(getattr(daemondeco, name), type)])
 def test_public_classes_report_the_public_module(name: str) -> None:
     assert getattr(daemondeco, name).__module__ == "daemondeco"
