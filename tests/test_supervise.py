@@ -346,7 +346,9 @@ def test_a_supervised_process_daemonize_handle_shows_the_history(sandbox: Sandbo
         handle = work()
         first = handle.worker_pid
         deadline = time.monotonic() + 10
-        while not (HERE / "runs").exists() and time.monotonic() < deadline:  # ready as called: the line comes after
+        while time.monotonic() < deadline and not (  # ready as called: its whole line comes after
+            (HERE / "runs").exists() and (HERE / "runs").read_text().endswith("\\n")
+        ):
             time.sleep(0.01)
         os.kill(first, 9)
         while handle.worker_pid in (None, first) and time.monotonic() < deadline:

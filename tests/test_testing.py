@@ -441,7 +441,8 @@ report(exists=d.directory.exists(), log=d.log())
     )
     directory = Path(str(inside["directory"]))
     assert directory.parent == tmp and directory.name.startswith("daemondeco-")
-    assert inside["files"] == ["daemon.log", "daemon.pid", "daemon.pid.state"]  # the state file: issue 8
+    # the state file (issue 8); the worker's pending exit record, from its monitor's start (issue 18)
+    assert inside["files"] == ["daemon.log", "daemon.pid", "daemon.pid.exit", "daemon.pid.state"]
     assert inside["pidfile"] == str(directory / "daemon.pid")
     assert after["exists"] is False and list(tmp.iterdir()) == []
     assert str(after["log"]).endswith("ready\nstopping serve\n"), "the log outlives its directory"
