@@ -167,7 +167,9 @@ def job_detach() -> None:
     if cand in ("daemondeco", "daemondeco-pidfile"):
         from daemondeco import daemon
 
-        opts = {"keep_fds": [REPORT]}
+        # ready="start": the start mechanism itself, as in every earlier figure (the default,
+        # ready="auto", adds startup_grace, 1 s, to the launcher's exit by design).
+        opts = {"keep_fds": [REPORT], "ready": "start"}
         if cand == "daemondeco-pidfile":
             opts["pidfile"] = os.path.join(tmp, f"dd-{os.getpid()}.pid")
         main = daemon(**opts)(body_report)
@@ -395,7 +397,7 @@ def job_launch() -> None:
         os._exit(0)
     if cand == "daemondeco-pidfile":
         # launcher: leaves with status 0 once ready; daemon: SIGTERM -> SystemExit -> interpreter exit
-        daemondeco.daemon(pidfile=CFG["pidfile"], keep_fds=[REPORT])(body_pid_sleep)()
+        daemondeco.daemon(pidfile=CFG["pidfile"], keep_fds=[REPORT], ready="start")(body_pid_sleep)()
     raise SystemExit(f"unknown candidate {cand!r}")
 
 

@@ -79,7 +79,7 @@ body()
     "daemondeco": _REPORT
     + """
 from daemondeco import daemon
-daemon(keep_fds=[R])(body)()
+daemon(keep_fds=[R], ready="start")(body)()  # the start itself: ready="auto" (the default) adds startup_grace
 """,
     "python-daemon": _REPORT
     + """
