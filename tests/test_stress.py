@@ -300,7 +300,7 @@ def supervised():
     while True:
         time.sleep(1)
 
-assert graceful().wait(timeout={HUGE})
+assert graceful().wait(timeout={HUGE}) == 0  # its exit code (issue 18)
 handle = worker()
 sup = supervised()
 assert handle.stop(timeout={HUGE}) and not handle.is_running()
