@@ -514,21 +514,12 @@ class Supervisor:
             self._finish(final)
         if uptime >= self.options.restart_reset_after:
             self.failures = 0
-        self.failures += 1
-        delay = _delay(self.options, self.failures)
-        planned = max(time.monotonic(), died + delay)
-        limit = self.options.start_limit
-        if limit is not None:
-            burst, interval = limit
-            recent = self.starts = [t for t in self.starts if t > planned - interval]
-            if len(recent) + 1 > burst:
-                _log(
-                    f"worker {worker.pid} {how}; start_limit={burst, interval} reached "
-                    f"({len(recent)} starts within {interval:g} s): giving up"
-                )
-                if worker.error is not None and worker.error.get("traceback"):
-                    _log("last worker traceback:\n" + worker.error["traceback"].rstrip("\n"))
-                self._finish(1)  # whatever the worker's status: 1 says "gave up" (daemon(8), systemd)
+        delay, planned, over_limit = self._next_attempt(died)
+        if over_limit is not None:
+            _log(f"worker {worker.pid} {how}; {over_limit}: giving up")
+            if worker.error is not None and worker.error.get("traceback"):
+                _log("last worker traceback:\n" + worker.error["traceback"].rstrip("\n"))
+            self._finish(1)  # whatever the worker's status: 1 says "gave up" (daemon(8), systemd)
         self.restarts += 1
         self.next_start = planned
         _log(f"worker {worker.pid} {how}; restarting in {delay:.3g} s (restart {self.restarts})")
@@ -550,21 +541,30 @@ class Supervisor:
         report_supervised(last_exit)  # _outcome
         self._record(worker_exited(last_exit))
 
-    def _retry_fork(self, exc: OSError) -> None:
-        """A worker could not be forked: try again after the usual backoff, within ``start_limit``."""
+    def _next_attempt(self, since: float) -> tuple[float, float, str | None]:
+        """One more failure: ``(delay, when the next worker starts, why not: past start_limit, or None)``.
+
+        The delay is the backoff, counted from *since* (a worker's exit, or now
+        for a fork that failed), never before now.
+        """
         self.failures += 1
         delay = _delay(self.options, self.failures)
-        planned = time.monotonic() + delay
+        planned = max(time.monotonic(), since + delay)
         limit = self.options.start_limit
         if limit is not None:
             burst, interval = limit
             recent = self.starts = [t for t in self.starts if t > planned - interval]
             if len(recent) + 1 > burst:
-                _log(
-                    f"cannot fork a worker: {exc}; start_limit={burst, interval} reached "
-                    f"({len(recent)} starts within {interval:g} s): giving up"
-                )
-                self._finish(1)
+                why = f"start_limit={burst, interval} reached ({len(recent)} starts within {interval:g} s)"
+                return delay, planned, why
+        return delay, planned, None
+
+    def _retry_fork(self, exc: OSError) -> None:
+        """A worker could not be forked: try again after the usual backoff, within ``start_limit``."""
+        delay, planned, over_limit = self._next_attempt(time.monotonic())
+        if over_limit is not None:
+            _log(f"cannot fork a worker: {exc}; {over_limit}: giving up")
+            self._finish(1)
         self.next_start = planned
         _log(f"cannot fork a worker: {exc}; trying again in {delay:.3g} s")
         self._record(restart_planned(int(min(planned, _FAR) * 1e9)))
