@@ -30,8 +30,8 @@ with mode ``0o600``:
   than finding no record in the moment between the worker's exit and the
   record;
 * else (or where the pidfile's directory cannot be written) in the private
-  per-user directory ``$TMPDIR/daemondeco-<uid>/<pid>.exit``
-  (``/tmp`` without ``$TMPDIR``), only while the caller lives; the handle
+  per-user directory ``<tmp>/daemondeco-<uid>/<pid>.exit`` (``_state.private_dir``:
+  ``tempfile.gettempdir()``, so ``$TMPDIR`` first), only while the caller lives; the handle
   removes it once it has read it.
 
 Schema (version 1)::
@@ -58,6 +58,7 @@ import time
 
 from ._errors import WorkerError
 from ._signals import signal_name
+from ._state import private_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,32 +92,13 @@ def exit_path(pidfile: str) -> str:
     return pidfile + ".exit"
 
 
-def _private_dir(*, create: bool) -> str | None:
-    """``$TMPDIR/daemondeco-<uid>``, ``0o700`` and ours, else None (another user could plant files there)."""
-    import stat
-
-    directory = os.path.join(os.environ.get("TMPDIR") or "/tmp", f"daemondeco-{os.getuid()}")
-    try:
-        if create:
-            try:
-                os.mkdir(directory, 0o700)
-            except FileExistsError:
-                pass
-        info = os.lstat(directory)
-    except OSError:
-        return None
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-        return None
-    return directory
-
-
 def anonymous_path(pid: int, *, create: bool = False) -> str | None:
     """The record of a worker without a pidfile (or whose pidfile's directory was not writable).
 
     Named by the pid only: the handle may not have seen the worker's start
     time (it ended at once); the record's ``identity`` tells a reused pid.
     """
-    directory = _private_dir(create=create)
+    directory = private_dir(create=create)
     if directory is None:
         return None
     return os.path.join(directory, f"{pid}.exit")

@@ -58,6 +58,7 @@ __all__ = [
     "became",
     "daemon_exit_record",
     "listening",
+    "private_dir",
     "read",
     "read_last_exit",
     "ready_after",
@@ -247,12 +248,13 @@ def state_path(pidfile: str) -> str:
     return pidfile + ".state"
 
 
-def anonymous_state_path(pid: int, *, create: bool = False) -> str | None:
-    """The state file of a supervisor without a pidfile, by its pid: in a private per-user directory.
+def private_dir(*, create: bool = False) -> str | None:
+    """``<tmp>/daemondeco-<uid>``, ``0o700`` and ours, else None (another user could plant or read files there).
 
-    ``<tmp>/daemondeco-<uid>/<pid>.state``, the directory ``0o700`` and ours
-    (else None: another user could plant or read files there). With
-    *create* the directory is made if missing.
+    ``<tmp>`` is ``tempfile.gettempdir()`` (``$TMPDIR``, else ``/tmp``...). With
+    *create* the directory is made if missing. The records of processes
+    without a pidfile live there: a supervisor's state file, a worker's
+    outcome (``_outcome``).
     """
     import tempfile
 
@@ -268,7 +270,13 @@ def anonymous_state_path(pid: int, *, create: bool = False) -> str | None:
         return None
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
         return None
-    return os.path.join(directory, f"{pid}.state")
+    return directory
+
+
+def anonymous_state_path(pid: int, *, create: bool = False) -> str | None:
+    """The state file of a supervisor without a pidfile, by its pid: ``<private_dir>/<pid>.state`` (or None)."""
+    directory = private_dir(create=create)
+    return None if directory is None else os.path.join(directory, f"{pid}.state")
 
 
 class StateFile:
