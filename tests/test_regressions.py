@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sysconfig
 
 import pytest
 from conftest import Sandbox, alive, proc_stat, read_pid, wait_exit, wait_until
@@ -48,6 +49,10 @@ SPINNING_APP = APP.replace(
 )
 
 
+@pytest.mark.skipif(
+    bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+    reason="the race window is held open by keeping the GIL (setswitchinterval); a free-threaded build has none",
+)
 def test_a_second_upgrade_sent_before_the_first_is_recorded_reports_its_real_outcome(sandbox: Sandbox) -> None:
     """Issue 17, point 5: the daemon ignores the second SIGUSR2; its sender must get the first's outcome."""
     assert SPINNING_APP.count("spin_when_asked") == 2
