@@ -298,6 +298,8 @@ def _cycles(sandbox: Sandbox, cycles: int) -> None:
         'ready="start", restart="on-failure", restart_delay=0.0, start_limit=None',
     )
     wait_until(lambda: len(runs(sandbox)) == 1)
+    # Once the first worker's readiness is relayed: until then the supervisor still holds the launcher's pipe.
+    wait_until(lambda: status_json(sandbox)[1].get("state") == "ready")
     before = open_fds(supervisor)
     (sandbox.path / "go").touch()
     wait_until(lambda: len(runs(sandbox)) == cycles + 1, timeout=60, what=f"{cycles} restarts")
